@@ -1,0 +1,45 @@
+"""cachier_like: persistent, stale-aware memoization with pluggable storage cores.
+
+Example:
+    >>> import tempfile
+    >>> from cachier_like import cached
+    >>> @cached(cache_dir=tempfile.mkdtemp())
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> double(21)
+    42
+"""
+
+from .config import (
+    disable_caching,
+    enable_caching,
+    get_default_params,
+    reset_default_params,
+    set_default_params,
+)
+from .decorator import CachedFunction, cached, cachier
+from .entry import Entry
+from .errors import BackendError, CachierLikeError, ConfigurationError, MissingDriverError
+from .keys import stable_hash
+from .serialize import PickleSerializer, Serializer
+
+__all__ = [
+    "BackendError",
+    "CachedFunction",
+    "CachierLikeError",
+    "ConfigurationError",
+    "Entry",
+    "MissingDriverError",
+    "PickleSerializer",
+    "Serializer",
+    "cached",
+    "cachier",
+    "disable_caching",
+    "enable_caching",
+    "get_default_params",
+    "reset_default_params",
+    "set_default_params",
+    "stable_hash",
+]
+
+__version__ = "0.1.0"

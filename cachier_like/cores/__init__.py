@@ -1,0 +1,55 @@
+"""Storage cores and the registry that builds them by backend name.
+
+Each core module is imported only when its backend is asked for, so
+``import cachier_like`` never imports a database driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDriverError
+from .base import Core, CoreStats
+
+__all__ = ["BACKENDS", "Core", "CoreStats", "make_core"]
+
+# backend name -> (module, class, pip extra that installs its driver, driver module)
+BACKENDS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "memory": ("cachier_like.cores.memory", "MemoryCore", None, None),
+    "pickle": ("cachier_like.cores.pickle", "PickleCore", None, None),
+}
+
+
+def core_class(backend: str) -> type[Core]:
+    """Import and return the core class registered under ``backend``.
+
+    Example:
+        >>> core_class("memory").__name__
+        'MemoryCore'
+    """
+    try:
+        module_name, class_name, extra, driver = BACKENDS[backend]
+    except KeyError:
+        valid = ", ".join(repr(name) for name in BACKENDS)
+        raise ConfigurationError(f"unknown backend {backend!r}; valid backends: {valid}") from None
+    if driver is not None:
+        try:
+            importlib.import_module(driver)
+        except ImportError as exc:
+            raise MissingDriverError(
+                f"backend {backend!r} needs the {driver!r} package: "
+                f"pip install 'cachier_like[{extra}]'"
+            ) from exc
+    cls: type[Core] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def make_core(backend: str, namespace: str, **options: Any) -> Core:
+    """Build the core for ``backend`` with the options it accepts.
+
+    Example:
+        >>> make_core("memory", "demo.f").namespace
+        'demo.f'
+    """
+    return core_class(backend)(namespace, **options)

@@ -1,0 +1,89 @@
+"""The interface every storage core implements.
+
+Cores only store, claim and wait; every policy decision (freshness, who computes,
+fail-open) is made once, in :mod:`cachier_like.policy`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..entry import Entry
+
+
+@dataclass(frozen=True)
+class CoreStats:
+    """What a core holds for one function, for the CLI and metrics."""
+
+    entries: int
+    total_bytes: int | None
+    oldest: float | None
+    newest: float | None
+    claims: int
+
+
+class Core(abc.ABC):
+    """Storage for one decorated function's entries and calculation claims."""
+
+    #: Whether keys must be stable across processes (False lets the memory core use
+    #: cheaper in-process keys).
+    stable_keys: ClassVar[bool] = True
+    #: Whether operations do I/O; the async wrapper runs blocking cores in a thread.
+    blocking: ClassVar[bool] = True
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    @abc.abstractmethod
+    def get(self, key: Hashable) -> Entry | None:
+        """Return the entry stored under ``key``, or None (missing or unreadable)."""
+
+    @abc.abstractmethod
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Store ``entry``; return False when it was not stored (too large)."""
+
+    @abc.abstractmethod
+    def delete(self, key: Hashable) -> None:
+        """Remove the entry under ``key`` if there is one."""
+
+    @abc.abstractmethod
+    def clear(self) -> int:
+        """Remove every entry of this function; return how many were removed."""
+
+    @abc.abstractmethod
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """Atomically become the one caller calculating ``key``.
+
+        True for exactly one caller while its claim holds. A claim must not outlive a
+        dead calculator: it expires after ``lease_s`` or with the owning process.
+        """
+
+    @abc.abstractmethod
+    def release(self, key: Hashable) -> None:
+        """End this caller's claim on ``key`` and wake its waiters."""
+
+    @abc.abstractmethod
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Block until the claim on ``key`` ends or ``timeout_s`` passes (None: no limit).
+
+        Returns the entry stored under ``key`` at that moment, or None.
+        """
+
+    @abc.abstractmethod
+    def clear_claims(self) -> int:
+        """Drop every calculation claim of this function; return how many."""
+
+    @abc.abstractmethod
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """Remove entries calculated more than ``older_than_s`` before ``now``."""
+
+    @abc.abstractmethod
+    def stats(self) -> CoreStats:
+        """Summarise this function's entries."""
+
+    def location(self) -> str | None:
+        """Where the entries live on disk, for ``cache_dpath()``; None if not on disk."""
+        return None

@@ -1,0 +1,146 @@
+"""In-process core: a dict guarded by a condition variable, with optional LRU bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from ..entry import Entry
+from ..serialize import DEFAULT_SERIALIZER, Serializer
+from .base import Core, CoreStats
+
+
+class MemoryCore(Core):
+    """Entries live in this process only; thread-safe.
+
+    ``max_entries`` bounds the store, evicting the least recently used entry.
+
+    Example:
+        >>> core = MemoryCore("demo")
+        >>> core.set("k", Entry(1, 0.0))
+        True
+        >>> core.get("k").value
+        1
+    """
+
+    stable_keys = False
+    blocking = False
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        max_entries: int | None = None,
+        size_limit: int | None = None,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        super().__init__(namespace)
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, not {max_entries}")
+        self._max_entries = max_entries
+        self._size_limit = size_limit
+        self._serializer = serializer
+        self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
+            OrderedDict() if max_entries is not None else {}
+        )
+        self._cond = threading.Condition(threading.Lock())
+        self._claims: dict[Hashable, float] = {}  # key -> lease expiry (monotonic)
+        if max_entries is None:
+            # Unbounded: a dict read is atomic under the GIL, no lock needed on a hit.
+            self.get = self._data.get  # type: ignore[method-assign, assignment]
+
+    def get(self, key: Hashable) -> Entry | None:
+        """Return the entry for ``key`` and mark it recently used."""
+        with self._cond:
+            entry = self._data.get(key)
+            if entry is not None:
+                self._data.move_to_end(key)  # type: ignore[union-attr]
+            return entry
+
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
+        if self._size_limit is not None:
+            if len(self._serializer.dumps(entry.value)) > self._size_limit:
+                return False
+        with self._cond:
+            self._data[key] = entry
+            if self._max_entries is not None:
+                data: OrderedDict[Hashable, Entry] = self._data  # type: ignore[assignment]
+                data.move_to_end(key)
+                while len(data) > self._max_entries:
+                    data.popitem(last=False)
+            self._cond.notify_all()
+        return True
+
+    def delete(self, key: Hashable) -> None:
+        """Remove ``key``."""
+        with self._cond:
+            self._data.pop(key, None)
+
+    def clear(self) -> int:
+        """Remove every entry."""
+        with self._cond:
+            count = len(self._data)
+            self._data.clear()
+            return count
+
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """Claim ``key`` unless a live claim holds it."""
+        now = time.monotonic()
+        with self._cond:
+            expiry = self._claims.get(key)
+            if expiry is not None and expiry > now:
+                return False
+            self._claims[key] = now + lease_s
+            return True
+
+    def release(self, key: Hashable) -> None:
+        """End the claim and wake waiters."""
+        with self._cond:
+            self._claims.pop(key, None)
+            self._cond.notify_all()
+
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Sleep on the condition until the claim ends, its lease lapses, or timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                expiry = self._claims.get(key)
+                if expiry is None or expiry <= now:
+                    break
+                limit = expiry if deadline is None else min(expiry, deadline)
+                if deadline is not None and now >= deadline:
+                    break
+                self._cond.wait(limit - now)
+            return self._data.get(key)
+
+    def clear_claims(self) -> int:
+        """Drop every claim and wake waiters."""
+        with self._cond:
+            count = len(self._claims)
+            self._claims.clear()
+            self._cond.notify_all()
+            return count
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """Remove entries older than ``older_than_s``."""
+        with self._cond:
+            old = [k for k, e in self._data.items() if now - e.timestamp > older_than_s]
+            for key in old:
+                del self._data[key]
+            return len(old)
+
+    def stats(self) -> CoreStats:
+        """Count entries (sizes are not measured in memory)."""
+        with self._cond:
+            stamps = [e.timestamp for e in self._data.values()]
+            return CoreStats(
+                entries=len(stamps),
+                total_bytes=None,
+                oldest=min(stamps, default=None),
+                newest=max(stamps, default=None),
+                claims=len(self._claims),
+            )

@@ -1,0 +1,338 @@
+"""File core: one file per entry under ``cache_dir``, shared safely by many processes.
+
+Layout for a function whose namespace is ``pkg.mod.f``::
+
+    <cache_dir>/pkg.mod.f/<key>.entry      header (magic, timestamp) + payload
+    <cache_dir>/pkg.mod.f/<key>.<pid>.<tid>.tmp   a write in progress
+    <cache_dir>/pkg.mod.f/.claims/<key>.lock      calculation claims (flock)
+
+Entries are written to a temporary file and renamed into place, so a reader sees the
+old file or the new one, never half of one. Claims are ``flock`` locks: the kernel
+drops them when the calculating process dies, so no waiter is blocked by a dead one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Hashable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from ..entry import Entry
+from ..errors import BackendError
+from ..keys import stable_hash
+from ..serialize import DEFAULT_SERIALIZER, Serializer
+from .base import Core, CoreStats
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"CLKE\x01\x00\x00\x00"
+_HEADER = struct.Struct("<8sd")
+HEADER_SIZE = _HEADER.size
+_ENTRY_SUFFIX = ".entry"
+_READ_CHUNK = 1 << 16
+_WAIT_MIN_S = 0.001
+_WAIT_MAX_S = 0.05
+_MAX_DIRNAME = 180
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def namespace_dirname(namespace: str) -> str:
+    """Map a namespace to one safe directory name, injectively.
+
+    Example:
+        >>> namespace_dirname("pkg.mod.f.<locals>.g")
+        'pkg.mod.f.%3Clocals%3E.g'
+    """
+    name = quote(namespace, safe="")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) > _MAX_DIRNAME:
+        name = name[: _MAX_DIRNAME - 34] + "~" + stable_hash(namespace)
+    return name
+
+
+def _is_locked(path: str) -> bool:
+    """Whether another open file holds an exclusive flock on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def encode_entry(timestamp: float, payload: bytes) -> bytes:
+    """The bytes of an entry file."""
+    return _HEADER.pack(MAGIC, timestamp) + payload
+
+
+class PickleCore(Core):
+    """Entries as files under ``cache_dir``; claims as ``flock`` lock files.
+
+    Example:
+        >>> import tempfile
+        >>> core = PickleCore("demo.f", cache_dir=tempfile.mkdtemp())
+        >>> core.set("k", Entry([1, 2], 0.0))
+        True
+        >>> core.get("k").value
+        [1, 2]
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        cache_dir: str | os.PathLike[str],
+        size_limit: int | None = None,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        super().__init__(namespace)
+        self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
+        self._dir = str(self.directory)
+        self._claims_dir = os.path.join(self._dir, ".claims")
+        self._size_limit = size_limit
+        self._serializer = serializer
+        self._held: dict[str, int] = {}
+        self._pid_tag = f".{os.getpid()}."
+
+    def location(self) -> str:
+        """The directory holding this function's entries."""
+        return self._dir
+
+    # -- entries -------------------------------------------------------------------
+
+    def _name(self, key: Hashable) -> str:
+        # Keys made by KeyMaker are already hex digests; anything else is hashed.
+        if isinstance(key, str) and key.isalnum() and key.islower() and len(key) <= 64:
+            return key
+        return stable_hash(key)
+
+    def _read(self, path: str) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackendError(f"cannot read {path}: {exc}") from exc
+        try:
+            data = os.read(fd, _READ_CHUNK)
+            if len(data) == _READ_CHUNK:
+                chunks = [data]
+                while chunk := os.read(fd, max(_READ_CHUNK, os.fstat(fd).st_size)):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            return data
+        finally:
+            os.close(fd)
+
+    def get(self, key: Hashable) -> Entry | None:
+        """Read one entry file; an unreadable one is a miss and a warning."""
+        path = self._dir + "/" + self._name(key) + _ENTRY_SUFFIX
+        data = self._read(path)
+        if data is None:
+            return None
+        if len(data) < HEADER_SIZE or data[:8] != MAGIC:
+            logger.warning("ignoring corrupted cache entry %s (bad header)", path)
+            return None
+        timestamp = _HEADER.unpack_from(data)[1]
+        try:
+            value = self._serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
+        except Exception as exc:
+            logger.warning("ignoring unreadable cache entry %s: %r", path, exc)
+            return None
+        return Entry(value, timestamp)
+
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Write the entry to a temporary file, then rename it into place."""
+        payload = self._serializer.dumps(entry.value)
+        if self._size_limit is not None and len(payload) > self._size_limit:
+            return False
+        name = self._name(key)
+        final = self._dir + "/" + name + _ENTRY_SUFFIX
+        tmp = f"{self._dir}/{name}{self._pid_tag}{threading.get_ident()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC
+        try:
+            try:
+                fd = os.open(tmp, flags, 0o666)
+            except FileNotFoundError:
+                os.makedirs(self._dir, exist_ok=True)
+                fd = os.open(tmp, flags, 0o666)
+            try:
+                view = memoryview(encode_entry(entry.timestamp, payload))
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise BackendError(f"cannot write {final}: {exc}") from exc
+        return True
+
+    def delete(self, key: Hashable) -> None:
+        """Remove one entry file."""
+        try:
+            os.unlink(self._dir + "/" + self._name(key) + _ENTRY_SUFFIX)
+        except FileNotFoundError:
+            pass
+
+    def _files(self, suffix: str) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(self._dir) as it:
+                for item in it:
+                    if item.name.endswith(suffix) and item.is_file():
+                        yield item
+        except FileNotFoundError:
+            return
+
+    def clear(self) -> int:
+        """Remove this function's entry files and leftover temporary files."""
+        removed = 0
+        for item in list(self._files(_ENTRY_SUFFIX)) + list(self._files(".tmp")):
+            try:
+                os.unlink(item.path)
+                removed += item.name.endswith(_ENTRY_SUFFIX)
+            except FileNotFoundError:
+                pass
+        return removed
+
+    # -- claims --------------------------------------------------------------------
+
+    def _lock_path(self, key: Hashable) -> str:
+        return self._claims_dir + "/" + self._name(key) + ".lock"
+
+    def _open_lock(self, key: Hashable) -> int:
+        path = self._lock_path(key)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+        except FileNotFoundError:
+            os.makedirs(self._claims_dir, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """Take an exclusive ``flock`` on the key's lock file, without blocking.
+
+        The lease is the process's life: the kernel releases the lock if it dies.
+        """
+        name = self._name(key)
+        if name in self._held:
+            return False  # another thread of this process holds it
+        try:
+            fd = self._open_lock(key)
+        except OSError as exc:
+            raise BackendError(f"cannot create claim for {name}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        if self._held.setdefault(name, fd) != fd:
+            os.close(fd)
+            return False
+        return True
+
+    def release(self, key: Hashable) -> None:
+        """Unlock and close the key's lock file (the file stays for reuse)."""
+        fd = self._held.pop(self._name(key), None)
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+    def _claimed(self, key: Hashable) -> bool:
+        return _is_locked(self._lock_path(key))
+
+
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Poll the claim with exponential back-off (1 ms to 50 ms) until it ends."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _WAIT_MIN_S
+        while self._claimed(key):
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                delay = min(delay, remaining)
+            time.sleep(delay)
+            delay = min(delay * 2, _WAIT_MAX_S)
+        return self.get(key)
+
+    def clear_claims(self) -> int:
+        """Delete every lock file (a reset for markers left by a bad state)."""
+        removed = 0
+        try:
+            with os.scandir(self._claims_dir) as it:
+                for item in it:
+                    try:
+                        os.unlink(item.path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+        return removed
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def _stamp(self, path: str) -> float | None:
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(HEADER_SIZE)
+        except OSError:
+            return None
+        if len(header) < HEADER_SIZE or header[:8] != MAGIC:
+            return None
+        return float(_HEADER.unpack(header)[1])
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """Remove entry files (and corrupted ones) calculated before ``now - older_than_s``."""
+        removed = 0
+        for item in list(self._files(_ENTRY_SUFFIX)):
+            stamp = self._stamp(item.path)
+            if stamp is None or now - stamp > older_than_s:
+                try:
+                    os.unlink(item.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def stats(self) -> CoreStats:
+        """Count entry files, their bytes and timestamps."""
+        stamps: list[float] = []
+        total = 0
+        for item in self._files(_ENTRY_SUFFIX):
+            try:
+                total += item.stat().st_size
+            except FileNotFoundError:
+                continue
+            stamp = self._stamp(item.path)
+            if stamp is not None:
+                stamps.append(stamp)
+        claims = 0
+        try:
+            with os.scandir(self._claims_dir) as it:
+                claims = sum(
+                    1 for item in it if item.name.endswith(".lock") and _is_locked(item.path)
+                )
+        except FileNotFoundError:
+            pass
+        return CoreStats(
+            entries=len(stamps),
+            total_bytes=total,
+            oldest=min(stamps, default=None),
+            newest=max(stamps, default=None),
+            claims=claims,
+        )

@@ -1,0 +1,537 @@
+"""``@cached``: the decorator, the wrapper it returns, and its per-call controls."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable, Coroutine, Hashable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from . import config
+from .alerts import FailureReporter
+from .entry import Entry
+from .errors import ConfigurationError
+from .keys import HashFunc
+from .options import OptionResolver, Options
+from .policy import (
+    CORE,
+    Call,
+    CoreFailure,
+    Flow,
+    background_refresh_flow,
+    compute_and_store,
+    drive_async,
+    drive_sync,
+    miss_flow,
+)
+from .serialize import Serializer
+
+logger = logging.getLogger("cachier_like")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: cachier's per-call keywords, honoured unless the function declares the name itself.
+CONTROL_KEYWORDS = frozenset(
+    {
+        "cachier__skip_cache",
+        "cachier__overwrite_cache",
+        "cachier__verbose",
+        "cachier__allow_none",
+        "max_age",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallControls:
+    """Per-call overrides taken from cachier-style keywords."""
+
+    skip: bool = False
+    overwrite: bool = False
+    verbose: bool = False
+    allow_none: bool | None = None
+    max_age: float | None = None
+
+
+_NO_CONTROLS = CallControls()
+
+
+def _is_fresh(entry: Entry, bound: float | None, now: float) -> bool:
+    return bound is None or now - entry.timestamp <= bound
+
+
+class CachedFunction(Generic[P, R]):
+    """A function wrapped by :func:`cached`; call it like the original.
+
+    Example:
+        >>> from cachier_like import cached
+        >>> @cached(backend="memory")
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square(3), square.cached_entry(3).value
+        (9, 9)
+        >>> square.clear_cache()
+    """
+
+    def __init__(
+        self, func: Callable[P, R], explicit: dict[str, Any], namespace: str | None
+    ) -> None:
+        functools.update_wrapper(self, func)
+        self.__wrapped__ = func
+        self._func = func
+        self._is_async = inspect.iscoroutinefunction(func)
+        params = list(inspect.signature(func).parameters)
+        is_method = bool(params) and params[0] == "self"
+        allow_methods = explicit.get(
+            "allow_non_static_methods", config.get_default_params()["allow_non_static_methods"]
+        )
+        if is_method and not allow_methods:
+            raise TypeError(
+                f"{func.__qualname__} looks like an instance method (first parameter 'self'); "
+                "its cache would be shared by every instance. Pass "
+                "allow_non_static_methods=True to cache it anyway (self is left out of keys)."
+            )
+        self.namespace = namespace or f"{func.__module__}.{func.__qualname__}"
+        self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
+        self._opts = self._resolver.resolve()
+        self._reporter = FailureReporter(self.namespace)
+        self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
+        self._refreshing: set[Hashable] = set()
+        self._refresh_lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_cleanup = 0.0
+        if self._is_async and hasattr(inspect, "markcoroutinefunction"):
+            inspect.markcoroutinefunction(self)
+
+    def __repr__(self) -> str:
+        return f"<cached function {self.namespace} on {type(self._opts.core).__name__}>"
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Bind like a plain function, so the wrapper works as a method.
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    # -- the call path -----------------------------------------------------------
+
+    def _current(self) -> Options:
+        opts = self._opts
+        if opts.version != config._version:
+            opts = self._opts = self._resolver.resolve()
+        return opts
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        opts = self._opts
+        if opts.version != config._version:
+            opts = self._current()
+        controls = _NO_CONTROLS
+        if kwargs and not self._controls.isdisjoint(kwargs):
+            controls = self._take_controls(kwargs)
+        if self._is_async:
+            return cast(R, self._acall(args, kwargs, opts, controls))
+        if not opts.enabled or controls.skip:
+            return self._func(*args, **kwargs)
+        key = opts.keys.key(args, kwargs)
+        call: Call = (self._func, args, kwargs)
+        if controls.overwrite:
+            flow = compute_and_store(self._reporter, opts, key, call, self._allow_none(opts, controls))
+            return cast(R, drive_sync(flow))
+        if opts.cleanup_stale:
+            self._maybe_cleanup(opts)
+        if controls is _NO_CONTROLS:
+            # The hit fast path: one core read and a freshness check.
+            try:
+                entry = opts.core.get(key)
+            except Exception as exc:
+                self._reporter.report("read", exc, opts.raise_on_error)
+                return self._func(*args, **kwargs)
+            if (
+                entry is not None
+                and (entry.value is not None or opts.allow_none)
+                and (opts.stale_after is None or time.time() - entry.timestamp <= opts.stale_after)
+            ):
+                return cast(R, entry.value)
+            return cast(R, drive_sync(self._call_flow(key, call, opts, controls, entry, True)))
+        return cast(R, drive_sync(self._call_flow(key, call, opts, controls, None, False)))
+
+    async def _acall(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
+    ) -> Any:
+        func = cast(Callable[..., Coroutine[Any, Any, Any]], self._func)
+        if not opts.enabled or controls.skip:
+            return await func(*args, **kwargs)
+        key = opts.keys.key(args, kwargs)
+        call: Call = (func, args, kwargs)
+        blocking = opts.core.blocking
+        if controls.overwrite:
+            allow_none = self._allow_none(opts, controls)
+            return await drive_async(
+                compute_and_store(self._reporter, opts, key, call, allow_none), blocking
+            )
+        if opts.cleanup_stale:
+            self._maybe_cleanup(opts)
+        return await drive_async(self._call_flow(key, call, opts, controls, None, False), blocking)
+
+    @staticmethod
+    def _allow_none(opts: Options, controls: CallControls) -> bool:
+        return opts.allow_none if controls.allow_none is None else controls.allow_none
+
+    def _take_controls(self, kwargs: dict[str, Any]) -> CallControls:
+        found = {name: kwargs.pop(name) for name in self._controls if name in kwargs}
+        max_age = found.get("max_age")
+        return CallControls(
+            skip=bool(found.get("cachier__skip_cache", False)),
+            overwrite=bool(found.get("cachier__overwrite_cache", False)),
+            verbose=bool(found.get("cachier__verbose", False)),
+            allow_none=found.get("cachier__allow_none"),
+            max_age=config.as_seconds(max_age, "max_age") if max_age is not None else None,
+        )
+
+    def _call_flow(
+        self,
+        key: Hashable,
+        call: Call,
+        opts: Options,
+        controls: CallControls,
+        entry: Entry | None,
+        have_entry: bool,
+    ) -> Flow:
+        """Read (unless already read), then serve, serve stale and refresh, or compute."""
+        if not have_entry:
+            try:
+                entry = yield (CORE, opts.core.get, (key,))
+            except CoreFailure as failure:
+                self._reporter.report("read", failure.error, opts.raise_on_error)
+                func, args, kwargs = call
+                return (yield (0, func, (args, kwargs)))
+        allow_none = self._allow_none(opts, controls)
+        bound = opts.stale_after
+        if controls.max_age is not None:
+            bound = controls.max_age if bound is None else min(bound, controls.max_age)
+        verbose = controls.verbose
+        if entry is not None and (entry.value is not None or allow_none):
+            now = time.time()
+            if _is_fresh(entry, bound, now):
+                if verbose:
+                    logger.info("%s: cache hit for key %s", self.namespace, key)
+                return entry.value
+            if (
+                opts.next_time
+                and not _is_fresh(entry, opts.stale_after, now)
+                and (controls.max_age is None or _is_fresh(entry, controls.max_age, now))
+            ):
+                if verbose:
+                    logger.info("%s: stale hit for key %s; refreshing", self.namespace, key)
+                self._start_refresh(key, call, opts, entry, allow_none)
+                return entry.value
+        if verbose:
+            state = "stale" if entry is not None else "missing"
+            logger.info("%s: %s entry for key %s; calculating", self.namespace, state, key)
+        return (yield from miss_flow(self._reporter, opts, key, call, entry, allow_none))
+
+    # -- background work ---------------------------------------------------------
+
+    def _start_refresh(
+        self, key: Hashable, call: Call, opts: Options, seen: Entry, allow_none: bool
+    ) -> None:
+        """Refresh ``key`` in the background unless this process already is."""
+        with self._refresh_lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+        flow = background_refresh_flow(self._reporter, opts, key, call, seen, allow_none)
+        if self._is_async:
+            task = asyncio.get_running_loop().create_task(self._refresh_async(key, flow, opts))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            thread = threading.Thread(
+                target=self._refresh_sync,
+                args=(key, flow),
+                name=f"cachier_like-refresh-{self.namespace}",
+                daemon=True,
+            )
+            thread.start()
+
+    def _refresh_sync(self, key: Hashable, flow: Flow) -> None:
+        try:
+            drive_sync(flow)
+        except Exception:
+            logger.warning("%s: background refresh failed", self.namespace, exc_info=True)
+        finally:
+            with self._refresh_lock:
+                self._refreshing.discard(key)
+
+    async def _refresh_async(self, key: Hashable, flow: Flow, opts: Options) -> None:
+        try:
+            await drive_async(flow, opts.core.blocking)
+        except Exception:
+            logger.warning("%s: background refresh failed", self.namespace, exc_info=True)
+        finally:
+            with self._refresh_lock:
+                self._refreshing.discard(key)
+
+    def _maybe_cleanup(self, opts: Options) -> None:
+        """At most once per ``cleanup_interval``, purge stale entries in a thread."""
+        now = time.time()
+        if opts.stale_after is None or now < self._next_cleanup:
+            return
+        with self._refresh_lock:
+            if now < self._next_cleanup:
+                return
+            self._next_cleanup = now + opts.cleanup_interval
+        stale_after = opts.stale_after
+
+        def purge() -> None:
+            try:
+                removed = opts.core.purge_stale(stale_after, time.time())
+                logger.debug("%s: purged %d stale entries", self.namespace, removed)
+            except Exception as exc:
+                self._reporter.report("cleanup", exc, raise_on_error=False)
+
+        threading.Thread(target=purge, name="cachier_like-cleanup", daemon=True).start()
+
+    # -- per-call controls and maintenance ------------------------------------------
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute the value for these arguments and store it, ignoring any entry.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def now_ish(x: int) -> int:
+            ...     return x
+            >>> now_ish.refresh(1)
+            1
+        """
+        return self(*args, cachier__overwrite_cache=True, **kwargs)  # type: ignore[arg-type]
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function directly: no read, no write.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x + 1
+            >>> f.uncached(1), f.cached_entry(1)
+            (2, None)
+        """
+        return self._func(*args, **kwargs)
+
+    def cached_entry(self, *args: P.args, **kwargs: P.kwargs) -> Entry | None:
+        """Return the stored :class:`Entry` for these arguments, fresh or not, or None.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x
+            >>> f(5); f.cached_entry(5).value
+            5
+            5
+        """
+        opts = self._current()
+        return opts.core.get(opts.keys.key(args, kwargs))
+
+    def precache_value(self, *args: Any, value_to_cache: Any, **kwargs: Any) -> Any:
+        """Store ``value_to_cache`` as the result for these arguments; return it.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     raise RuntimeError("not called")
+            >>> f.precache_value(1, value_to_cache=10)
+            10
+            >>> f(1)
+            10
+        """
+        opts = self._current()
+        opts.core.set(opts.keys.key(args, kwargs), Entry(value_to_cache, time.time()))
+        return value_to_cache
+
+    def clear_cache(self) -> int:
+        """Remove every entry of this function (no other function's); return how many.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x
+            >>> f(1); f(2); f.clear_cache()
+            1
+            2
+            2
+        """
+        return self._current().core.clear()
+
+    def clear_being_calculated(self) -> int:
+        """Drop every in-progress calculation claim of this function (a reset).
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x
+            >>> f.clear_being_calculated()
+            0
+        """
+        return self._current().core.clear_claims()
+
+    def cache_dpath(self) -> str | None:
+        """The directory holding this function's entries (pickle core), else None.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x
+            >>> f.cache_dpath() is None
+            True
+        """
+        return self._current().core.location()
+
+    @property
+    def core(self) -> Any:
+        """The storage core currently serving this function."""
+        return self._current().core
+
+
+class Decorator:
+    """What ``cached(...)`` returns: apply it to functions, each gets its own cache."""
+
+    def __init__(self, explicit: dict[str, Any], namespace: str | None) -> None:
+        self._explicit = explicit
+        self._namespace = namespace
+
+    def __call__(self, func: Callable[P, R]) -> CachedFunction[P, R]:
+        if isinstance(func, (staticmethod, classmethod)):
+            raise TypeError(
+                "apply @cached below @staticmethod/@classmethod, "
+                "e.g. @staticmethod then @cached() then def"
+            )
+        if not callable(func):
+            raise TypeError(f"@cached needs a function, not {type(func).__name__}")
+        return CachedFunction(func, dict(self._explicit), self._namespace)
+
+
+_UNSET: Any = object()
+
+
+@overload
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+@overload
+def cached(
+    func: None = None,
+    /,
+    *,
+    backend: str = ...,
+    hash_func: HashFunc | None = ...,
+    cache_dir: str | Any | None = ...,
+    stale_after: timedelta | float | None = ...,
+    next_time: bool = ...,
+    wait_for_calc_timeout: timedelta | float | None = ...,
+    allow_none: bool = ...,
+    entry_size_limit: int | str | None = ...,
+    cleanup_stale: bool = ...,
+    cleanup_interval: timedelta | float = ...,
+    allow_non_static_methods: bool = ...,
+    namespace: str | None = ...,
+    max_entries: int | None = ...,
+    serializer: Serializer = ...,
+    raise_on_error: bool = ...,
+    lease: timedelta | float = ...,
+    redis_client: Any = ...,
+    mongetter: Any = ...,
+    sql_engine: Any = ...,
+    pickle_reload: bool = ...,
+    separate_files: bool = ...,
+) -> Decorator: ...
+
+
+def cached(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    backend: str = _UNSET,
+    hash_func: HashFunc | None = _UNSET,
+    cache_dir: str | Any | None = _UNSET,
+    stale_after: timedelta | float | None = _UNSET,
+    next_time: bool = _UNSET,
+    wait_for_calc_timeout: timedelta | float | None = _UNSET,
+    allow_none: bool = _UNSET,
+    entry_size_limit: int | str | None = _UNSET,
+    cleanup_stale: bool = _UNSET,
+    cleanup_interval: timedelta | float = _UNSET,
+    allow_non_static_methods: bool = _UNSET,
+    namespace: str | None = None,
+    max_entries: int | None = _UNSET,
+    serializer: Serializer = _UNSET,
+    raise_on_error: bool = _UNSET,
+    lease: timedelta | float = _UNSET,
+    redis_client: Any = _UNSET,
+    mongetter: Any = _UNSET,
+    sql_engine: Any = _UNSET,
+    pickle_reload: bool = _UNSET,
+    separate_files: bool = _UNSET,
+) -> CachedFunction[P, R] | Decorator:
+    """Memoize a function in a storage core (pickle files by default).
+
+    Options left out follow the global defaults (:func:`set_default_params`), even
+    when those change later. ``pickle_reload`` and ``separate_files`` are accepted for
+    cachier compatibility and ignored: entries are always one file each.
+
+    Example:
+        >>> import tempfile
+        >>> from datetime import timedelta
+        >>> from cachier_like import cached
+        >>> @cached(cache_dir=tempfile.mkdtemp(), stale_after=timedelta(hours=1))
+        ... def slow_add(a: int, b: int) -> int:
+        ...     return a + b
+        >>> slow_add(1, 2)
+        3
+        >>> slow_add.cached_entry(1, 2).value
+        3
+    """
+    given = {
+        "backend": backend,
+        "hash_func": hash_func,
+        "cache_dir": cache_dir,
+        "stale_after": stale_after,
+        "next_time": next_time,
+        "wait_for_calc_timeout": wait_for_calc_timeout,
+        "allow_none": allow_none,
+        "entry_size_limit": entry_size_limit,
+        "cleanup_stale": cleanup_stale,
+        "cleanup_interval": cleanup_interval,
+        "allow_non_static_methods": allow_non_static_methods,
+        "max_entries": max_entries,
+        "serializer": serializer,
+        "raise_on_error": raise_on_error,
+        "lease": lease,
+        "redis_client": redis_client,
+        "mongetter": mongetter,
+        "sql_engine": sql_engine,
+    }
+    explicit = {name: value for name, value in given.items() if value is not _UNSET}
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ConfigurationError(f"namespace must be a non-empty string, not {namespace!r}")
+    decorator = Decorator(explicit, namespace)
+    if func is not None:
+        return decorator(func)
+    return decorator
+
+
+#: cachier's name for :func:`cached`, for drop-in migration.
+cachier = cached

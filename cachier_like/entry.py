@@ -1,0 +1,33 @@
+"""The immutable record a core stores for one cached call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One cached result.
+
+    ``timestamp`` is the wall-clock time (seconds since the epoch, UTC) at which the
+    value was calculated; it is what staleness is measured against.
+
+    Example:
+        >>> e = Entry(value=42, timestamp=0.0)
+        >>> e.time.isoformat()
+        '1970-01-01T00:00:00+00:00'
+    """
+
+    value: Any
+    timestamp: float
+
+    @property
+    def time(self) -> datetime:
+        """The calculation time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.timestamp, tz=timezone.utc)
+
+    def age(self, now: float) -> float:
+        """Seconds since the value was calculated, as of ``now`` (a ``time.time()``)."""
+        return now - self.timestamp

@@ -1,0 +1,23 @@
+"""Exceptions raised by cachier_like."""
+
+from __future__ import annotations
+
+
+class CachierLikeError(Exception):
+    """Base class of every error this library raises on its own."""
+
+
+class BackendError(CachierLikeError):
+    """A storage core failed (server unreachable, disk full, permission denied).
+
+    The decorator catches it, logs a warning and returns the computed value
+    (fail-open) unless the function was decorated with ``raise_on_error=True``.
+    """
+
+
+class MissingDriverError(CachierLikeError, ImportError):
+    """A core's driver is not installed; the message names the extra to install."""
+
+
+class ConfigurationError(CachierLikeError, ValueError):
+    """An option or default parameter has an invalid name or value."""

@@ -1,0 +1,134 @@
+"""Resolving one function's effective options: its own, overlaid on the global defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import config
+from .cores import Core, core_class
+from .errors import ConfigurationError
+from .keys import HashFunc, KeyMaker
+from .serialize import DEFAULT_SERIALIZER, Serializer
+
+# Options that only some cores take; passed on when set and accepted by the core.
+_CORE_OPTION_NAMES = ("max_entries", "redis_client", "mongetter", "sql_engine")
+_CONNECTION_OPTION = {"redis": "redis_client", "mongo": "mongetter", "sql": "sql_engine"}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything the call path needs, resolved and validated."""
+
+    version: int
+    enabled: bool
+    core: Core
+    keys: KeyMaker
+    stale_after: float | None
+    next_time: bool
+    wait_timeout: float | None  # None: wait as long as the calculator's claim holds
+    allow_none: bool
+    cleanup_stale: bool
+    cleanup_interval: float
+    raise_on_error: bool
+    lease: float
+
+
+def _flag(merged: Mapping[str, Any], name: str) -> bool:
+    value = merged[name]
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _core_signature(merged: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        merged["backend"],
+        merged["cache_dir"],
+        merged["entry_size_limit"],
+        merged["hash_func"],
+        tuple(sorted((k, id(v)) for k, v in extra.items())),
+    )
+
+
+class OptionResolver:
+    """Keeps one function's options current with the global defaults.
+
+    The core is rebuilt only when an option it depends on changes.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        namespace: str,
+        explicit: Mapping[str, Any],
+        skip_first: bool,
+    ) -> None:
+        self._func = func
+        self._namespace = namespace
+        self._explicit = dict(explicit)
+        self._skip_first = skip_first
+        self._core: Core | None = None
+        self._keys: KeyMaker | None = None
+        self._core_sig: tuple[Any, ...] | None = None
+
+    def resolve(self) -> Options:
+        """Build the options for the current global defaults (validated)."""
+        version = config.version()
+        merged = {**config.get_default_params(), **self._explicit}
+        extra = {k: self._explicit[k] for k in _CORE_OPTION_NAMES if k in self._explicit}
+        # A global connection default applies only to functions on its backend.
+        connection = _CONNECTION_OPTION.get(merged["backend"])
+        if connection and connection not in extra and merged.get(connection) is not None:
+            extra[connection] = merged[connection]
+        serializer: Serializer = self._explicit.get("serializer", DEFAULT_SERIALIZER)
+        signature = _core_signature(merged, extra)
+        if self._core is None or signature != self._core_sig:
+            self._core, self._keys = self._build_core(merged, extra, serializer)
+            self._core_sig = signature
+        assert self._keys is not None
+        wait = config.as_seconds(merged["wait_for_calc_timeout"], "wait_for_calc_timeout")
+        lease = config.as_seconds(merged["lease"], "lease")
+        interval = config.as_seconds(merged["cleanup_interval"], "cleanup_interval")
+        if not lease:
+            raise ConfigurationError("lease must be a positive duration")
+        return Options(
+            version=version,
+            enabled=_flag(merged, "caching_enabled"),
+            core=self._core,
+            keys=self._keys,
+            stale_after=config.as_seconds(merged["stale_after"], "stale_after"),
+            next_time=_flag(merged, "next_time"),
+            wait_timeout=wait or None,
+            allow_none=_flag(merged, "allow_none"),
+            cleanup_stale=_flag(merged, "cleanup_stale"),
+            cleanup_interval=interval if interval is not None else 86400.0,
+            raise_on_error=_flag(merged, "raise_on_error"),
+            lease=lease,
+        )
+
+    def _build_core(
+        self, merged: Mapping[str, Any], extra: dict[str, Any], serializer: Serializer
+    ) -> tuple[Core, KeyMaker]:
+        backend = merged["backend"]
+        if not isinstance(backend, str):
+            raise ConfigurationError(f"backend must be a string, not {backend!r}")
+        cls = core_class(backend)
+        options: dict[str, Any] = dict(extra)
+        options["size_limit"] = config.parse_size(merged["entry_size_limit"])
+        options["serializer"] = serializer
+        if backend == "pickle":
+            cache_dir = merged["cache_dir"]
+            options["cache_dir"] = cache_dir if cache_dir is not None else config.default_cache_dir()
+        try:
+            core = cls(self._namespace, **options)
+        except TypeError as exc:
+            raise ConfigurationError(f"backend {backend!r} rejected its options: {exc}") from exc
+        hash_func: HashFunc | None = merged["hash_func"]
+        if hash_func is not None and not callable(hash_func):
+            raise ConfigurationError(f"hash_func must be callable, not {hash_func!r}")
+        keys = KeyMaker(
+            self._func, hash_func=hash_func, skip_first=self._skip_first, stable=cls.stable_keys
+        )
+        return core, keys
