@@ -22,9 +22,9 @@ from .keys import HashFunc
 from .options import OptionResolver, Options
 from .policy import (
     CORE,
-    Call,
     CoreFailure,
     Flow,
+    Job,
     background_refresh_flow,
     compute_and_store,
     drive_async,
@@ -62,6 +62,9 @@ class CallControls:
 
 
 _NO_CONTROLS = CallControls()
+
+
+_now = time.time
 
 
 def _is_fresh(entry: Entry, bound: float | None, now: float) -> bool:
@@ -102,6 +105,7 @@ class CachedFunction(Generic[P, R]):
         self.namespace = namespace or f"{func.__module__}.{func.__qualname__}"
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
         self._opts = self._resolver.resolve()
+        self._fast = self._opts.enabled and not self._opts.cleanup_stale and not self._is_async
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refreshing: set[Hashable] = set()
@@ -126,28 +130,16 @@ class CachedFunction(Generic[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._opts = self._resolver.resolve()
+            self._fast = opts.enabled and not opts.cleanup_stale and not self._is_async
         return opts
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
-        controls = _NO_CONTROLS
-        if kwargs and not self._controls.isdisjoint(kwargs):
-            controls = self._take_controls(kwargs)
-        if self._is_async:
-            return cast(R, self._acall(args, kwargs, opts, controls))
-        if not opts.enabled or controls.skip:
-            return self._func(*args, **kwargs)
-        key = opts.keys.key(args, kwargs)
-        call: Call = (self._func, args, kwargs)
-        if controls.overwrite:
-            flow = compute_and_store(self._reporter, opts, key, call, self._allow_none(opts, controls))
-            return cast(R, drive_sync(flow))
-        if opts.cleanup_stale:
-            self._maybe_cleanup(opts)
-        if controls is _NO_CONTROLS:
-            # The hit fast path: one core read and a freshness check.
+        if self._fast and (not kwargs or self._controls.isdisjoint(kwargs)):
+            # The hit fast path: one key, one core read, one freshness check.
+            key = opts.keys.key(args, kwargs)
             try:
                 entry = opts.core.get(key)
             except Exception as exc:
@@ -156,11 +148,22 @@ class CachedFunction(Generic[P, R]):
             if (
                 entry is not None
                 and (entry.value is not None or opts.allow_none)
-                and (opts.stale_after is None or time.time() - entry.timestamp <= opts.stale_after)
+                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
             ):
                 return cast(R, entry.value)
-            return cast(R, drive_sync(self._call_flow(key, call, opts, controls, entry, True)))
-        return cast(R, drive_sync(self._call_flow(key, call, opts, controls, None, False)))
+            job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
+            return cast(R, drive_sync(self._call_flow(job, _NO_CONTROLS, entry, True)))
+        controls = self._take_controls(kwargs) if kwargs else _NO_CONTROLS
+        if self._is_async:
+            return cast(R, self._acall(args, kwargs, opts, controls))
+        if not opts.enabled or controls.skip:
+            return self._func(*args, **kwargs)
+        job = self._job(args, kwargs, opts, controls)
+        if controls.overwrite:
+            return cast(R, drive_sync(compute_and_store(job)))
+        if opts.cleanup_stale:
+            self._maybe_cleanup(opts)
+        return cast(R, drive_sync(self._call_flow(job, controls, None, False)))
 
     async def _acall(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
@@ -168,24 +171,25 @@ class CachedFunction(Generic[P, R]):
         func = cast(Callable[..., Coroutine[Any, Any, Any]], self._func)
         if not opts.enabled or controls.skip:
             return await func(*args, **kwargs)
-        key = opts.keys.key(args, kwargs)
-        call: Call = (func, args, kwargs)
+        job = self._job(args, kwargs, opts, controls)
         blocking = opts.core.blocking
         if controls.overwrite:
-            allow_none = self._allow_none(opts, controls)
-            return await drive_async(
-                compute_and_store(self._reporter, opts, key, call, allow_none), blocking
-            )
+            return await drive_async(compute_and_store(job), blocking)
         if opts.cleanup_stale:
             self._maybe_cleanup(opts)
-        return await drive_async(self._call_flow(key, call, opts, controls, None, False), blocking)
+        return await drive_async(self._call_flow(job, controls, None, False), blocking)
 
-    @staticmethod
-    def _allow_none(opts: Options, controls: CallControls) -> bool:
-        return opts.allow_none if controls.allow_none is None else controls.allow_none
+    def _job(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
+    ) -> Job:
+        allow_none = opts.allow_none if controls.allow_none is None else controls.allow_none
+        key = opts.keys.key(args, kwargs)
+        return Job(self._reporter, opts, key, (self._func, args, kwargs), allow_none)
 
     def _take_controls(self, kwargs: dict[str, Any]) -> CallControls:
         found = {name: kwargs.pop(name) for name in self._controls if name in kwargs}
+        if not found:
+            return _NO_CONTROLS
         max_age = found.get("max_age")
         return CallControls(
             skip=bool(found.get("cachier__skip_cache", False)),
@@ -196,32 +200,25 @@ class CachedFunction(Generic[P, R]):
         )
 
     def _call_flow(
-        self,
-        key: Hashable,
-        call: Call,
-        opts: Options,
-        controls: CallControls,
-        entry: Entry | None,
-        have_entry: bool,
+        self, job: Job, controls: CallControls, entry: Entry | None, have_entry: bool
     ) -> Flow:
         """Read (unless already read), then serve, serve stale and refresh, or compute."""
+        opts = job.opts
         if not have_entry:
             try:
-                entry = yield (CORE, opts.core.get, (key,))
+                entry = yield (CORE, opts.core.get, (job.key,))
             except CoreFailure as failure:
-                self._reporter.report("read", failure.error, opts.raise_on_error)
-                func, args, kwargs = call
-                return (yield (0, func, (args, kwargs)))
-        allow_none = self._allow_none(opts, controls)
+                job.report("read", failure)
+                return (yield job.compute())
         bound = opts.stale_after
         if controls.max_age is not None:
             bound = controls.max_age if bound is None else min(bound, controls.max_age)
         verbose = controls.verbose
-        if entry is not None and (entry.value is not None or allow_none):
-            now = time.time()
+        if entry is not None and (entry.value is not None or job.allow_none):
+            now = _now()
             if _is_fresh(entry, bound, now):
                 if verbose:
-                    logger.info("%s: cache hit for key %s", self.namespace, key)
+                    logger.info("%s: cache hit for key %s", self.namespace, job.key)
                 return entry.value
             if (
                 opts.next_time
@@ -229,27 +226,27 @@ class CachedFunction(Generic[P, R]):
                 and (controls.max_age is None or _is_fresh(entry, controls.max_age, now))
             ):
                 if verbose:
-                    logger.info("%s: stale hit for key %s; refreshing", self.namespace, key)
-                self._start_refresh(key, call, opts, entry, allow_none)
+                    logger.info("%s: stale hit for key %s; refreshing", self.namespace, job.key)
+                self._start_refresh(job, entry)
                 return entry.value
         if verbose:
             state = "stale" if entry is not None else "missing"
-            logger.info("%s: %s entry for key %s; calculating", self.namespace, state, key)
-        return (yield from miss_flow(self._reporter, opts, key, call, entry, allow_none))
+            logger.info("%s: %s entry for key %s; calculating", self.namespace, state, job.key)
+        return (yield from miss_flow(job, entry))
 
     # -- background work ---------------------------------------------------------
 
-    def _start_refresh(
-        self, key: Hashable, call: Call, opts: Options, seen: Entry, allow_none: bool
-    ) -> None:
-        """Refresh ``key`` in the background unless this process already is."""
+    def _start_refresh(self, job: Job, seen: Entry) -> None:
+        """Refresh ``job.key`` in the background unless this process already is."""
+        key = job.key
         with self._refresh_lock:
             if key in self._refreshing:
                 return
             self._refreshing.add(key)
-        flow = background_refresh_flow(self._reporter, opts, key, call, seen, allow_none)
+        flow = background_refresh_flow(job, seen)
         if self._is_async:
-            task = asyncio.get_running_loop().create_task(self._refresh_async(key, flow, opts))
+            coro = self._refresh_async(key, flow, job.opts)
+            task = asyncio.get_running_loop().create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:

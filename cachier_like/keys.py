@@ -9,14 +9,15 @@ and dicts and sets are order-free) and hashed with XXH3-128. Nothing depends on
 
 from __future__ import annotations
 
-from array import array
 import dataclasses
 import enum
 import inspect
 import pickle
+import re
 import struct
 import sys
 import uuid
+from array import array
 from collections.abc import Callable, Hashable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -198,7 +199,7 @@ def _encode_numpy(obj: Any, out: list[bytes]) -> bool:
         header = f"{data.dtype.str}|{data.shape}".encode()
         out.append(b"A%d:" % len(header) + header)
         out.append(b"%d:" % data.nbytes)
-        out.append(data.data.cast("B") if data.nbytes else b"")  # type: ignore[arg-type]
+        out.append(data.data.cast("B") if data.nbytes else b"")
         return True
     if isinstance(obj, numpy.generic):
         _encode_tagged_text(b"g" + obj.dtype.str.encode(), repr(obj.item()), out)
@@ -262,9 +263,7 @@ def _encode_other(obj: Any, out: list[bytes]) -> None:
         out.append(b"V" + _type_name(cls))
         _ENCODERS[next(b for b in (str, bool, int, float, bytes) if isinstance(obj, b))](obj, out)
     elif callable(obj) and hasattr(obj, "__qualname__"):
-        _encode_tagged_text(
-            b"c", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", out
-        )
+        _encode_tagged_text(b"c", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", out)
     else:
         # Last resort: the object's pickle, which is deterministic for plain objects.
         out.append(b"O" + _type_name(cls))
@@ -299,6 +298,8 @@ def stable_hash(obj: Any) -> str:
 # Exact types for which a plain tuple of values is already a collision-free dict key
 # within one process: no two of them compare equal across types (unlike 1 == 1.0 == True).
 _LOCAL_SAFE_TYPES = frozenset({int, str, bytes, type(None)})
+# Custom hash_func results used verbatim by persistent cores; anything else is hashed.
+_SAFE_KEY = re.compile(r"[0-9a-z_-]{1,64}")
 
 
 class ArgumentBinder:
@@ -318,7 +319,8 @@ class ArgumentBinder:
         params = list(self.signature.parameters.values())
         self.skip_first = skip_first and bool(params)
         kinds = inspect.Parameter
-        positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        named_kinds = (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        positional = [p for p in params if p.kind in named_kinds]
         self._n_positional = len(positional)
         self._has_var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in params)
         self._has_var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in params)
@@ -336,6 +338,11 @@ class ArgumentBinder:
                 self._fill.append(tuple(p.default for p in rest) + kwonly_defaults)
             else:
                 self._fill.append(None)
+        # A call with exactly this many positional arguments and no keywords is already
+        # in canonical form (-1: never, e.g. with *args or a skipped ``self``).
+        self.exact_positional = (
+            self._n_positional if self._simple and not self.skip_first and not kwonly else -1
+        )
         self.declared_names = frozenset(
             p.name for p in params if p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)
         )
@@ -358,7 +365,9 @@ class ArgumentBinder:
         values = tuple(values_list)
         return values[1:] if self.skip_first else values
 
-    def named(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def named(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Return ``(var_positional, {name: value})`` for a custom ``hash_func``."""
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -403,17 +412,35 @@ class KeyMaker:
         self.binder = ArgumentBinder(func, skip_first=skip_first)
         self.hash_func = hash_func
         self.stable = stable
+        #: ``key(args, kwargs)``: the key of the call ``func(*args, **kwargs)``.
+        self.key: Callable[[tuple[Any, ...], dict[str, Any]], Hashable] = self._key_function()
 
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        """Return the key of the call ``func(*args, **kwargs)``."""
-        if self.hash_func is not None:
-            extra, named = self.binder.named(args, kwargs)
-            return self.hash_func(extra, named)
-        values = self.binder.bind(args, kwargs)
-        if not self.stable:
+    def _key_function(self) -> Callable[[tuple[Any, ...], dict[str, Any]], Hashable]:
+        # Built once per function so a call pays for no branch it cannot take.
+        binder = self.binder
+        hash_func = self.hash_func
+        if hash_func is not None:
+            stable = self.stable
+
+            def custom_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+                extra, named = binder.named(args, kwargs)
+                key = hash_func(extra, named)
+                if stable and not (isinstance(key, str) and _SAFE_KEY.fullmatch(key)):
+                    return stable_hash(key)  # cores need a file- and URL-safe string
+                return key
+
+            return custom_key
+        bind = binder.bind
+        if self.stable:
+            return lambda args, kwargs: stable_hash(bind(args, kwargs))
+        exact = binder.exact_positional
+        safe = _LOCAL_SAFE_TYPES
+
+        def local_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+            values = args if not kwargs and len(args) == exact else bind(args, kwargs)
             for value in values:
-                if type(value) not in _LOCAL_SAFE_TYPES:
-                    break
-            else:
-                return values
-        return stable_hash(values)
+                if type(value) not in safe:
+                    return stable_hash(values)
+            return values
+
+        return local_key

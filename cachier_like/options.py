@@ -120,7 +120,9 @@ class OptionResolver:
         options["serializer"] = serializer
         if backend == "pickle":
             cache_dir = merged["cache_dir"]
-            options["cache_dir"] = cache_dir if cache_dir is not None else config.default_cache_dir()
+            options["cache_dir"] = (
+                cache_dir if cache_dir is not None else config.default_cache_dir()
+            )
         try:
             core = cls(self._namespace, **options)
         except TypeError as exc:

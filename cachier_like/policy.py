@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Generator, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from .alerts import FailureReporter
@@ -30,17 +31,12 @@ Flow = Generator[Step, Any, Any]
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
-class CoreFailure(Exception):
+class CoreFailure(Exception):  # noqa: N818 - a signal, not an error to users
     """A core operation raised; carries the original error."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(repr(error))
         self.error = error
-
-
-def _compute(call: Call) -> Step:
-    func, args, kwargs = call
-    return (COMPUTE, func, (args, kwargs))
 
 
 def landed(latest: Entry | None, seen: Entry | None, allow_none: bool) -> bool:
@@ -50,107 +46,111 @@ def landed(latest: Entry | None, seen: Entry | None, allow_none: bool) -> bool:
     return seen is None or latest.timestamp != seen.timestamp
 
 
-def store(
-    reporter: FailureReporter, opts: Options, key: Hashable, value: Any, allow_none: bool
-) -> Flow:
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One call's work: which function, which key, under which options."""
+
+    reporter: FailureReporter
+    opts: Options
+    key: Hashable
+    call: Call
+    allow_none: bool
+
+    def compute(self) -> Step:
+        """The step that calls the user's function."""
+        func, args, kwargs = self.call
+        return (COMPUTE, func, (args, kwargs))
+
+    def report(self, operation: str, failure: CoreFailure) -> None:
+        """Log (or raise, with ``raise_on_error``) a failed core operation."""
+        self.reporter.report(operation, failure.error, self.opts.raise_on_error)
+
+
+def store(job: Job, value: Any) -> Flow:
     """Store ``value`` unless it is a disallowed None; a failure is reported, not raised."""
-    if value is None and not allow_none:
+    if value is None and not job.allow_none:
         return
     try:
-        stored = yield (CORE, opts.core.set, (key, Entry(value, time.time())))
+        stored = yield (CORE, job.opts.core.set, (job.key, Entry(value, time.time())))
     except CoreFailure as failure:
-        reporter.report("store", failure.error, opts.raise_on_error)
+        job.report("store", failure)
         return
     if not stored:
-        logger.debug("%s: result not cached: larger than entry_size_limit", reporter.name)
+        logger.debug("%s: result not cached: larger than entry_size_limit", job.reporter.name)
 
 
-def compute_and_store(
-    reporter: FailureReporter, opts: Options, key: Hashable, call: Call, allow_none: bool
-) -> Flow:
+def compute_and_store(job: Job) -> Flow:
     """Call the function and store its result (``refresh`` and timed-out waiters)."""
-    value = yield _compute(call)
-    yield from store(reporter, opts, key, value, allow_none)
+    value = yield job.compute()
+    yield from store(job, value)
     return value
 
 
-def miss_flow(
-    reporter: FailureReporter,
-    opts: Options,
-    key: Hashable,
-    call: Call,
-    seen: Entry | None,
-    allow_none: bool,
-) -> Flow:
+def _release(job: Job) -> Flow:
+    try:
+        yield (CORE, job.opts.core.release, (job.key,))
+    except CoreFailure as failure:
+        job.report("release", failure)
+
+
+def _recheck(job: Job) -> Flow:
+    """Read the entry again after winning a claim (it may have landed meanwhile)."""
+    try:
+        return (yield (CORE, job.opts.core.get, (job.key,)))
+    except CoreFailure:
+        return None  # re-checking is an optimisation; compute regardless
+
+
+def miss_flow(job: Job, seen: Entry | None) -> Flow:
     """Missing or stale: claim and compute, or wait for whoever holds the claim."""
-    core = opts.core
+    core, opts = job.opts.core, job.opts
     deadline = None if opts.wait_timeout is None else time.monotonic() + opts.wait_timeout
     while True:
         try:
-            claimed = yield (CORE, core.claim, (key, opts.lease))
+            claimed = yield (CORE, core.claim, (job.key, opts.lease))
         except CoreFailure as failure:
-            reporter.report("claim", failure.error, opts.raise_on_error)
-            return (yield _compute(call))
+            job.report("claim", failure)
+            return (yield job.compute())
         if claimed:
             try:
-                try:
-                    latest = yield (CORE, core.get, (key,))
-                except CoreFailure:
-                    latest = None  # re-checking is an optimisation; compute regardless
-                if landed(latest, seen, allow_none):
+                latest = yield from _recheck(job)
+                if landed(latest, seen, job.allow_none):
                     assert latest is not None
                     return latest.value  # stored while we were claiming
-                return (yield from compute_and_store(reporter, opts, key, call, allow_none))
+                return (yield from compute_and_store(job))
             finally:
-                try:
-                    yield (CORE, core.release, (key,))
-                except CoreFailure as failure:
-                    reporter.report("release", failure.error, opts.raise_on_error)
+                yield from _release(job)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-            logger.info("%s: waited past wait_for_calc_timeout; computing", reporter.name)
-            return (yield from compute_and_store(reporter, opts, key, call, allow_none))
+            logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
+            return (yield from compute_and_store(job))
         try:
-            latest = yield (WAIT, core.wait, (key, remaining))
+            latest = yield (WAIT, core.wait, (job.key, remaining))
         except CoreFailure as failure:
-            reporter.report("wait", failure.error, opts.raise_on_error)
-            return (yield _compute(call))
-        if landed(latest, seen, allow_none):
+            job.report("wait", failure)
+            return (yield job.compute())
+        if landed(latest, seen, job.allow_none):
             assert latest is not None
             return latest.value
         # The claim ended with no new value (the calculation failed or its lease
         # lapsed), or the timeout passed: go round and try to take over.
 
 
-def background_refresh_flow(
-    reporter: FailureReporter,
-    opts: Options,
-    key: Hashable,
-    call: Call,
-    seen: Entry,
-    allow_none: bool,
-) -> Flow:
+def background_refresh_flow(job: Job, seen: Entry) -> Flow:
     """``next_time``: refresh a stale entry unless another caller already is."""
-    core = opts.core
     try:
-        claimed = yield (CORE, core.claim, (key, opts.lease))
+        claimed = yield (CORE, job.opts.core.claim, (job.key, job.opts.lease))
     except CoreFailure as failure:
-        reporter.report("claim", failure.error, opts.raise_on_error)
+        job.report("claim", failure)
         return
     if not claimed:
         return
     try:
-        try:
-            latest = yield (CORE, core.get, (key,))
-        except CoreFailure:
-            latest = None
-        if not landed(latest, seen, allow_none):
-            yield from compute_and_store(reporter, opts, key, call, allow_none)
+        latest = yield from _recheck(job)
+        if not landed(latest, seen, job.allow_none):
+            yield from compute_and_store(job)
     finally:
-        try:
-            yield (CORE, core.release, (key,))
-        except CoreFailure as failure:
-            reporter.report("release", failure.error, opts.raise_on_error)
+        yield from _release(job)
 
 
 def drive_sync(flow: Flow) -> Any:

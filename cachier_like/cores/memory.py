@@ -61,9 +61,9 @@ class MemoryCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        if self._size_limit is not None:
-            if len(self._serializer.dumps(entry.value)) > self._size_limit:
-                return False
+        limit = self._size_limit
+        if limit is not None and len(self._serializer.dumps(entry.value)) > limit:
+            return False
         with self._cond:
             self._data[key] = entry
             if self._max_entries is not None:

@@ -4,18 +4,21 @@ Layout for a function whose namespace is ``pkg.mod.f``::
 
     <cache_dir>/pkg.mod.f/<key>.entry      header (magic, timestamp) + payload
     <cache_dir>/pkg.mod.f/<key>.<pid>.<tid>.tmp   a write in progress
-    <cache_dir>/pkg.mod.f/.claims/<key>.lock      calculation claims (flock)
+    <cache_dir>/pkg.mod.f/.claims.lock    calculation claims: byte-range locks (Linux)
+    <cache_dir>/pkg.mod.f/.claims/<key>.lock      ... or one flock file per key elsewhere
 
 Entries are written to a temporary file and renamed into place, so a reader sees the
-old file or the new one, never half of one. Claims are ``flock`` locks: the kernel
-drops them when the calculating process dies, so no waiter is blocked by a dead one.
+old file or the new one, never half of one. Claims are kernel file locks (see
+``_claims``): the kernel drops them when the calculating process dies, so no waiter
+is blocked by a dead one.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -27,6 +30,7 @@ from ..entry import Entry
 from ..errors import BackendError
 from ..keys import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
+from ._claims import make_claims
 from .base import Core, CoreStats
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ _WAIT_MIN_S = 0.001
 _WAIT_MAX_S = 0.05
 _MAX_DIRNAME = 180
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_SAFE_NAME = re.compile(r"[0-9a-z_-]{1,64}")
 
 
 def namespace_dirname(namespace: str) -> str:
@@ -55,21 +60,6 @@ def namespace_dirname(namespace: str) -> str:
     if len(name) > _MAX_DIRNAME:
         name = name[: _MAX_DIRNAME - 34] + "~" + stable_hash(namespace)
     return name
-
-
-def _is_locked(path: str) -> bool:
-    """Whether another open file holds an exclusive flock on ``path``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def encode_entry(timestamp: float, payload: bytes) -> bytes:
@@ -96,14 +86,14 @@ class PickleCore(Core):
         cache_dir: str | os.PathLike[str],
         size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
+        prefer_range_locks: bool = True,
     ) -> None:
         super().__init__(namespace)
         self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
-        self._claims_dir = os.path.join(self._dir, ".claims")
+        self._claims = make_claims(self._dir, prefer_range_locks)
         self._size_limit = size_limit
         self._serializer = serializer
-        self._held: dict[str, int] = {}
         self._pid_tag = f".{os.getpid()}."
 
     def location(self) -> str:
@@ -113,8 +103,11 @@ class PickleCore(Core):
     # -- entries -------------------------------------------------------------------
 
     def _name(self, key: Hashable) -> str:
-        # Keys made by KeyMaker are already hex digests; anything else is hashed.
-        if isinstance(key, str) and key.isalnum() and key.islower() and len(key) <= 64:
+        # KeyMaker's keys are already file-safe strings; anything else is hashed, so
+        # no key can name a path outside this directory.
+        if type(key) is str and (
+            (key.isalnum() and key.isascii() and key.islower()) or _SAFE_NAME.fullmatch(key)
+        ):
             return key
         return stable_hash(key)
 
@@ -176,19 +169,15 @@ class PickleCore(Core):
                 os.close(fd)
             os.replace(tmp, final)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise BackendError(f"cannot write {final}: {exc}") from exc
         return True
 
     def delete(self, key: Hashable) -> None:
         """Remove one entry file."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._dir + "/" + self._name(key) + _ENTRY_SUFFIX)
-        except FileNotFoundError:
-            pass
 
     def _files(self, suffix: str) -> Iterator[os.DirEntry[str]]:
         try:
@@ -212,54 +201,26 @@ class PickleCore(Core):
 
     # -- claims --------------------------------------------------------------------
 
-    def _lock_path(self, key: Hashable) -> str:
-        return self._claims_dir + "/" + self._name(key) + ".lock"
-
-    def _open_lock(self, key: Hashable) -> int:
-        path = self._lock_path(key)
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
-        except FileNotFoundError:
-            os.makedirs(self._claims_dir, exist_ok=True)
-            return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
-
     def claim(self, key: Hashable, lease_s: float) -> bool:
-        """Take an exclusive ``flock`` on the key's lock file, without blocking.
+        """Claim ``key`` with a kernel lock, without blocking.
 
-        The lease is the process's life: the kernel releases the lock if it dies.
+        The lease is the holder's life: the kernel drops the lock if it dies.
         """
-        name = self._name(key)
-        if name in self._held:
-            return False  # another thread of this process holds it
         try:
-            fd = self._open_lock(key)
+            return self._claims.claim(self._name(key))
         except OSError as exc:
-            raise BackendError(f"cannot create claim for {name}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        if self._held.setdefault(name, fd) != fd:
-            os.close(fd)
-            return False
-        return True
+            raise BackendError(f"cannot claim {key!r} under {self._dir}: {exc}") from exc
 
     def release(self, key: Hashable) -> None:
-        """Unlock and close the key's lock file (the file stays for reuse)."""
-        fd = self._held.pop(self._name(key), None)
-        if fd is not None:
-            os.close(fd)  # closing drops the flock
-
-    def _claimed(self, key: Hashable) -> bool:
-        return _is_locked(self._lock_path(key))
-
+        """Drop this caller's claim on ``key``."""
+        self._claims.release(self._name(key))
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the claim with exponential back-off (1 ms to 50 ms) until it ends."""
+        name = self._name(key)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         delay = _WAIT_MIN_S
-        while self._claimed(key):
+        while self._claims.is_claimed(name):
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -270,19 +231,8 @@ class PickleCore(Core):
         return self.get(key)
 
     def clear_claims(self) -> int:
-        """Delete every lock file (a reset for markers left by a bad state)."""
-        removed = 0
-        try:
-            with os.scandir(self._claims_dir) as it:
-                for item in it:
-                    try:
-                        os.unlink(item.path)
-                        removed += 1
-                    except FileNotFoundError:
-                        pass
-        except FileNotFoundError:
-            pass
-        return removed
+        """Remove the lock files (a reset for a bad state, not for live use)."""
+        return self._claims.clear()
 
     # -- maintenance ---------------------------------------------------------------
 
@@ -321,18 +271,10 @@ class PickleCore(Core):
             stamp = self._stamp(item.path)
             if stamp is not None:
                 stamps.append(stamp)
-        claims = 0
-        try:
-            with os.scandir(self._claims_dir) as it:
-                claims = sum(
-                    1 for item in it if item.name.endswith(".lock") and _is_locked(item.path)
-                )
-        except FileNotFoundError:
-            pass
         return CoreStats(
             entries=len(stamps),
             total_bytes=total,
             oldest=min(stamps, default=None),
             newest=max(stamps, default=None),
-            claims=claims,
+            claims=self._claims.held_here(),
         )
