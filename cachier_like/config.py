@@ -6,6 +6,7 @@ decorated function that did not set that option itself, as in cachier.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -211,7 +212,7 @@ def parse_size(value: int | str | None) -> int | None:
                     amount = float(number)
                 except ValueError:
                     break
-                if amount < 0:
+                if not math.isfinite(amount) or amount < 0:
                     break
                 return int(amount * _SIZE_UNITS[unit])
         if text.isdigit():

@@ -84,6 +84,11 @@ class CachedFunction(Generic[P, R]):
         >>> square.clear_cache()
     """
 
+    # Copied from the wrapped function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
     def __init__(
         self, func: Callable[P, R], explicit: dict[str, Any], namespace: str | None
     ) -> None:

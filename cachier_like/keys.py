@@ -16,6 +16,7 @@ import pickle
 import re
 import struct
 import sys
+import types
 import uuid
 from array import array
 from collections.abc import Callable, Hashable, Mapping
@@ -222,7 +223,7 @@ def _encode_pandas(obj: Any, out: list[bytes]) -> bool:
     row_hashes = pandas.util.hash_pandas_object(obj, index=True).to_numpy()
     if isinstance(obj, pandas.DataFrame):
         out.append(b"PD")
-        _encode([str(c) for c in obj.columns], out)
+        _encode(obj.columns, out)  # an Index: labels keep their types
         _encode([str(t) for t in obj.dtypes], out)
     else:
         out.append(b"PS")
@@ -262,12 +263,62 @@ def _encode_other(obj: Any, out: list[bytes]) -> None:
     elif isinstance(obj, (str, int, float, bytes)):
         out.append(b"V" + _type_name(cls))
         _ENCODERS[next(b for b in (str, bool, int, float, bytes) if isinstance(obj, b))](obj, out)
+    elif isinstance(obj, types.FunctionType):
+        _encode_function(obj, out)
     elif callable(obj) and hasattr(obj, "__qualname__"):
         _encode_tagged_text(b"c", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", out)
     else:
-        # Last resort: the object's pickle, which is deterministic for plain objects.
-        out.append(b"O" + _type_name(cls))
-        _encode_bytes(pickle.dumps(obj, protocol=4), out)
+        _encode_reduced(obj, out)
+
+
+def _encode_code(code: types.CodeType, out: list[bytes]) -> None:
+    out.append(b"k%d:" % len(code.co_code) + code.co_code)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _encode_code(const, out)
+        else:
+            _encode(const, out)
+
+
+def _encode_function(func: types.FunctionType, out: list[bytes]) -> None:
+    """A module-level function is its name; a lambda or nested one also its code.
+
+    Two lambdas of one scope share a qualified name, so their bytecode, constants
+    and closure values tell them apart.
+    """
+    _encode_tagged_text(b"c", f"{func.__module__}.{func.__qualname__}", out)
+    if "<" in func.__qualname__:
+        _encode_code(func.__code__, out)
+        for cell in func.__closure__ or ():
+            try:
+                _encode(cell.cell_contents, out)
+            except ValueError:  # an empty cell
+                out.append(b"-")
+
+
+def _encode_reduced(obj: Any, out: list[bytes]) -> None:
+    """Encode an arbitrary object by what ``__reduce_ex__`` says rebuilds it.
+
+    The parts (constructor, arguments, state) go through the same content encoding, so
+    a set or dict held by the object hashes by content, not by iteration order.
+    """
+    out.append(b"O" + _type_name(type(obj)))
+    parts: list[bytes] = []
+    try:
+        reduced = obj.__reduce_ex__(4)
+        if isinstance(reduced, str):  # a global singleton, named
+            _encode(reduced, parts)
+        else:
+            items = [
+                list(part) if index >= 3 and part is not None else part
+                for index, part in enumerate(reduced)
+            ]
+            _encode(items, parts)
+    except (TypeError, ValueError, RecursionError, pickle.PicklingError):
+        # Self-referencing or exotic state: the object's pickle is the best we have.
+        parts = []
+        _encode_bytes(pickle.dumps(obj, protocol=4), parts)
+    out.extend(parts)
 
 
 def _encode(obj: Any, out: list[bytes]) -> None:
@@ -368,22 +419,31 @@ class ArgumentBinder:
     def named(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Return ``(var_positional, {name: value})`` for a custom ``hash_func``."""
+        """Return the ``(args, kwargs)`` a custom ``hash_func`` receives.
+
+        ``args`` holds the positional-only parameters' values, then any ``*args``;
+        ``kwargs`` every other parameter by name (defaults applied), then ``**kwargs``.
+        Positional-only values stay positional so a ``**kwargs`` entry of the same
+        name cannot overwrite them.
+        """
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         named: dict[str, Any] = {}
-        extra: tuple[Any, ...] = ()
+        positional: list[Any] = []
+        kinds = inspect.Parameter
         for index, param in enumerate(self.signature.parameters.values()):
             if index == 0 and self.skip_first:
                 continue
             value = bound.arguments[param.name]
-            if param.kind is inspect.Parameter.VAR_POSITIONAL:
-                extra = tuple(value)
-            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            if param.kind is kinds.POSITIONAL_ONLY:
+                positional.append(value)
+            elif param.kind is kinds.VAR_POSITIONAL:
+                positional.extend(value)
+            elif param.kind is kinds.VAR_KEYWORD:
                 named.update(value)
             else:
                 named[param.name] = value
-        return extra, named
+        return tuple(positional), named
 
 
 class KeyMaker:

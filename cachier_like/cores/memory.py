@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -46,7 +45,9 @@ class MemoryCore(Core):
             OrderedDict() if max_entries is not None else {}
         )
         self._cond = threading.Condition(threading.Lock())
-        self._claims: dict[Hashable, float] = {}  # key -> lease expiry (monotonic)
+        # Claims need no lease here: they live and die with this process, and the
+        # call path releases them in a ``finally``.
+        self._claims: set[Hashable] = set()
         if max_entries is None:
             # Unbounded: a dict read is atomic under the GIL, no lock needed on a hit.
             self.get = self._data.get  # type: ignore[method-assign, assignment]
@@ -87,34 +88,23 @@ class MemoryCore(Core):
             return count
 
     def claim(self, key: Hashable, lease_s: float) -> bool:
-        """Claim ``key`` unless a live claim holds it."""
-        now = time.monotonic()
+        """Claim ``key`` unless another caller holds it."""
         with self._cond:
-            expiry = self._claims.get(key)
-            if expiry is not None and expiry > now:
+            if key in self._claims:
                 return False
-            self._claims[key] = now + lease_s
+            self._claims.add(key)
             return True
 
     def release(self, key: Hashable) -> None:
         """End the claim and wake waiters."""
         with self._cond:
-            self._claims.pop(key, None)
+            self._claims.discard(key)
             self._cond.notify_all()
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
-        """Sleep on the condition until the claim ends, its lease lapses, or timeout."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Sleep on the condition until the claim ends or the timeout passes."""
         with self._cond:
-            while True:
-                now = time.monotonic()
-                expiry = self._claims.get(key)
-                if expiry is None or expiry <= now:
-                    break
-                limit = expiry if deadline is None else min(expiry, deadline)
-                if deadline is not None and now >= deadline:
-                    break
-                self._cond.wait(limit - now)
+            self._cond.wait_for(lambda: key not in self._claims, timeout_s)
             return self._data.get(key)
 
     def clear_claims(self) -> int:

@@ -3,7 +3,7 @@
 Layout for a function whose namespace is ``pkg.mod.f``::
 
     <cache_dir>/pkg.mod.f/<key>.entry      header (magic, timestamp) + payload
-    <cache_dir>/pkg.mod.f/<key>.<pid>.<tid>.tmp   a write in progress
+    <cache_dir>/pkg.mod.f/<key>.<pid>-<random>.<tid>.tmp   a write in progress
     <cache_dir>/pkg.mod.f/.claims.lock    calculation claims: byte-range locks (Linux)
     <cache_dir>/pkg.mod.f/.claims/<key>.lock      ... or one flock file per key elsewhere
 
@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import struct
 import threading
 import time
@@ -45,6 +46,22 @@ _WAIT_MAX_S = 0.05
 _MAX_DIRNAME = 180
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _SAFE_NAME = re.compile(r"[0-9a-z_-]{1,64}")
+
+
+def _new_process_tag() -> str:
+    # pid alone is not unique on a shared file system, nor the thread id after fork.
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_process_tag = _new_process_tag()
+
+
+def _retag_after_fork() -> None:
+    global _process_tag
+    _process_tag = _new_process_tag()
+
+
+os.register_at_fork(after_in_child=_retag_after_fork)
 
 
 def namespace_dirname(namespace: str) -> str:
@@ -94,7 +111,6 @@ class PickleCore(Core):
         self._claims = make_claims(self._dir, prefer_range_locks)
         self._size_limit = size_limit
         self._serializer = serializer
-        self._pid_tag = f".{os.getpid()}."
 
     def location(self) -> str:
         """The directory holding this function's entries."""
@@ -153,7 +169,7 @@ class PickleCore(Core):
             return False
         name = self._name(key)
         final = self._dir + "/" + name + _ENTRY_SUFFIX
-        tmp = f"{self._dir}/{name}{self._pid_tag}{threading.get_ident()}.tmp"
+        tmp = f"{self._dir}/{name}.{_process_tag}.{threading.get_ident()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC
         try:
             try:
