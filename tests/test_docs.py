@@ -33,9 +33,7 @@ def test_docs_have_code_blocks() -> None:
     assert {page for page, _, _ in BLOCKS} >= {"README.md", "docs/decorator.md", "docs/keys.md"}
 
 
-@pytest.mark.parametrize(
-    ("page", "index", "code"), BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS]
-)
+@pytest.mark.parametrize(("page", "index", "code"), BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS])
 def test_code_block_runs(page: str, index: int, code: str, tmp_path: Path) -> None:
     env = dict(os.environ, CACHIER_LIKE_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run(
