@@ -17,6 +17,8 @@ import os
 import struct
 import threading
 
+import xxhash
+
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # struct flock on Linux (x86-64 and aarch64): short type, short whence, off_t start,
 # off_t len, pid_t pid, padding.
@@ -47,7 +49,8 @@ class RangeLockClaims:
 
     @staticmethod
     def _offset(name: str) -> int:
-        return int(name[:15], 16) & _OFFSET_MASK if len(name) >= 15 else hash(name) & 0xFFFF
+        # The same byte for the same key in every process: never Python's hash().
+        return int(xxhash.xxh3_64_intdigest(name.encode())) & _OFFSET_MASK
 
     def claim(self, name: str) -> bool:
         """Lock the key's byte without blocking; True if this caller now holds it."""
@@ -57,16 +60,22 @@ class RangeLockClaims:
             self._held[name] = -1
         fd = -1
         try:
-            fd = _open(self._path, self._directory)
+            fd = _open(self._path, self._directory)  # errors here are real failures
             request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, self._offset(name), 1, 0)
-            fcntl.fcntl(fd, _OFD_SETLK, request)  # type: ignore[arg-type]
-        except BaseException as exc:
+            try:
+                fcntl.fcntl(fd, _OFD_SETLK, request)  # type: ignore[arg-type]
+            except (BlockingIOError, PermissionError):
+                # EAGAIN or EACCES from the lock call itself: someone else holds it.
+                os.close(fd)
+                fd = -1
+                with self._lock:
+                    del self._held[name]
+                return False
+        except BaseException:
             with self._lock:
-                del self._held[name]
+                self._held.pop(name, None)
             if fd >= 0:
                 os.close(fd)
-            if isinstance(exc, (BlockingIOError, PermissionError)):
-                return False  # EAGAIN / EACCES: someone else holds it
             raise
         with self._lock:
             self._held[name] = fd

@@ -1,0 +1,400 @@
+"""The in-process memory core: thread safety, LRU bounds, claims and waits.
+
+Threads meet at barriers and events; where a test needs another thread to be blocked
+inside ``MemoryCore.wait`` it inspects that thread's stack, polling with a deadline,
+so no test sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import pytest
+
+from cachier_like import Entry, cached
+from cachier_like.cores.memory import MemoryCore
+
+pytestmark = pytest.mark.memory
+
+DEADLINE_S = 30.0
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.0005
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def in_call(thread: threading.Thread, code: types.CodeType) -> bool:
+    """Whether ``thread`` is currently executing ``code`` (anywhere on its stack)."""
+    if thread.ident is None:
+        return False
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+WAIT_CODE = MemoryCore.wait.__code__
+
+
+def start(target: Callable[[], object]) -> tuple[threading.Thread, list[Any], list[BaseException]]:
+    """Run ``target`` in a daemon thread; its result or exception lands in the lists."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(target())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results, errors
+
+
+# -- thread safety ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_entries", [None, 8])
+def test_sixteen_threads_of_mixed_operations_leave_a_consistent_store(
+    max_entries: int | None,
+) -> None:
+    core = MemoryCore("tests.memory_core.mixed", max_entries=max_entries)
+    threads, ops, keys = 16, 3000, 64
+    barrier = threading.Barrier(threads)
+    holders: dict[Hashable, int] = {}
+    holders_lock = threading.Lock()
+    violations: list[str] = []
+    errors: list[BaseException] = []
+    written: list[set[tuple[int, int, int]]] = [set() for _ in range(threads)]
+
+    def worker(tid: int) -> None:
+        rng = random.Random(tid)
+        try:
+            barrier.wait(timeout=DEADLINE_S)
+            for n in range(ops):
+                key = rng.randrange(keys)
+                roll = rng.random()
+                if roll < 0.35:
+                    entry = core.get(key)
+                    if entry is not None and entry.value[0] != key:
+                        violations.append(f"key {key} holds {entry.value}")
+                elif roll < 0.65:
+                    value = (key, tid, n)
+                    written[tid].add(value)
+                    assert core.set(key, Entry(value, float(n))) is True
+                elif roll < 0.93:
+                    if core.claim(key, 60.0):
+                        with holders_lock:
+                            if key in holders:
+                                violations.append(f"key {key} claimed by {holders[key]} and {tid}")
+                            holders[key] = tid
+                        with holders_lock:
+                            del holders[key]
+                        core.release(key)
+                elif roll < 0.97:
+                    core.delete(key)
+                elif roll < 0.99:
+                    entry = core.wait(key, 0.0)
+                    if entry is not None and entry.value[0] != key:
+                        violations.append(f"wait on {key} returned {entry.value}")
+                else:
+                    stats = core.stats()
+                    if max_entries is not None and stats.entries > max_entries:
+                        violations.append(f"{stats.entries} entries above {max_entries}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(tid,)) for tid in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(DEADLINE_S)
+    assert not any(thread.is_alive() for thread in workers)
+    assert errors == []
+    assert violations == []
+
+    every_write = set().union(*written)
+    present = {key: core.get(key) for key in range(keys)}
+    stored = {key: entry for key, entry in present.items() if entry is not None}
+    for key, entry in stored.items():
+        assert entry.value[0] == key
+        assert entry.value in every_write
+        assert entry.timestamp == float(entry.value[2])
+    stats = core.stats()
+    assert stats.entries == len(stored)
+    assert stats.claims == 0
+    if max_entries is not None:
+        assert len(stored) <= max_entries
+    assert all(core.claim(key, 60.0) for key in range(keys))  # nothing left claimed
+
+
+# -- max_entries: least recently used eviction -------------------------------------------
+
+
+def test_max_entries_evicts_the_least_recently_used_call() -> None:
+    calls: list[int] = []
+
+    @cached(backend="memory", max_entries=3)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert [double(1), double(2), double(3)] == [2, 4, 6]
+    assert double(1) == 2  # a hit: 1 is now the most recently used
+    assert double(4) == 8  # evicts 2, the least recently used
+    assert calls == [1, 2, 3, 4]
+    assert [double(1), double(3), double(4)] == [2, 6, 8]  # all still cached
+    assert calls == [1, 2, 3, 4]
+    assert double(2) == 4  # recomputed; evicts 1 (least recently used of 1, 3, 4)
+    assert calls == [1, 2, 3, 4, 2]
+    assert double.core.stats().entries == 3
+    assert double.cached_entry(1) is None
+    assert [double.cached_entry(x) is not None for x in (2, 3, 4)] == [True, True, True]
+
+
+def test_memory_core_lru_order_follows_reads_and_writes() -> None:
+    core = MemoryCore("tests.memory_core.lru", max_entries=3)
+    for key in "abc":
+        core.set(key, Entry(key, 1.0))
+    assert core.get("a") == Entry("a", 1.0)  # order: b c a
+    assert core.get("zz") is None  # a miss changes nothing
+    core.set("d", Entry("d", 1.0))  # evicts b; order: c a d
+    assert core.get("b") is None
+    core.set("c", Entry("c2", 2.0))  # an overwrite counts as use; order: a d c
+    core.set("e", Entry("e", 1.0))  # evicts a; order: d c e
+    assert core.get("a") is None
+    assert [core.get(k) for k in "dce"] == [Entry("d", 1.0), Entry("c2", 2.0), Entry("e", 1.0)]
+    assert core.stats().entries == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_entries_below_one_is_rejected(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_entries"):
+        MemoryCore("tests.memory_core.bad", max_entries=bad)
+
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="max_entries"):
+        cached(backend="memory", max_entries=bad)(f)(1)
+
+
+# -- the rest of the core API ----------------------------------------------------------
+
+
+def test_get_set_delete_clear_purge_and_stats() -> None:
+    core = MemoryCore("tests.memory_core.api")
+    assert core.get("k") is None
+    assert core.set("k", Entry([1], 10.0)) is True
+    assert core.set(("t", 1), Entry("tuple", 30.0)) is True
+    assert core.get("k") == Entry([1], 10.0)
+    stats = core.stats()
+    assert (stats.entries, stats.total_bytes, stats.oldest, stats.newest, stats.claims) == (
+        2,
+        None,
+        10.0,
+        30.0,
+        0,
+    )
+    core.delete("k")
+    core.delete("k")  # deleting a missing key is fine
+    assert core.get("k") is None
+    core.set("old", Entry("old", 100.0))
+    core.set("new", Entry("new", 199.0))
+    assert core.purge_stale(50.0, 200.0) == 2  # ("t", 1) at 30 and "old" at 100
+    assert core.get("new") == Entry("new", 199.0)
+    assert core.clear() == 1
+    assert core.clear() == 0
+    assert core.location() is None
+
+
+def test_size_limit_skips_large_values() -> None:
+    core = MemoryCore("tests.memory_core.sized", size_limit=100)
+    assert core.set("small", Entry(b"x" * 10, 1.0)) is True
+    assert core.set("big", Entry(b"x" * 1000, 1.0)) is False
+    assert core.get("big") is None
+
+
+# -- claims and waits ------------------------------------------------------------------
+
+
+def test_claim_is_exclusive_until_released() -> None:
+    core = MemoryCore("tests.memory_core.claims")
+    assert core.claim("k", 60.0) is True
+    assert core.claim("k", 60.0) is False
+    assert core.claim("other", 60.0) is True
+    assert core.stats().claims == 2
+    core.release("k")
+    assert core.claim("k", 60.0) is True
+    core.release("k")
+    core.release("other")
+    core.release("never-claimed")  # harmless
+    assert core.stats().claims == 0
+
+
+def test_exactly_one_of_many_racing_threads_claims() -> None:
+    core = MemoryCore("tests.memory_core.race")
+    for round_ in range(50):
+        barrier = threading.Barrier(8)
+        key = f"k{round_}"
+
+        def claim(key: str = key, barrier: threading.Barrier = barrier) -> bool:
+            barrier.wait(timeout=DEADLINE_S)
+            return core.claim(key, 60.0)
+
+        runs = [start(claim) for _ in range(8)]
+        outcomes: list[bool] = []
+        for thread, results, errors in runs:
+            thread.join(DEADLINE_S)
+            assert errors == []
+            outcomes.extend(results)
+        assert sorted(outcomes) == [False] * 7 + [True]
+        core.release(key)
+
+
+def test_wait_wakes_on_release_and_returns_the_stored_entry() -> None:
+    core = MemoryCore("tests.memory_core.wait")
+    assert core.claim("k", 60.0)
+    waiter, results, errors = start(lambda: core.wait("k", None))
+    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    core.set("k", Entry("value", 5.0))
+    core.release("k")
+    waiter.join(DEADLINE_S)
+    assert not waiter.is_alive(), "wait did not wake on release"
+    assert errors == []
+    assert results == [Entry("value", 5.0)]
+
+
+def test_a_stored_value_alone_does_not_end_the_wait() -> None:
+    core = MemoryCore("tests.memory_core.set_then_release")
+    assert core.claim("k", 60.0)
+    waiter, results, _ = start(lambda: core.wait("k", None))
+    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    core.set("k", Entry("value", 5.0))  # wakes the waiter, which must go back to sleep
+    # Proving that something does not happen takes a bounded wait.
+    waiter.join(0.2)
+    assert waiter.is_alive(), "wait ended while the claim was still held"
+    assert results == []
+    core.release("k")
+    waiter.join(DEADLINE_S)
+    assert results == [Entry("value", 5.0)]
+
+
+def test_clear_claims_wakes_waiters() -> None:
+    core = MemoryCore("tests.memory_core.clear_claims")
+    assert core.claim("a", 60.0)
+    assert core.claim("b", 60.0)
+    waiter, results, _ = start(lambda: core.wait("a", None))
+    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    assert core.clear_claims() == 2
+    waiter.join(DEADLINE_S)
+    assert not waiter.is_alive()
+    assert results == [None]
+    assert core.claim("a", 60.0) is True
+    assert core.claim("b", 60.0) is True
+
+
+def test_wait_gives_up_after_its_timeout() -> None:
+    core = MemoryCore("tests.memory_core.timeout")
+    core.set("k", Entry("old", 1.0))
+    assert core.claim("k", 60.0)
+    started = time.monotonic()
+    entry = core.wait("k", 0.3)
+    elapsed = time.monotonic() - started
+    assert entry == Entry("old", 1.0)  # whatever is stored when the wait ends
+    assert 0.25 <= elapsed < 5
+    started = time.monotonic()
+    assert core.wait("unclaimed", None) is None  # no claim: no wait
+    assert time.monotonic() - started < 5
+
+
+def test_a_claim_lasts_as_long_as_its_holder_not_its_lease() -> None:
+    """Memory claims end with their holder (docs/decorator.md, ``lease``), not on a timer."""
+    core = MemoryCore("tests.memory_core.lease")
+    assert core.claim("k", 0.01)
+    assert core.wait("k", 0.3) is None  # time passes well beyond the lease ...
+    assert core.claim("k", 0.01) is False  # ... and the claim still holds
+    core.release("k")
+    assert core.claim("k", 0.01) is True
+    core.release("k")
+
+
+# -- the decorator on the memory core --------------------------------------------------
+
+
+def test_eight_threads_racing_one_key_compute_once() -> None:
+    calls: list[int] = []
+    threads: list[threading.Thread] = []
+    barrier = threading.Barrier(8)
+
+    @cached(backend="memory")
+    def slow_square(x: int) -> dict[str, int]:
+        calls.append(x)
+        me = threading.current_thread()
+        # Finish only once every other racer is blocked waiting for this calculation.
+        wait_until(
+            lambda: len(threads) == 8 and all(in_call(t, WAIT_CODE) for t in threads if t is not me)
+        )
+        return {"square": x * x}
+
+    def race() -> dict[str, int]:
+        barrier.wait(timeout=DEADLINE_S)
+        return slow_square(9)
+
+    runs = [start(race) for _ in range(8)]
+    threads.extend(thread for thread, _, _ in runs)
+    outcomes: list[dict[str, int]] = []
+    for thread, results, errors in runs:
+        thread.join(DEADLINE_S)
+        assert errors == []
+        outcomes.extend(results)
+    assert outcomes == [{"square": 81}] * 8
+    assert calls == [9]
+    assert slow_square.core.stats().claims == 0
+
+
+def test_a_failed_calculation_hands_over_to_a_waiter() -> None:
+    calls: list[str] = []
+    first_started = threading.Event()
+    second: list[threading.Thread] = []
+
+    @cached(backend="memory")
+    def fragile(x: int) -> str:
+        if not calls:
+            calls.append("failed")
+            first_started.set()
+            wait_until(lambda: bool(second) and in_call(second[0], WAIT_CODE))
+            raise RuntimeError("the first calculation fails")
+        calls.append("succeeded")
+        return f"value-{x}"
+
+    first, first_results, first_errors = start(lambda: fragile(1))
+    assert first_started.wait(DEADLINE_S)
+    waiter, results, errors = start(lambda: fragile(1))
+    second.append(waiter)
+    first.join(DEADLINE_S)
+    waiter.join(DEADLINE_S)
+    assert not waiter.is_alive()
+    assert [type(exc) for exc in first_errors] == [RuntimeError]
+    assert first_results == []
+    assert errors == []
+    assert results == ["value-1"]
+    assert calls == ["failed", "succeeded"]
+    assert fragile(1) == "value-1"
+    assert calls == ["failed", "succeeded"]

@@ -1,0 +1,1031 @@
+"""The pickle-file core: real processes, crashes, torn reads, damage, fail-open, direct API.
+
+Processes are forked (``multiprocessing.get_context("fork")``) so the decorated function
+can be a closure defined inside the test, or started with ``sys.executable`` on
+``tests/helpers/pickle_core_worker.py`` when a fresh interpreter matters. Calculations
+are counted with ``O_APPEND`` lines in a counter file, which every process shares.
+Nothing sleeps for a fixed time: processes meet at barriers, report through pipes and
+queues, and the rest polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import logging
+import multiprocessing
+import multiprocessing.queues
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachier_like import BackendError, Entry, cached, config
+from cachier_like.cores import pickle as pickle_module
+from cachier_like.cores.pickle import HEADER_SIZE, MAGIC, PickleCore, namespace_dirname
+from cachier_like.keys import stable_hash
+
+pytestmark = pytest.mark.pickle
+
+FORK = multiprocessing.get_context("fork")
+#: Generous bounds: they only matter when something hangs.
+DEADLINE_S = 60.0
+HELPER = Path(__file__).parent / "helpers" / "pickle_core_worker.py"
+
+ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def record(path: Path, line: str) -> None:
+    """Append one line to ``path`` atomically (one O_APPEND write), from any process."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def records(path: Path) -> list[str]:
+    """The lines appended to ``path`` so far."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(index)`` in ``count`` forked processes; return results in index order.
+
+    A worker's exception fails the test with its repr; a hung worker fails it at the
+    deadline (and is killed).
+    """
+    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
+
+    def target(index: int) -> None:
+        try:
+            queue.put((index, "ok", work(index)))
+        except BaseException as exc:
+            queue.put((index, "error", repr(exc)))
+
+    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=DEADLINE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    errors = [outcome for outcome in outcomes if outcome[1] != "ok"]
+    assert not errors, f"worker processes failed: {errors}"
+    assert [process.exitcode for process in processes] == [0] * count
+    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
+
+
+def entry_files(directory: str | None) -> list[Path]:
+    """The ``.entry`` files of one function's cache directory."""
+    assert directory is not None
+    return sorted(Path(directory).glob("*.entry"))
+
+
+def tmp_files(directory: str | None) -> list[Path]:
+    """Temporary files left anywhere under one function's cache directory."""
+    assert directory is not None
+    return sorted(Path(directory).rglob("*.tmp"))
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Messages of the warnings (or worse) captured so far."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def fake_os(**overrides: Callable[..., Any]) -> types.ModuleType:
+    """A stand-in for the ``os`` module with some functions replaced."""
+    module = types.ModuleType("os")
+    module.__dict__.update(vars(os))
+    for name, function in overrides.items():
+        setattr(module, name, function)
+    return module
+
+
+class Collector(logging.Handler):
+    """A logging handler that keeps the records it is given."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def no_space(*args: Any, **kwargs: Any) -> Any:
+    """Fail like a full disk."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+# -- many processes, one cache -----------------------------------------------------
+
+
+def test_one_key_hammered_by_eight_processes_is_calculated_once(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    arrived = tmp_path / "arrived"
+    workers = 8
+    barrier = FORK.Barrier(workers)
+
+    @cached(cache_dir=cache_dir)
+    def slow(x: int) -> dict[str, int]:
+        record(calls, str(os.getpid()))
+        # Hold the claim until every worker is inside its call, so all of them contend.
+        wait_until(lambda: len(records(arrived)) >= workers)
+        return {"x": x, "square": x * x}
+
+    def work(index: int) -> Any:
+        barrier.wait(timeout=DEADLINE_S)
+        record(arrived, str(index))
+        return slow(7)
+
+    results = run_forked(workers, work)
+
+    assert results == [{"x": 7, "square": 49}] * workers
+    assert len(records(calls)) == 1
+    entry = slow.cached_entry(7)
+    assert entry is not None
+    assert entry.value == {"x": 7, "square": 49}
+    assert len(entry_files(slow.cache_dpath())) == 1
+    assert tmp_files(slow.cache_dpath()) == []
+
+
+def test_many_keys_hammered_by_eight_processes_are_each_calculated_once(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    workers, per_worker, key_space = 8, 50, 100
+    barrier = FORK.Barrier(workers)
+
+    @cached(cache_dir=cache_dir)
+    def square(k: int) -> int:
+        record(calls, str(k))
+        return k * k + 7
+
+    def keys_of(index: int) -> list[int]:
+        # Overlapping windows: each key is asked for by about four processes.
+        return [(index * 12 + j) % key_space for j in range(per_worker)]
+
+    def work(index: int) -> list[tuple[int, int]]:
+        barrier.wait(timeout=DEADLINE_S)
+        return [(k, square(k)) for k in keys_of(index)]
+
+    results = run_forked(workers, work)
+
+    asked = {k for index in range(workers) for k in keys_of(index)}
+    assert asked == set(range(key_space))
+    for index, pairs in enumerate(results):
+        assert [k for k, _ in pairs] == keys_of(index)
+        assert all(value == k * k + 7 for k, value in pairs)
+    assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
+    assert len(entry_files(square.cache_dpath())) == len(asked)
+    assert tmp_files(square.cache_dpath()) == []
+    assert square.core.stats().claims == 0
+
+
+@pytest.mark.parametrize("waiter_kind", ["thread", "process"])
+def test_killed_calculator_is_taken_over_by_a_waiter(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiter_kind: str
+) -> None:
+    calls = tmp_path / "calls"
+    role = {"block": False}
+    started_r, started_w = FORK.Pipe(duplex=False)
+
+    @cached(cache_dir=cache_dir)
+    def compute(x: int) -> str:
+        record(calls, str(os.getpid()))
+        if role["block"]:
+            started_w.send("calculating")
+            threading.Event().wait()  # blocks until this process is killed
+        return f"value-{x}"
+
+    def calculator() -> None:
+        role["block"] = True
+        compute(3)
+
+    victim = FORK.Process(target=calculator, daemon=True)
+    victim.start()
+    waiter_process: multiprocessing.process.BaseProcess | None = None
+    try:
+        assert started_r.poll(DEADLINE_S), "the calculator never started"
+        assert started_r.recv() == "calculating"
+        core = compute.core
+        original_wait = core.wait
+
+        if waiter_kind == "thread":
+            waiting = threading.Event()
+            results: list[str] = []
+
+            def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+                waiting.set()
+                return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+
+            monkeypatch.setattr(core, "wait", wait_spy)
+            waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
+            waiter.start()
+            assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
+        else:
+            waiting_r, waiting_w = FORK.Pipe(duplex=False)
+            result_q: ResultQueue[str] = FORK.Queue()
+
+            def waiter_main() -> None:
+                def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+                    waiting_w.send("waiting")
+                    return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+
+                core.wait = wait_spy  # this process's copy of the core only
+                result_q.put(compute(3))
+
+            waiter_process = FORK.Process(target=waiter_main, daemon=True)
+            waiter_process.start()
+            assert waiting_r.poll(DEADLINE_S), "the waiter never started waiting"
+
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(DEADLINE_S)
+        assert victim.exitcode == -signal.SIGKILL
+        killed_at = time.monotonic()
+
+        if waiter_kind == "thread":
+            waiter.join(DEADLINE_S)
+            assert not waiter.is_alive(), "the waiter never took over"
+            assert results == ["value-3"]
+        else:
+            assert waiter_process is not None
+            assert result_q.get(timeout=DEADLINE_S) == "value-3"
+            waiter_process.join(DEADLINE_S)
+            assert waiter_process.exitcode == 0
+        assert time.monotonic() - killed_at < 30, "the take-over was not prompt"
+    finally:
+        for process in (victim, waiter_process):
+            if process is not None and process.is_alive():
+                process.kill()
+                process.join()
+
+    lines = records(calls)
+    assert len(lines) == 2  # the killed calculation and the take-over
+    assert lines[0] == str(victim.pid)
+    entry = compute.cached_entry(3)
+    assert entry is not None
+    assert entry.value == "value-3"
+    assert compute.core.stats().claims == 0
+    assert compute(3) == "value-3"
+    assert len(records(calls)) == 2
+
+
+BLOB_SIZE = 1 << 20
+
+
+def check_blob(value: Any, max_marker: int) -> int:
+    """Assert ``value`` is one complete written blob; return its marker."""
+    assert isinstance(value, bytes)
+    assert len(value) == BLOB_SIZE
+    assert value == value[:4] * (BLOB_SIZE // 4), "a mixed or partial value was read"
+    marker = int.from_bytes(value[:4], "big")
+    assert 0 <= marker <= max_marker
+    return marker
+
+
+def read_until_done(
+    read: Callable[[], Entry | None], done: Callable[[], bool], max_marker: int
+) -> set[int]:
+    """Read while writers run (and once after); every read must be a complete value."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        finished = done()
+        entry = read()
+        assert entry is not None, "a reader found no readable entry while writers rewrote it"
+        seen.add(check_blob(entry.value, max_marker))
+        if finished:
+            return seen
+        assert time.monotonic() < deadline, "the writers did not finish"
+
+
+def test_reads_never_see_a_torn_entry_while_another_process_rewrites_it(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = itertools.count()
+    rounds = 40
+
+    @cached(cache_dir=cache_dir)
+    def blob(k: int) -> bytes:
+        marker = next(counter)
+        return marker.to_bytes(4, "big") * (BLOB_SIZE // 4)
+
+    assert check_blob(blob(0), 0) == 0
+    done_r, done_w = FORK.Pipe(duplex=False)
+
+    def writer() -> None:
+        for _ in range(rounds):
+            blob.refresh(0)  # markers 1..rounds: the counter continues in the child
+        done_w.send("done")
+
+    process = FORK.Process(target=writer, daemon=True)
+    process.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+
+            def done() -> bool:
+                if done_r.poll():
+                    return True
+                assert process.is_alive() or done_r.poll(), "the writer died"
+                return False
+
+            seen = read_until_done(lambda: blob.cached_entry(0), done, rounds)
+        process.join(DEADLINE_S)
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
+    assert process.exitcode == 0
+    assert rounds in seen  # the last read came after the last write
+    assert warnings_in(caplog) == []
+    assert tmp_files(blob.cache_dpath()) == []
+
+
+def test_forked_processes_rewriting_one_key_do_not_collide(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forked siblings share the parent's core object; their writes must not collide.
+
+    Each writer refreshes the same key with 1 MB values while this process reads it:
+    every read must be a complete value, and no writer may fail to store.
+    """
+    writers, rounds = 3, 30
+    state = {"next": 0}
+
+    @cached(cache_dir=cache_dir)
+    def blob(k: int) -> bytes:
+        marker = state["next"]
+        state["next"] += 1
+        return marker.to_bytes(4, "big") * (BLOB_SIZE // 4)
+
+    blob(0)  # marker 0; the core is built before the fork, as in any pre-fork server
+    max_marker = writers * rounds
+    start = FORK.Barrier(writers + 1)
+
+    def writer(index: int) -> int:
+        handler = Collector(logging.WARNING)
+        logging.getLogger("cachier_like").addHandler(handler)
+        state["next"] = index * rounds + 1  # writer i writes markers i*rounds+1 ..
+        start.wait(timeout=DEADLINE_S)
+        for _ in range(rounds):
+            blob.refresh(0)
+        return len(handler.records)
+
+    outcome: list[list[Any]] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_forked(writers, writer)))
+    with caplog.at_level(logging.WARNING):
+        runner.start()
+        start.wait(timeout=DEADLINE_S)
+        try:
+            seen = read_until_done(
+                lambda: blob.cached_entry(0), lambda: not runner.is_alive(), max_marker
+            )
+        finally:
+            runner.join(DEADLINE_S)
+    assert outcome, "a writer process failed"
+    assert outcome[0] == [0] * writers, "writers logged store failures"
+    assert seen
+    assert warnings_in(caplog) == []
+    assert tmp_files(blob.cache_dpath()) == []
+
+
+def test_an_entry_written_by_one_process_is_read_by_another(cache_dir: Path) -> None:
+    namespace = "tests.pickle_core.cross_process"
+
+    def helper(mode: str, x: int) -> dict[str, Any]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(HELPER),
+                mode,
+                str(x),
+                "--cache-dir",
+                str(cache_dir),
+                "--namespace",
+                namespace,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        outcome: dict[str, Any] = json.loads(done.stdout)
+        return outcome
+
+    computed = helper("compute", 5)
+    assert computed["calls"] == 1
+    assert computed["result"]["value"] == 16
+    assert computed["result"]["pid"] != os.getpid()
+
+    @cached(cache_dir=cache_dir, namespace=namespace)
+    def triple_plus_one(x: int) -> dict[str, int]:
+        raise AssertionError("this process must hit the entry the other one stored")
+
+    assert triple_plus_one(5) == computed["result"]
+
+    # And the other way round: stored here, hit by a fresh interpreter.
+    triple_plus_one.precache_value(9, value_to_cache={"x": 9, "value": 28, "pid": os.getpid()})
+    hit = helper("hit", 9)
+    assert hit == {"result": {"x": 9, "value": 28, "pid": os.getpid()}, "calls": 0}
+
+
+# -- damaged entries, clearing, failures -------------------------------------------
+
+
+DAMAGE: dict[str, Callable[[bytes], bytes]] = {
+    "garbage": lambda data: b"this is not a cache entry at all" * 3,
+    "empty": lambda data: b"",
+    "truncated_header": lambda data: data[: HEADER_SIZE - 3],
+    "truncated_payload": lambda data: data[: HEADER_SIZE + (len(data) - HEADER_SIZE) // 2],
+    "bad_magic": lambda data: b"XXXXXXXX" + data[8:],
+    "garbage_payload": lambda data: data[:HEADER_SIZE] + b"\x80\x05not a pickle",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def numbers(x: int) -> list[int]:
+        calls.append(x)
+        return list(range(x))
+
+    assert numbers(50) == list(range(50))
+    (path,) = entry_files(numbers.cache_dpath())
+    path.write_bytes(DAMAGE[damage](path.read_bytes()))
+
+    with caplog.at_level(logging.WARNING):
+        assert numbers(50) == list(range(50))
+    assert calls == [50, 50]
+    assert any(path.name in message for message in warnings_in(caplog)), warnings_in(caplog)
+
+    assert entry_files(numbers.cache_dpath()) == [path]
+    assert path.read_bytes()[:8] == MAGIC
+    entry = numbers.cached_entry(50)
+    assert entry is not None
+    assert entry.value == list(range(50))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert numbers(50) == list(range(50))
+    assert calls == [50, 50]
+    assert warnings_in(caplog) == []
+
+
+def test_clear_cache_removes_only_this_functions_entries(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, namespace="pkg.f")
+    def f(x: int) -> int:
+        return x
+
+    @cached(cache_dir=cache_dir, namespace="pkg.f2")
+    def f2(x: int) -> int:
+        return x + 1
+
+    @cached(cache_dir=cache_dir, namespace="pkg.f_extra")
+    def f_extra(x: int) -> int:
+        return x + 2
+
+    for x in range(3):
+        f(x)
+        f2(x)
+        f_extra(x)
+    assert len({f.cache_dpath(), f2.cache_dpath(), f_extra.cache_dpath()}) == 3
+
+    assert f.clear_cache() == 3
+    assert entry_files(f.cache_dpath()) == []
+    assert all(f.cached_entry(x) is None for x in range(3))
+    for other, offset in ((f2, 1), (f_extra, 2)):
+        assert len(entry_files(other.cache_dpath())) == 3
+        for x in range(3):
+            entry = other.cached_entry(x)
+            assert entry is not None
+            assert entry.value == x + offset
+    assert f.clear_cache() == 0
+
+
+def test_store_failure_on_a_read_only_directory_fails_open(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def tenfold(x: int) -> int:
+        calls.append(x)
+        return 10 * x
+
+    assert tenfold(1) == 10  # creates the function's directory and its claims directory
+    directory = Path(str(tenfold.cache_dpath()))
+    if os.geteuid() == 0:
+        # root ignores directory permissions: fail the rename like a full disk instead.
+        monkeypatch.setattr(pickle_module, "os", fake_os(replace=no_space))
+    else:
+        directory.chmod(0o555)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert tenfold(2) == 20
+        assert tenfold.cached_entry(2) is None
+        assert tenfold(1) == 10  # existing entries are still served
+    finally:
+        directory.chmod(0o755)
+    assert calls == [1, 2]
+    assert any("store" in message for message in warnings_in(caplog)), warnings_in(caplog)
+    assert tmp_files(str(directory)) == []
+
+
+@pytest.mark.parametrize("failing", ["open", "write", "replace"])
+def test_a_full_disk_fails_open_and_leaves_no_temporary_file(
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failing: str,
+) -> None:
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir)
+    def tenfold(x: int) -> int:
+        calls.append(x)
+        return 10 * x
+
+    assert tenfold(1) == 10
+
+    def open_tmp_fails(path: str, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".tmp"):
+            no_space()
+        return os.open(path, flags, mode)
+
+    overrides: dict[str, Callable[..., Any]] = {
+        "open": open_tmp_fails,
+        "write": no_space,
+        "replace": no_space,
+    }
+    monkeypatch.setattr(pickle_module, "os", fake_os(**{failing: overrides[failing]}))
+    with caplog.at_level(logging.WARNING):
+        assert tenfold(2) == 20
+    assert calls == [1, 2]
+    assert any("store" in message for message in warnings_in(caplog)), warnings_in(caplog)
+    assert tenfold.cached_entry(2) is None
+    assert tmp_files(tenfold.cache_dpath()) == []
+
+    @cached(cache_dir=cache_dir, namespace="tests.pickle_core.strict", raise_on_error=True)
+    def strict(x: int) -> int:
+        return x
+
+    with pytest.raises(BackendError):
+        strict(1)
+
+
+def test_a_cache_directory_where_claims_cannot_be_made_fails_open(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache directory the user may not write to must not hang a call.
+
+    As a normal user the directory is made read-only; root ignores permissions, so
+    there creating the claim lock file fails with EACCES the way it would.
+    """
+    readonly = cache_dir / "shared"
+    readonly.mkdir()
+
+    @cached(cache_dir=readonly)
+    def tenfold(x: int) -> int:
+        return 10 * x
+
+    if os.geteuid() == 0:
+        from cachier_like.cores import _claims
+
+        def open_denied(path: str, flags: int, mode: int = 0o777) -> int:
+            if flags & os.O_CREAT:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+            return os.open(path, flags, mode)
+
+        def makedirs_denied(path: str, *args: Any, **kwargs: Any) -> None:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+        denied: dict[str, Callable[..., Any]] = {
+            "open": open_denied,
+            "makedirs": makedirs_denied,
+        }
+        monkeypatch.setattr(_claims, "os", fake_os(**denied))
+        monkeypatch.setattr(pickle_module, "os", fake_os(**denied))
+    else:
+        readonly.chmod(0o555)
+    results: list[int] = []
+    caller = threading.Thread(target=lambda: results.append(tenfold(3)), daemon=True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            caller.start()
+            caller.join(10)
+            assert not caller.is_alive(), "the call hangs when it cannot create a claim"
+    finally:
+        readonly.chmod(0o755)
+        monkeypatch.undo()  # lets a hung caller finish
+        caller.join(DEADLINE_S)
+    assert results == [30]
+    assert warnings_in(caplog), "the failure to cache was not reported"
+
+
+def test_a_custom_hash_func_with_readable_keys_keeps_claims_working(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys from ``hash_func`` are used as file names when safe; claims must accept them."""
+
+    def user_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return f"user_profile_{kwargs['uid']}"
+
+    calls: list[int] = []
+
+    @cached(cache_dir=cache_dir, hash_func=user_key)
+    def profile(uid: int) -> dict[str, int]:
+        calls.append(uid)
+        return {"uid": uid}
+
+    with caplog.at_level(logging.WARNING):
+        assert profile(12345678) == {"uid": 12345678}
+        assert profile(7) == {"uid": 7}
+        assert profile(12345678) == {"uid": 12345678}
+    assert calls == [12345678, 7]
+    assert warnings_in(caplog) == []
+
+
+def test_default_cache_dir_honours_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = tmp_path / "from-env"
+    monkeypatch.setenv(config.CACHE_DIR_ENV, str(chosen))
+
+    @cached
+    def plus_one(x: int) -> int:
+        return x + 1
+
+    location = plus_one.cache_dpath()
+    assert location is not None
+    assert Path(location).parent == chosen.absolute()
+    assert plus_one(1) == 2
+    assert len(entry_files(location)) == 1
+
+
+# -- the core's own API --------------------------------------------------------------
+
+
+CoreFactory = Callable[..., PickleCore]
+
+
+@pytest.fixture(params=["range_locks", "file_locks"])
+def claims_kind(request: pytest.FixtureRequest) -> str:
+    """Which claim implementation a direct-API test runs on.
+
+    ``range_locks``: byte-range OFD locks (the Linux default); ``file_locks``: one
+    ``flock`` file per key (the portable fallback).
+    """
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def make_core(claims_kind: str, cache_dir: Path) -> CoreFactory:
+    """Build ``PickleCore`` objects on this test's cache directory."""
+
+    def factory(namespace: str = "tests.pickle_core.direct", **options: Any) -> PickleCore:
+        return PickleCore(
+            namespace,
+            cache_dir=cache_dir,
+            prefer_range_locks=claims_kind == "range_locks",
+            **options,
+        )
+
+    return factory
+
+
+def in_call(thread_ident: int, code: types.CodeType) -> bool:
+    """Whether the thread ``thread_ident`` is currently executing ``code``."""
+    frame = sys._current_frames().get(thread_ident)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_get_set_delete(make_core: CoreFactory, cache_dir: Path) -> None:
+    core = make_core()
+    assert core.get("k") is None
+    assert core.set("k", Entry({"a": [1, 2]}, 123.5)) is True
+    assert core.get("k") == Entry({"a": [1, 2]}, 123.5)
+    assert core.set("k", Entry("new", 124.0)) is True
+    assert core.get("k") == Entry("new", 124.0)
+    assert core.set(("tuple", 1), Entry(None, 1.0)) is True  # any hashable key works
+    assert core.get(("tuple", 1)) == Entry(None, 1.0)
+    assert core.set("../escape", Entry("x", 1.0)) is True  # keys never name other paths
+    assert list(cache_dir.iterdir()) == [core.directory]
+    # Another core object on the same directory sees the same entries.
+    assert make_core().get("k") == Entry("new", 124.0)
+    core.delete("k")
+    assert core.get("k") is None
+    core.delete("k")  # deleting a missing key is fine
+    assert core.location() == str(core.directory)
+    assert Path(core.location()).parent == cache_dir.absolute()
+
+
+def test_set_skips_values_over_the_size_limit(make_core: CoreFactory) -> None:
+    core = make_core(size_limit=100)
+    assert core.set("small", Entry(b"x" * 10, 1.0)) is True
+    assert core.set("big", Entry(b"x" * 1000, 1.0)) is False
+    assert core.get("big") is None
+    assert core.get("small") == Entry(b"x" * 10, 1.0)
+
+
+def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
+    make_core: CoreFactory,
+) -> None:
+    core = make_core("pkg.f")
+    other = make_core("pkg.f2")
+    for i in range(4):
+        core.set(i, Entry(i, 1.0))
+        other.set(i, Entry(i, 1.0))
+    stray = core.directory / "deadbeef.1.2.tmp"
+    stray.write_bytes(b"half a write")
+    assert core.claim(0, 60)
+    try:
+        assert core.clear() == 4
+    finally:
+        core.release(0)
+    assert core.get(0) is None
+    assert not stray.exists()
+    assert all(other.get(i) == Entry(i, 1.0) for i in range(4))
+    assert core.clear() == 0
+
+
+def test_claim_is_exclusive_until_released(make_core: CoreFactory) -> None:
+    first, second = make_core(), make_core()
+    assert first.claim("k", 60) is True
+    assert second.claim("k", 60) is False
+    assert first.claim("k", 60) is False  # not re-entrant either
+    assert second.claim("other", 60) is True  # claims are per key
+    first.release("k")
+    assert second.claim("k", 60) is True
+    assert first.claim("k", 60) is False
+    second.release("k")
+    second.release("other")
+    second.release("never-claimed")  # harmless
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k",  # short
+        "user_profile_7",  # short, not hex
+        "userprofilekey1234",  # long, lowercase alphanumeric, not hex
+        "user_profile_12345678",  # long, not hex
+        "0123456789abcdef0123456789abcdef",  # what KeyMaker makes
+        ("a", "tuple", 3),
+    ],
+)
+def test_claims_on_any_key_are_exclusive(make_core: CoreFactory, key: Hashable) -> None:
+    first, second = make_core(), make_core()
+    assert first.claim(key, 60) is True
+    try:
+        assert second.claim(key, 60) is False
+    finally:
+        first.release(key)
+    assert second.claim(key, 60) is True
+    second.release(key)
+
+
+@pytest.mark.parametrize("key", ["k", "user_profile_7", "0123456789abcdef0123456789abcdef"])
+def test_a_claim_holds_against_other_interpreters(
+    make_core: CoreFactory, claims_kind: str, cache_dir: Path, key: str
+) -> None:
+    """A fresh interpreter (its own hash seed) must see this process's claim."""
+    core = make_core()
+    assert core.claim(key, 60)
+    try:
+        for seed in ("1", "2", "3"):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(HELPER),
+                    "claim",
+                    key,
+                    "--cache-dir",
+                    str(cache_dir),
+                    "--namespace",
+                    core.namespace,
+                    *(["--file-locks"] if claims_kind == "file_locks" else []),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE_S,
+                check=False,
+                env={**os.environ, "PYTHONHASHSEED": seed},
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == {"claimed": False}, f"PYTHONHASHSEED={seed}"
+    finally:
+        core.release(key)
+
+
+def test_exactly_one_of_two_racing_threads_claims(make_core: CoreFactory) -> None:
+    cores = [make_core(), make_core()]
+
+    def race(key: str) -> list[bool]:
+        barrier = threading.Barrier(2)
+        won = [False, False]
+
+        def claim(index: int) -> None:
+            barrier.wait(timeout=DEADLINE_S)
+            won[index] = cores[index].claim(key, 60)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+        return won
+
+    for round_ in range(20):
+        won = race(f"k{round_}")
+        assert sorted(won) == [False, True]
+        cores[won.index(True)].release(f"k{round_}")
+
+
+def test_wait_returns_promptly_after_release(make_core: CoreFactory) -> None:
+    holder, waiter = make_core(), make_core()
+    assert holder.claim("k", 60)
+    waiting_thread = threading.get_ident()
+
+    def finish() -> None:
+        # Release only once the main thread is inside wait().
+        wait_until(lambda: in_call(waiting_thread, PickleCore.wait.__code__))
+        holder.set("k", Entry("done", 5.0))
+        holder.release("k")
+
+    releaser = threading.Thread(target=finish, daemon=True)
+    started = time.monotonic()
+    releaser.start()
+    entry = waiter.wait("k", DEADLINE_S)
+    elapsed = time.monotonic() - started
+    releaser.join(DEADLINE_S)
+    assert entry == Entry("done", 5.0)
+    assert elapsed < 5
+
+
+def test_wait_gives_up_after_its_timeout(make_core: CoreFactory) -> None:
+    holder, waiter = make_core(), make_core()
+    waiter.set("k", Entry("old", 1.0))
+    assert holder.claim("k", 60)
+    try:
+        started = time.monotonic()
+        entry = waiter.wait("k", 0.3)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.release("k")
+    assert entry == Entry("old", 1.0)  # whatever is stored when the wait ends
+    assert 0.25 <= elapsed < 5
+    # With no claim at all, wait does not block.
+    started = time.monotonic()
+    assert waiter.wait("missing", None) is None
+    assert time.monotonic() - started < 5
+
+
+def test_clear_claims_frees_every_key(make_core: CoreFactory) -> None:
+    holder, other = make_core(), make_core()
+    assert holder.claim("a", 60)
+    assert holder.claim("b", 60)
+    assert other.claim("a", 60) is False
+    assert other.clear_claims() >= 1
+    assert other.claim("a", 60) is True
+    assert other.claim("b", 60) is True
+    for core in (other, holder):
+        core.release("a")
+        core.release("b")
+    assert make_core("tests.pickle_core.never_used").clear_claims() == 0
+
+
+def test_purge_stale_removes_old_and_corrupted_entries(make_core: CoreFactory) -> None:
+    core = make_core()
+    now = 1_000_000.0
+    core.set("new", Entry("new", now - 1))
+    before = set(entry_files(core.location()))
+    core.set("broken", Entry("broken", now))
+    (broken,) = set(entry_files(core.location())) - before
+    broken.write_bytes(b"junk")
+    core.set("old", Entry("old", now - 100))
+    assert core.purge_stale(50, now) == 2
+    assert core.get("old") is None
+    assert core.get("new") == Entry("new", now - 1)
+    assert not broken.exists()
+    assert core.purge_stale(50, now) == 0
+
+
+def test_stats_count_entries_bytes_times_and_claims(make_core: CoreFactory) -> None:
+    core = make_core()
+    empty = core.stats()
+    assert (empty.entries, empty.oldest, empty.newest, empty.claims) == (0, None, None, 0)
+    core.set("a", Entry("a", 10.0))
+    core.set("b", Entry(b"b" * 1000, 30.0))
+    core.set("c", Entry([1, 2, 3], 20.0))
+    assert core.claim("a", 60)
+    try:
+        stats = core.stats()
+    finally:
+        core.release("a")
+    assert stats.entries == 3
+    assert stats.total_bytes == sum(p.stat().st_size for p in entry_files(core.location()))
+    assert (stats.oldest, stats.newest) == (10.0, 30.0)
+    assert stats.claims == 1
+    assert core.stats().claims == 0  # a released claim is not a claim
+
+
+def test_namespace_dirname_is_injective_and_safe() -> None:
+    names = [
+        "pkg.f",
+        "pkg/f",
+        "pkg\\f",
+        "pkg%2Ff",
+        "pkg%f",
+        "pkg f",
+        "pkg:f",
+        "pkg?f",
+        "pkg*f",
+        "pkg<f>",
+        "pkg>f<",
+        "pkg\x00f",
+        "pkg\nf",
+        "pkg.f.<locals>.g",
+        "pkg.f.%3Clocals%3E.g",
+        "pkg.\u00e9",
+        "pkg.e\u0301",
+        ".",
+        "..",
+        ".hidden",
+        "%2Ehidden",
+        ".claims",
+    ]
+    dirnames = [namespace_dirname(name) for name in names]
+    assert len(set(dirnames)) == len(names)
+    for dirname in dirnames:
+        assert dirname not in ("", ".", "..")
+        assert not dirname.startswith(".")
+        assert "/" not in dirname
+        assert "\\" not in dirname
+        assert "\x00" not in dirname
+        assert dirname.isascii()
+        assert len(dirname) <= 180
+
+
+def test_long_namespaces_get_a_hash_suffix(make_core: CoreFactory, cache_dir: Path) -> None:
+    base = "pkg." + "very_long_module_name." * 20
+    first, second = base + "f", base + "g"
+    short = "pkg.short"
+    assert namespace_dirname(short) == short
+    for name in (first, second):
+        dirname = namespace_dirname(name)
+        assert len(dirname) <= 180
+        assert dirname.endswith("~" + stable_hash(name))
+    assert namespace_dirname(first) != namespace_dirname(second)
+    # Long names built from unsafe characters are bounded too, and usable on disk.
+    unsafe = "<>" * 200
+    assert len(namespace_dirname(unsafe)) <= 180
+    for name in (first, second, unsafe):
+        core = make_core(name)
+        assert core.set("k", Entry(name, 1.0))
+        assert core.get("k") == Entry(name, 1.0)
+        assert Path(core.location()).parent == cache_dir.absolute()
