@@ -17,11 +17,12 @@ from .config import (
     reset_default_params,
     set_default_params,
 )
-from .decorator import CachedFunction, cached, cachier
+from .decorator import cached, cachier
 from .entry import Entry
 from .errors import BackendError, CachierLikeError, ConfigurationError, MissingDriverError
 from .keys import stable_hash
 from .serialize import PickleSerializer, Serializer
+from .wrapper import CachedFunction
 
 __all__ = [
     "BackendError",

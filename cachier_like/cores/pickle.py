@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from ..entry import Entry
 from ..errors import BackendError
-from ..keys import stable_hash
+from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
 from .base import Core, CoreStats

@@ -1,0 +1,341 @@
+"""Stable content hashing: a type-tagged encoding of values, hashed with XXH3-128.
+
+``1``, ``1.0``, ``True`` and ``"1"`` encode differently; dicts and sets encode by
+content, whatever their order; numpy and pandas objects by dtype, shape and data.
+Nothing depends on ``PYTHONHASHSEED`` or the process, so digests agree across runs
+and machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import pickle
+import struct
+import sys
+import types
+import uuid
+from array import array
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+import xxhash
+
+_pack_double = struct.Struct("<d").pack
+_MISSING = object()
+
+
+def _encode_str(obj: str, out: list[bytes]) -> None:
+    data = obj.encode("utf-8", "surrogatepass")
+    out.append(b"s%d:" % len(data))
+    out.append(data)
+
+
+def _encode_bytes(obj: bytes | bytearray | memoryview, out: list[bytes]) -> None:
+    data = bytes(obj) if not isinstance(obj, bytes) else obj
+    out.append(b"b%d:" % len(data))
+    out.append(data)
+
+
+def _encode_int(obj: int, out: list[bytes]) -> None:
+    out.append(b"i%d;" % obj)
+
+
+def _encode_float(obj: float, out: list[bytes]) -> None:
+    out.append(b"f" + _pack_double(obj))
+
+
+def _encode_bool(obj: bool, out: list[bytes]) -> None:
+    out.append(b"T" if obj else b"F")
+
+
+def _encode_none(obj: None, out: list[bytes]) -> None:
+    out.append(b"N")
+
+
+def _encode_complex(obj: complex, out: list[bytes]) -> None:
+    out.append(b"c" + _pack_double(obj.real) + _pack_double(obj.imag))
+
+
+def _little_endian(values: array[Any]) -> bytes:
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tobytes()
+
+
+def _encode_homogeneous(obj: Any, out: list[bytes]) -> bool:
+    """Encode a long list of one exact scalar type in bulk, without a call per item."""
+    kinds = set(map(type, obj))
+    if len(kinds) != 1:
+        return False
+    kind = kinds.pop()
+    if kind is int:
+        try:
+            packed = _little_endian(array("q", obj))
+        except OverflowError:
+            return False
+        out.append(b"hi")
+    elif kind is float:
+        packed = _little_endian(array("d", obj))
+        out.append(b"hf")
+    elif kind is str:
+        # Character lengths split the joined text back unambiguously.
+        out.append(b"hs" + _little_endian(array("q", map(len, obj))))
+        packed = "".join(obj).encode("utf-8", "surrogatepass")
+    elif kind is bytes:
+        out.append(b"hb" + _little_endian(array("q", map(len, obj))))
+        packed = b"".join(obj)
+    else:
+        return False
+    out.append(b"%d:" % len(packed))
+    out.append(packed)
+    return True
+
+
+_BULK_THRESHOLD = 16
+
+
+def _encode_sequence(tag: bytes) -> Callable[[Any, list[bytes]], None]:
+    def encode(obj: Any, out: list[bytes]) -> None:
+        out.append(tag + b"%d[" % len(obj))
+        if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
+            for item in obj:
+                _encode(item, out)
+        out.append(b"]")
+
+    return encode
+
+
+def _encoded(obj: Any) -> bytes:
+    parts: list[bytes] = []
+    _encode(obj, parts)
+    return b"".join(parts)
+
+
+def _encode_mapping(obj: Mapping[Any, Any], out: list[bytes], tag: bytes = b"d") -> None:
+    # Order-free: sort the encoded pairs, so insertion order never matters.
+    pairs = sorted(_encoded(k) + _encoded(v) for k, v in obj.items())
+    out.append(tag + b"%d{" % len(pairs))
+    out.extend(pairs)
+    out.append(b"}")
+
+
+def _encode_set(obj: set[Any] | frozenset[Any], out: list[bytes]) -> None:
+    items = sorted(_encoded(item) for item in obj)
+    out.append((b"S" if isinstance(obj, set) else b"Z") + b"%d{" % len(items))
+    out.extend(items)
+    out.append(b"}")
+
+
+def _type_name(cls: type) -> bytes:
+    return f"{cls.__module__}.{cls.__qualname__}".encode()
+
+
+def _encode_tagged_text(tag: bytes, text: str, out: list[bytes]) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    out.append(tag + b"%d:" % len(data))
+    out.append(data)
+
+
+def _encode_datetime(obj: datetime | date | time, out: list[bytes]) -> None:
+    # isoformat keeps the UTC offset, so equal wall times in different zones differ.
+    _encode_tagged_text(b"D" + _type_name(type(obj)), obj.isoformat(), out)
+
+
+def _encode_timedelta(obj: timedelta, out: list[bytes]) -> None:
+    out.append(b"t%d,%d,%d;" % (obj.days, obj.seconds, obj.microseconds))
+
+
+def _encode_decimal(obj: Decimal, out: list[bytes]) -> None:
+    _encode_tagged_text(b"m", str(obj), out)
+
+
+def _encode_uuid(obj: uuid.UUID, out: list[bytes]) -> None:
+    out.append(b"u" + obj.bytes)
+
+
+_ENCODERS: dict[type, Callable[[Any, list[bytes]], None]] = {
+    str: _encode_str,
+    int: _encode_int,
+    float: _encode_float,
+    bool: _encode_bool,
+    type(None): _encode_none,
+    bytes: _encode_bytes,
+    bytearray: _encode_bytes,
+    memoryview: _encode_bytes,
+    complex: _encode_complex,
+    tuple: _encode_sequence(b"("),
+    list: _encode_sequence(b"L"),
+    dict: _encode_mapping,
+    set: _encode_set,
+    frozenset: _encode_set,
+    datetime: _encode_datetime,
+    date: _encode_datetime,
+    time: _encode_datetime,
+    timedelta: _encode_timedelta,
+    Decimal: _encode_decimal,
+    uuid.UUID: _encode_uuid,
+}
+
+
+def _encode_numpy(obj: Any, out: list[bytes]) -> bool:
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return False
+    if isinstance(obj, numpy.ndarray):
+        if obj.dtype.hasobject:
+            out.append(b"A" + obj.dtype.str.encode() + repr(obj.shape).encode())
+            _encode(obj.tolist(), out)
+            return True
+        # Hash the raw buffer: no pickling, no copy when already C-contiguous.
+        data = numpy.ascontiguousarray(obj)
+        header = f"{data.dtype.str}|{data.shape}".encode()
+        out.append(b"A%d:" % len(header) + header)
+        out.append(b"%d:" % data.nbytes)
+        out.append(data.data.cast("B") if data.nbytes else b"")
+        return True
+    if isinstance(obj, numpy.generic):
+        _encode_tagged_text(b"g" + obj.dtype.str.encode(), repr(obj.item()), out)
+        return True
+    return False
+
+
+def _encode_pandas(obj: Any, out: list[bytes]) -> bool:
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(obj, (pandas.DataFrame, pandas.Series, pandas.Index)):
+        return False
+    if isinstance(obj, pandas.Index):
+        out.append(b"PI")
+        _encode(obj.to_numpy(), out)
+        _encode(str(obj.dtype), out)
+        _encode(obj.name, out)
+        return True
+    # Row hashes cover values and index; dtypes, names and shape are added so that
+    # frames differing only in those never collide.
+    row_hashes = pandas.util.hash_pandas_object(obj, index=True).to_numpy()
+    if isinstance(obj, pandas.DataFrame):
+        out.append(b"PD")
+        _encode(obj.columns, out)  # an Index: labels keep their types
+        _encode([str(t) for t in obj.dtypes], out)
+    else:
+        out.append(b"PS")
+        _encode(obj.name, out)
+        _encode(str(obj.dtype), out)
+    _encode(obj.shape, out)
+    _encode(row_hashes, out)
+    return True
+
+
+def _encode_other(obj: Any, out: list[bytes]) -> None:
+    cls = type(obj)
+    if isinstance(obj, enum.Enum):
+        out.append(b"E" + _type_name(cls) + b".")
+        _encode(obj.name, out)
+    elif isinstance(obj, type):
+        _encode_tagged_text(b"C", f"{obj.__module__}.{obj.__qualname__}", out)
+    elif dataclasses.is_dataclass(obj):
+        out.append(b"K" + _type_name(cls) + b"{")
+        for field in dataclasses.fields(obj):
+            _encode(field.name, out)
+            _encode(getattr(obj, field.name), out)
+        out.append(b"}")
+    elif isinstance(obj, PurePath):
+        _encode_tagged_text(b"p" + _type_name(cls), obj.as_posix(), out)
+    elif _encode_numpy(obj, out) or _encode_pandas(obj, out):
+        pass
+    elif isinstance(obj, Mapping):
+        _encode_mapping(obj, out, tag=b"M" + _type_name(cls))
+    elif isinstance(obj, (set, frozenset)):
+        out.append(b"X" + _type_name(cls))
+        _encode_set(obj, out)
+    elif isinstance(obj, (tuple, list)):
+        # Subclasses (namedtuples, ...) keep their type in the key.
+        out.append(b"Q" + _type_name(cls))
+        _ENCODERS[tuple](obj, out)
+    elif isinstance(obj, (str, int, float, bytes)):
+        out.append(b"V" + _type_name(cls))
+        _ENCODERS[next(b for b in (str, bool, int, float, bytes) if isinstance(obj, b))](obj, out)
+    elif isinstance(obj, types.FunctionType):
+        _encode_function(obj, out)
+    elif callable(obj) and hasattr(obj, "__qualname__"):
+        _encode_tagged_text(b"c", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", out)
+    else:
+        _encode_reduced(obj, out)
+
+
+def _encode_code(code: types.CodeType, out: list[bytes]) -> None:
+    out.append(b"k%d:" % len(code.co_code) + code.co_code)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _encode_code(const, out)
+        else:
+            _encode(const, out)
+
+
+def _encode_function(func: types.FunctionType, out: list[bytes]) -> None:
+    """A module-level function is its name; a lambda or nested one also its code.
+
+    Two lambdas of one scope share a qualified name, so their bytecode, constants
+    and closure values tell them apart.
+    """
+    _encode_tagged_text(b"c", f"{func.__module__}.{func.__qualname__}", out)
+    if "<" in func.__qualname__:
+        _encode_code(func.__code__, out)
+        for cell in func.__closure__ or ():
+            try:
+                _encode(cell.cell_contents, out)
+            except ValueError:  # an empty cell
+                out.append(b"-")
+
+
+def _encode_reduced(obj: Any, out: list[bytes]) -> None:
+    """Encode an arbitrary object by what ``__reduce_ex__`` says rebuilds it.
+
+    The parts (constructor, arguments, state) go through the same content encoding, so
+    a set or dict held by the object hashes by content, not by iteration order.
+    """
+    out.append(b"O" + _type_name(type(obj)))
+    parts: list[bytes] = []
+    try:
+        reduced = obj.__reduce_ex__(4)
+        if isinstance(reduced, str):  # a global singleton, named
+            _encode(reduced, parts)
+        else:
+            items = [
+                list(part) if index >= 3 and part is not None else part
+                for index, part in enumerate(reduced)
+            ]
+            _encode(items, parts)
+    except (TypeError, ValueError, RecursionError, pickle.PicklingError):
+        # Self-referencing or exotic state: the object's pickle is the best we have.
+        parts = []
+        _encode_bytes(pickle.dumps(obj, protocol=4), parts)
+    out.extend(parts)
+
+
+def _encode(obj: Any, out: list[bytes]) -> None:
+    encoder = _ENCODERS.get(type(obj))
+    if encoder is not None:
+        encoder(obj, out)
+    else:
+        _encode_other(obj, out)
+
+
+def stable_hash(obj: Any) -> str:
+    """Return the 32-hex-digit content hash of ``obj``, identical in every process.
+
+    Example:
+        >>> stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+        True
+        >>> stable_hash(1) == stable_hash(1.0) or stable_hash(1) == stable_hash(True)
+        False
+    """
+    parts: list[bytes] = []
+    _encode(obj, parts)
+    hasher = xxhash.xxh3_128()
+    for part in parts:
+        hasher.update(part)
+    return str(hasher.hexdigest())
