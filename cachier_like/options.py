@@ -43,10 +43,11 @@ def _flag(merged: Mapping[str, Any], name: str) -> bool:
 
 
 def _core_signature(merged: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What the core is built from: a change here means a new core (and new storage)."""
+    backend = merged["backend"]
     return (
-        merged["backend"],
-        merged["cache_dir"],
-        merged["entry_size_limit"],
+        backend,
+        merged["cache_dir"] if backend == "pickle" else None,
         merged["hash_func"],
         tuple(sorted((k, id(v)) for k, v in extra.items())),
     )
@@ -88,6 +89,8 @@ class OptionResolver:
             self._core, self._keys = self._build_core(merged, extra, serializer)
             self._core_sig = signature
         assert self._keys is not None
+        # Applies to the existing core: changing the limit must not drop its entries.
+        self._core.size_limit = config.parse_size(merged["entry_size_limit"])
         wait = config.as_seconds(merged["wait_for_calc_timeout"], "wait_for_calc_timeout")
         lease = config.as_seconds(merged["lease"], "lease")
         interval = config.as_seconds(merged["cleanup_interval"], "cleanup_interval")
@@ -116,7 +119,6 @@ class OptionResolver:
             raise ConfigurationError(f"backend must be a string, not {backend!r}")
         cls = core_class(backend)
         options: dict[str, Any] = dict(extra)
-        options["size_limit"] = config.parse_size(merged["entry_size_limit"])
         options["serializer"] = serializer
         if backend == "pickle":
             cache_dir = merged["cache_dir"]

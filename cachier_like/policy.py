@@ -26,7 +26,9 @@ COMPUTE = 0
 CORE = 1
 WAIT = 2
 
-Step = tuple[int, Callable[..., Any], tuple[Any, ...]]
+# (COMPUTE, function, (args, kwargs)) | (CORE, bound core method, args)
+# | (WAIT, core, (key, timeout)): waiting differs between sync and async drivers.
+Step = tuple[int, Any, tuple[Any, ...]]
 Flow = Generator[Step, Any, Any]
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -125,7 +127,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
             return (yield from compute_and_store(job))
         try:
-            latest = yield (WAIT, core.wait, (job.key, remaining))
+            latest = yield (WAIT, core, (job.key, remaining))
         except CoreFailure as failure:
             job.report("wait", failure)
             return (yield job.compute())
@@ -165,7 +167,12 @@ def drive_sync(flow: Flow) -> Any:
         error = send = None
         kind, fn, args = step
         try:
-            send = fn(*args[0], **args[1]) if kind == COMPUTE else fn(*args)
+            if kind == COMPUTE:
+                send = fn(*args[0], **args[1])
+            elif kind == WAIT:
+                send = fn.wait(*args)
+            else:
+                send = fn(*args)
         except Exception as exc:
             error = exc if kind == COMPUTE else CoreFailure(exc)
         except BaseException as exc:
@@ -186,7 +193,9 @@ async def drive_async(flow: Flow, blocking: bool) -> Any:
         try:
             if kind == COMPUTE:
                 send = await fn(*args[0], **args[1])
-            elif kind == WAIT or blocking:
+            elif kind == WAIT:
+                send = await fn.wait_async(*args)
+            elif blocking:
                 send = await asyncio.to_thread(fn, *args)
             else:
                 send = fn(*args)

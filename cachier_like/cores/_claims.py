@@ -12,6 +12,7 @@ leaves a claim behind. Two implementations share one interface:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -34,6 +35,21 @@ def _open(path: str, directory: str) -> int:
     except FileNotFoundError:
         os.makedirs(directory, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+
+
+def _flocked(path: str) -> bool:
+    """Whether some open file holds an exclusive ``flock`` on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 class RangeLockClaims:
@@ -103,17 +119,42 @@ class RangeLockClaims:
             os.close(fd)
         return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
 
-    def clear(self) -> int:
-        """Remove the lock file: later claims start afresh (a reset, not for live use)."""
-        try:
-            os.unlink(self._path)
-        except FileNotFoundError:
-            return 0
-        return 1
+    def _drop_held(self) -> int:
+        with self._lock:
+            held = [fd for fd in self._held.values() if fd >= 0]
+            self._held.clear()
+        for fd in held:
+            os.close(fd)
+        return len(held)
 
-    def held_here(self) -> int:
-        """Claims held by this process (other processes' are not enumerable)."""
-        return len(self._held)
+    def _other_processes(self) -> int:
+        """Count OFD locks on the lock file held elsewhere, from ``/proc/locks``."""
+        try:
+            info = os.stat(self._path)
+            with open("/proc/locks", encoding="ascii") as handle:
+                table = handle.read()
+        except OSError:
+            return 0
+        device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+        mine = len(self._held)
+        found = sum(1 for line in table.splitlines() if "OFDLCK" in line and f" {device} " in line)
+        return max(found - mine, 0)
+
+    def clear(self) -> int:
+        """Drop every claim: this process's, and other processes' by removing the file.
+
+        Returns how many claims were in progress. Meant as a reset for a bad state:
+        a calculator still running finishes and stores as usual.
+        """
+        others = self._other_processes()
+        dropped = self._drop_held()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+        return dropped + others
+
+    def count(self) -> int:
+        """Claims in progress, in every process."""
+        return len(self._held) + self._other_processes()
 
 
 class FileLockClaims:
@@ -160,38 +201,36 @@ class FileLockClaims:
 
     def is_claimed(self, name: str) -> bool:
         """Whether any process holds the key's lock."""
-        if name in self._held:
-            return True
-        try:
-            fd = os.open(self._path(name), os.O_RDONLY | _O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return name in self._held or _flocked(self._path(name))
 
     def clear(self) -> int:
-        """Delete every lock file (a reset for markers left by a bad state)."""
-        removed = 0
+        """Drop every claim: this process's, and other processes' by deleting files.
+
+        Returns how many claims were in progress.
+        """
+        with self._lock:
+            held = [fd for fd in self._held.values() if fd >= 0]
+            self._held.clear()
+        for fd in held:
+            os.close(fd)
+        in_progress = len(held)
         try:
             with os.scandir(self._directory) as it:
                 for item in it:
-                    try:
+                    in_progress += _flocked(item.path)
+                    with contextlib.suppress(FileNotFoundError):
                         os.unlink(item.path)
-                        removed += 1
-                    except FileNotFoundError:
-                        pass
         except FileNotFoundError:
             pass
-        return removed
+        return in_progress
 
-    def held_here(self) -> int:
-        """Claims held by this process."""
-        return len(self._held)
+    def count(self) -> int:
+        """Claims in progress, in every process."""
+        try:
+            with os.scandir(self._directory) as it:
+                return sum(_flocked(item.path) for item in it)
+        except FileNotFoundError:
+            return 0
 
 
 Claims = RangeLockClaims | FileLockClaims

@@ -7,11 +7,17 @@ fail-open) is made once, in :mod:`cachier_like.policy`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Hashable
+import asyncio
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ..entry import Entry
+
+T = TypeVar("T")
+_ASYNC_WAIT_MIN_S = 0.001
+_ASYNC_WAIT_MAX_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class CoreStats:
     total_bytes: int | None
     oldest: float | None
     newest: float | None
-    claims: int
+    claims: int  # calculations in progress
 
 
 class Core(abc.ABC):
@@ -36,6 +42,9 @@ class Core(abc.ABC):
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        #: Largest serialized value stored, in bytes (None: no limit); set by the
+        #: decorator, which may change it without rebuilding the core.
+        self.size_limit: int | None = None
 
     @abc.abstractmethod
     def get(self, key: Hashable) -> Entry | None:
@@ -71,6 +80,34 @@ class Core(abc.ABC):
 
         Returns the entry stored under ``key`` at that moment, or None.
         """
+
+    @abc.abstractmethod
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether some caller (any thread or process) holds the claim on ``key``."""
+
+    async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """:meth:`wait` for event loops: poll :meth:`is_claimed` with back-off.
+
+        No thread is held while sleeping, so many waiters cannot starve the thread
+        pool that the calculator's own store and release need. Cores with a
+        notification channel may override this.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _ASYNC_WAIT_MIN_S
+        while await self._run(self.is_claimed, key):
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                delay = min(delay, remaining)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _ASYNC_WAIT_MAX_S)
+        return await self._run(self.get, key)
+
+    async def _run(self, func: Callable[[Hashable], T], key: Hashable) -> T:
+        if self.blocking:
+            return await asyncio.to_thread(func, key)
+        return func(key)
 
     @abc.abstractmethod
     def clear_claims(self) -> int:

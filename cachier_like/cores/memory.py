@@ -39,7 +39,7 @@ class MemoryCore(Core):
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
-        self._size_limit = size_limit
+        self.size_limit = size_limit
         self._serializer = serializer
         self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
             OrderedDict() if max_entries is not None else {}
@@ -62,7 +62,7 @@ class MemoryCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        limit = self._size_limit
+        limit = self.size_limit
         if limit is not None and len(self._serializer.dumps(entry.value)) > limit:
             return False
         with self._cond:
@@ -106,6 +106,10 @@ class MemoryCore(Core):
         with self._cond:
             self._cond.wait_for(lambda: key not in self._claims, timeout_s)
             return self._data.get(key)
+
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether a thread is calculating ``key``."""
+        return key in self._claims
 
     def clear_claims(self) -> int:
         """Drop every claim and wake waiters."""

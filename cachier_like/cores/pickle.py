@@ -109,7 +109,7 @@ class PickleCore(Core):
         self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
-        self._size_limit = size_limit
+        self.size_limit = size_limit
         self._serializer = serializer
 
     def location(self) -> str:
@@ -165,7 +165,7 @@ class PickleCore(Core):
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
         payload = self._serializer.dumps(entry.value)
-        if self._size_limit is not None and len(payload) > self._size_limit:
+        if self.size_limit is not None and len(payload) > self.size_limit:
             return False
         name = self._name(key)
         final = self._dir + "/" + name + _ENTRY_SUFFIX
@@ -231,6 +231,10 @@ class PickleCore(Core):
         """Drop this caller's claim on ``key``."""
         self._claims.release(self._name(key))
 
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether any thread or process holds the claim on ``key``."""
+        return self._claims.is_claimed(self._name(key))
+
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the claim with exponential back-off (1 ms to 50 ms) until it ends."""
         name = self._name(key)
@@ -247,7 +251,7 @@ class PickleCore(Core):
         return self.get(key)
 
     def clear_claims(self) -> int:
-        """Remove the lock files (a reset for a bad state, not for live use)."""
+        """Drop every claim (a reset for a bad state); return how many were held."""
         return self._claims.clear()
 
     # -- maintenance ---------------------------------------------------------------
@@ -292,5 +296,5 @@ class PickleCore(Core):
             total_bytes=total,
             oldest=min(stamps, default=None),
             newest=max(stamps, default=None),
-            claims=self._claims.held_here(),
+            claims=self._claims.count(),
         )
