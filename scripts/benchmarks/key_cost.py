@@ -48,11 +48,9 @@ def run(report: Report, settings: Settings, workdir: Path) -> None:
     """Measure every key-cost row (``workdir`` is unused: nothing touches disk)."""
     cachier_hash: Callable[..., Any] | None = None
     cachier_note = "skipped: cachier not installed"
-    cachier = optional_module("cachier")
-    if cachier is not None:
-        import cachier.config
-
-        cachier_hash = cachier.config.get_global_params().hash_func
+    cachier_config = optional_module("cachier.config")
+    if cachier_config is not None:
+        cachier_hash = cachier_config.get_global_params().hash_func
         cachier_note = "hash_func((), {'x': arg}), as its wrapper calls it"
     key_maker = KeyMaker(one_arg)
     for case, arg in key_arguments():
