@@ -151,7 +151,7 @@ class CachedFunction(Generic[P, R]):
                 and (entry.value is not None or opts.allow_none)
                 and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
             ):
-                return cast(R, entry.value)
+                return entry.value  # type: ignore[no-any-return]  # (cast() costs a call)
             job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
             return cast(R, drive_sync(self._call_flow(job, _NO_CONTROLS, entry, True)))
         controls = self._take_controls(kwargs) if kwargs else _NO_CONTROLS
