@@ -52,50 +52,37 @@ def _flocked(path: str) -> bool:
     return False
 
 
-class RangeLockClaims:
-    """Claims as byte-range OFD locks on ``<directory>/.claims.lock`` (Linux)."""
+class _KernelClaims:
+    """In-process bookkeeping shared by both lock flavours.
 
-    available = _OFD_SETLK is not None and _OFD_GETLK is not None
+    A kernel lock excludes other processes; ``_held`` excludes other threads of this
+    one (and keeps each claim's descriptor, whose closing releases the lock).
+    """
 
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
-        self._path = os.path.join(directory, ".claims.lock")
+    def __init__(self) -> None:
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _offset(name: str) -> int:
-        # The same byte for the same key in every process: never Python's hash().
-        return int(xxhash.xxh3_64_intdigest(name.encode())) & _OFFSET_MASK
+    def _acquire(self, name: str) -> int | None:
+        """Open and lock the key's lock without blocking; None if another holds it."""
+        raise NotImplementedError
 
     def claim(self, name: str) -> bool:
-        """Lock the key's byte without blocking; True if this caller now holds it."""
+        """Take the key's claim without blocking; True if this caller now holds it."""
         with self._lock:
             if name in self._held:
                 return False  # another thread of this process holds it
-            self._held[name] = -1
-        fd = -1
+            self._held[name] = -1  # reserved while the kernel lock is taken
+        fd: int | None = None
         try:
-            fd = _open(self._path, self._directory)  # errors here are real failures
-            request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, self._offset(name), 1, 0)
-            try:
-                fcntl.fcntl(fd, _OFD_SETLK, request)  # type: ignore[arg-type]
-            except (BlockingIOError, PermissionError):
-                # EAGAIN or EACCES from the lock call itself: someone else holds it.
-                os.close(fd)
-                fd = -1
-                with self._lock:
-                    del self._held[name]
-                return False
-        except BaseException:
+            fd = self._acquire(name)
+        finally:
             with self._lock:
-                self._held.pop(name, None)
-            if fd >= 0:
-                os.close(fd)
-            raise
-        with self._lock:
-            self._held[name] = fd
-        return True
+                if fd is None:
+                    del self._held[name]
+                else:
+                    self._held[name] = fd
+        return fd is not None
 
     def release(self, name: str) -> None:
         """Close the descriptor, which drops its lock."""
@@ -103,6 +90,44 @@ class RangeLockClaims:
             fd = self._held.pop(name, -1)
         if fd >= 0:
             os.close(fd)
+
+    def _drop_held(self) -> int:
+        with self._lock:
+            held = [fd for fd in self._held.values() if fd >= 0]
+            self._held.clear()
+        for fd in held:
+            os.close(fd)
+        return len(held)
+
+
+class RangeLockClaims(_KernelClaims):
+    """Claims as byte-range OFD locks on ``<directory>/.claims.lock`` (Linux)."""
+
+    available = _OFD_SETLK is not None and _OFD_GETLK is not None
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self._directory = directory
+        self._path = os.path.join(directory, ".claims.lock")
+
+    @staticmethod
+    def _range(name: str) -> bytes:
+        # The same byte for the same key in every process: never Python's hash().
+        offset = int(xxhash.xxh3_64_intdigest(name.encode())) & _OFFSET_MASK
+        return _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+
+    def _acquire(self, name: str) -> int | None:
+        fd = _open(self._path, self._directory)  # errors here are real failures
+        try:
+            fcntl.fcntl(fd, _OFD_SETLK, self._range(name))  # type: ignore[arg-type]
+        except (BlockingIOError, PermissionError):
+            # EAGAIN or EACCES from the lock call itself: someone else holds it.
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def is_claimed(self, name: str) -> bool:
         """Whether any process (this one included) holds the key's claim."""
@@ -113,19 +138,10 @@ class RangeLockClaims:
         except FileNotFoundError:
             return False
         try:
-            probe = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, self._offset(name), 1, 0)
-            answer = fcntl.fcntl(fd, _OFD_GETLK, probe)  # type: ignore[arg-type]
+            answer = fcntl.fcntl(fd, _OFD_GETLK, self._range(name))  # type: ignore[arg-type]
         finally:
             os.close(fd)
         return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
-
-    def _drop_held(self) -> int:
-        with self._lock:
-            held = [fd for fd in self._held.values() if fd >= 0]
-            self._held.clear()
-        for fd in held:
-            os.close(fd)
-        return len(held)
 
     def _other_processes(self) -> int:
         """Count OFD locks on the lock file held elsewhere, from ``/proc/locks``."""
@@ -136,9 +152,8 @@ class RangeLockClaims:
         except OSError:
             return 0
         device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-        mine = len(self._held)
         found = sum(1 for line in table.splitlines() if "OFDLCK" in line and f" {device} " in line)
-        return max(found - mine, 0)
+        return max(found - len(self._held), 0)
 
     def clear(self) -> int:
         """Drop every claim: this process's, and other processes' by removing the file.
@@ -157,47 +172,29 @@ class RangeLockClaims:
         return len(self._held) + self._other_processes()
 
 
-class FileLockClaims:
+class FileLockClaims(_KernelClaims):
     """Claims as ``flock`` locks on ``<directory>/.claims/<key>.lock`` (portable POSIX)."""
 
     available = True
 
     def __init__(self, directory: str) -> None:
+        super().__init__()
         self._directory = os.path.join(directory, ".claims")
-        self._held: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def _path(self, name: str) -> str:
         return self._directory + "/" + name + ".lock"
 
-    def claim(self, name: str) -> bool:
-        """Take an exclusive ``flock`` on the key's lock file without blocking."""
-        with self._lock:
-            if name in self._held:
-                return False
-            self._held[name] = -1
-        fd = -1
+    def _acquire(self, name: str) -> int | None:
+        fd = _open(self._path(name), self._directory)
         try:
-            fd = _open(self._path(name), self._directory)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException as exc:
-            with self._lock:
-                del self._held[name]
-            if fd >= 0:
-                os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                return False
-            raise
-        with self._lock:
-            self._held[name] = fd
-        return True
-
-    def release(self, name: str) -> None:
-        """Close the lock file (the file stays for reuse)."""
-        with self._lock:
-            fd = self._held.pop(name, -1)
-        if fd >= 0:
+        except BlockingIOError:
             os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def is_claimed(self, name: str) -> bool:
         """Whether any process holds the key's lock."""
@@ -208,12 +205,7 @@ class FileLockClaims:
 
         Returns how many claims were in progress.
         """
-        with self._lock:
-            held = [fd for fd in self._held.values() if fd >= 0]
-            self._held.clear()
-        for fd in held:
-            os.close(fd)
-        in_progress = len(held)
+        in_progress = self._drop_held()
         try:
             with os.scandir(self._directory) as it:
                 for item in it:
