@@ -36,10 +36,15 @@ _DEFAULTS: dict[str, Any] = {
     "raise_on_error": False,
     "lease": 60.0,
     "caching_enabled": True,
-    # Backend connections, used by the server cores.
+    # Core-specific options; each core takes the ones listed in cores.BACKEND_OPTIONS.
+    "max_entries": None,
     "redis_client": None,
+    "key_prefix": None,
+    "server_ttl": None,
     "mongetter": None,
     "sql_engine": None,
+    "table_name": None,
+    "backend_options": None,
 }
 
 _lock = threading.Lock()

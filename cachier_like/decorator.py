@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -64,8 +64,12 @@ def cached(
     raise_on_error: bool = ...,
     lease: timedelta | float = ...,
     redis_client: Any = ...,
+    key_prefix: str = ...,
+    server_ttl: timedelta | float | None = ...,
     mongetter: Any = ...,
     sql_engine: Any = ...,
+    table_name: str = ...,
+    backend_options: Mapping[str, Any] | None = ...,
     pickle_reload: bool = ...,
     separate_files: bool = ...,
 ) -> Decorator: ...
@@ -92,8 +96,12 @@ def cached(
     raise_on_error: bool = _UNSET,
     lease: timedelta | float = _UNSET,
     redis_client: Any = _UNSET,
+    key_prefix: str = _UNSET,
+    server_ttl: timedelta | float | None = _UNSET,
     mongetter: Any = _UNSET,
     sql_engine: Any = _UNSET,
+    table_name: str = _UNSET,
+    backend_options: Mapping[str, Any] | None = _UNSET,
     pickle_reload: bool = _UNSET,
     separate_files: bool = _UNSET,
 ) -> CachedFunction[P, R] | Decorator:
@@ -132,8 +140,12 @@ def cached(
         "raise_on_error": raise_on_error,
         "lease": lease,
         "redis_client": redis_client,
+        "key_prefix": key_prefix,
+        "server_ttl": server_ttl,
         "mongetter": mongetter,
         "sql_engine": sql_engine,
+        "table_name": table_name,
+        "backend_options": backend_options,
     }
     explicit = {name: value for name, value in given.items() if value is not _UNSET}
     if namespace is not None and (not isinstance(namespace, str) or not namespace):

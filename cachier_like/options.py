@@ -7,14 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import config
-from .cores import Core, core_class
+from .cores import BACKEND_OPTIONS, Core, core_class
 from .errors import ConfigurationError
 from .keys import HashFunc, KeyMaker
 from .serialize import DEFAULT_SERIALIZER, Serializer
-
-# Options that only some cores take; passed on when set and accepted by the core.
-_CORE_OPTION_NAMES = ("max_entries", "redis_client", "mongetter", "sql_engine")
-_CONNECTION_OPTION = {"redis": "redis_client", "mongo": "mongetter", "sql": "sql_engine"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +38,43 @@ def _flag(merged: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-def _core_signature(merged: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What the core is built from: a change here means a new core (and new storage)."""
-    backend = merged["backend"]
-    return (
-        backend,
-        merged["cache_dir"] if backend == "pickle" else None,
-        merged["hash_func"],
-        tuple(sorted((k, id(v)) for k, v in extra.items())),
+def _identity(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return value
+
+
+def _core_options(
+    backend: str, merged: Mapping[str, Any], explicit: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The options ``backend``'s core is built with: its own names, plus ``backend_options``.
+
+    An option given to ``@cached`` that this backend does not take is an error; a
+    global default for another backend is simply not passed on.
+    """
+    accepted = BACKEND_OPTIONS.get(backend, ())
+    stray = sorted(
+        name
+        for name in {n for names in BACKEND_OPTIONS.values() for n in names}
+        # cachier takes cache_dir whatever the backend; so do we, for drop-in use.
+        if name not in accepted and name != "cache_dir" and explicit.get(name) is not None
     )
+    if stray:
+        raise ConfigurationError(
+            f"option(s) {', '.join(stray)} do not apply to backend {backend!r} "
+            f"(it takes: {', '.join(accepted) or 'none'})"
+        )
+    options = {name: merged[name] for name in accepted if merged.get(name) is not None}
+    if backend == "pickle" and "cache_dir" not in options:
+        options["cache_dir"] = config.default_cache_dir()
+    extra = merged.get("backend_options")
+    if extra is not None:
+        if not isinstance(extra, Mapping):
+            raise ConfigurationError(f"backend_options must be a mapping, not {extra!r}")
+        options.update(extra)
+    return options
 
 
 class OptionResolver:
@@ -78,15 +102,18 @@ class OptionResolver:
         """Build the options for the current global defaults (validated)."""
         version = config.version()
         merged = {**config.get_default_params(), **self._explicit}
-        extra = {k: self._explicit[k] for k in _CORE_OPTION_NAMES if k in self._explicit}
-        # A global connection default applies only to functions on its backend.
-        connection = _CONNECTION_OPTION.get(merged["backend"])
-        if connection and connection not in extra and merged.get(connection) is not None:
-            extra[connection] = merged[connection]
-        serializer: Serializer = self._explicit.get("serializer", DEFAULT_SERIALIZER)
-        signature = _core_signature(merged, extra)
+        backend = merged["backend"]
+        if not isinstance(backend, str):
+            raise ConfigurationError(f"backend must be a string, not {backend!r}")
+        core_options = _core_options(backend, merged, self._explicit)
+        signature = (
+            backend,
+            merged["hash_func"],
+            tuple(sorted((k, _identity(v)) for k, v in core_options.items())),
+        )
         if self._core is None or signature != self._core_sig:
-            self._core, self._keys = self._build_core(merged, extra, serializer)
+            serializer: Serializer = self._explicit.get("serializer", DEFAULT_SERIALIZER)
+            self._core, self._keys = self._build_core(merged, core_options, serializer)
             self._core_sig = signature
         assert self._keys is not None
         # Applies to the existing core: changing the limit must not drop its entries.
@@ -112,21 +139,12 @@ class OptionResolver:
         )
 
     def _build_core(
-        self, merged: Mapping[str, Any], extra: dict[str, Any], serializer: Serializer
+        self, merged: Mapping[str, Any], core_options: dict[str, Any], serializer: Serializer
     ) -> tuple[Core, KeyMaker]:
         backend = merged["backend"]
-        if not isinstance(backend, str):
-            raise ConfigurationError(f"backend must be a string, not {backend!r}")
         cls = core_class(backend)
-        options: dict[str, Any] = dict(extra)
-        options["serializer"] = serializer
-        if backend == "pickle":
-            cache_dir = merged["cache_dir"]
-            options["cache_dir"] = (
-                cache_dir if cache_dir is not None else config.default_cache_dir()
-            )
         try:
-            core = cls(self._namespace, **options)
+            core = cls(self._namespace, serializer=serializer, **core_options)
         except TypeError as exc:
             raise ConfigurationError(f"backend {backend!r} rejected its options: {exc}") from exc
         hash_func: HashFunc | None = merged["hash_func"]

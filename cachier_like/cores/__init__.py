@@ -12,12 +12,24 @@ from typing import Any
 from ..errors import ConfigurationError, MissingDriverError
 from .base import Core, CoreStats
 
-__all__ = ["BACKENDS", "Core", "CoreStats", "make_core"]
+__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Core", "CoreStats", "core_class", "make_core"]
 
 # backend name -> (module, class, pip extra that installs its driver, driver module)
 BACKENDS: dict[str, tuple[str, str, str | None, str | None]] = {
     "memory": ("cachier_like.cores.memory", "MemoryCore", None, None),
     "pickle": ("cachier_like.cores.pickle", "PickleCore", None, None),
+    "redis": ("cachier_like.cores.redis", "RedisCore", "redis", "redis"),
+    "sql": ("cachier_like.cores.sql", "SQLCore", "sql", "sqlalchemy"),
+    "mongo": ("cachier_like.cores.mongo", "MongoCore", "mongo", "pymongo"),
+}
+
+# backend name -> the decorator options its core takes (besides namespace and serializer).
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "memory": ("max_entries",),
+    "pickle": ("cache_dir",),
+    "redis": ("redis_client", "key_prefix", "server_ttl"),
+    "sql": ("sql_engine", "table_name"),
+    "mongo": ("mongetter", "server_ttl"),
 }
 
 

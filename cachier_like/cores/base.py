@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from ..entry import Entry
+from ..serialize import DEFAULT_SERIALIZER, Serializer
 
 T = TypeVar("T")
 _ASYNC_WAIT_MIN_S = 0.001
@@ -40,8 +41,9 @@ class Core(abc.ABC):
     #: Whether operations do I/O; the async wrapper runs blocking cores in a thread.
     blocking: ClassVar[bool] = True
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
+        self.serializer = serializer
         #: Largest serialized value stored, in bytes (None: no limit); set by the
         #: decorator, which may change it without rebuilding the core.
         self.size_limit: int | None = None

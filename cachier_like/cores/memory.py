@@ -35,12 +35,11 @@ class MemoryCore(Core):
         size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
-        super().__init__(namespace)
+        super().__init__(namespace, serializer=serializer)
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
         self.size_limit = size_limit
-        self._serializer = serializer
         self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
             OrderedDict() if max_entries is not None else {}
         )
@@ -63,7 +62,7 @@ class MemoryCore(Core):
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
         limit = self.size_limit
-        if limit is not None and len(self._serializer.dumps(entry.value)) > limit:
+        if limit is not None and len(self.serializer.dumps(entry.value)) > limit:
             return False
         with self._cond:
             self._data[key] = entry

@@ -105,12 +105,11 @@ class PickleCore(Core):
         serializer: Serializer = DEFAULT_SERIALIZER,
         prefer_range_locks: bool = True,
     ) -> None:
-        super().__init__(namespace)
+        super().__init__(namespace, serializer=serializer)
         self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
         self.size_limit = size_limit
-        self._serializer = serializer
 
     def location(self) -> str:
         """The directory holding this function's entries."""
@@ -156,7 +155,7 @@ class PickleCore(Core):
             return None
         timestamp = _HEADER.unpack_from(data)[1]
         try:
-            value = self._serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
+            value = self.serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
         except Exception as exc:
             logger.warning("ignoring unreadable cache entry %s: %r", path, exc)
             return None
@@ -164,7 +163,7 @@ class PickleCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
-        payload = self._serializer.dumps(entry.value)
+        payload = self.serializer.dumps(entry.value)
         if self.size_limit is not None and len(payload) > self.size_limit:
             return False
         name = self._name(key)
