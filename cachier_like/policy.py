@@ -18,6 +18,7 @@ from typing import Any
 
 from .alerts import FailureReporter
 from .entry import Entry
+from .leases import KEEPER
 from .options import Options
 
 logger = logging.getLogger("cachier_like")
@@ -88,7 +89,15 @@ def compute_and_store(job: Job) -> Flow:
     return value
 
 
-def _release(job: Job) -> Flow:
+def _hold(job: Job) -> int | None:
+    """Keep a won claim alive while computing, on cores whose claims are leases."""
+    core = job.opts.core
+    return KEEPER.hold(core, job.key, job.opts.lease) if core.leases else None
+
+
+def _release(job: Job, lease: int | None) -> Flow:
+    if lease is not None:
+        KEEPER.drop(lease)
     try:
         yield (CORE, job.opts.core.release, (job.key,))
     except CoreFailure as failure:
@@ -114,6 +123,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             job.report("claim", failure)
             return (yield job.compute())
         if claimed:
+            lease = _hold(job)
             try:
                 latest = yield from _recheck(job)
                 if landed(latest, seen, job.allow_none):
@@ -121,7 +131,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
                     return latest.value  # stored while we were claiming
                 return (yield from compute_and_store(job))
             finally:
-                yield from _release(job)
+                yield from _release(job, lease)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
@@ -147,12 +157,13 @@ def background_refresh_flow(job: Job, seen: Entry) -> Flow:
         return
     if not claimed:
         return
+    lease = _hold(job)
     try:
         latest = yield from _recheck(job)
         if not landed(latest, seen, job.allow_none):
             yield from compute_and_store(job)
     finally:
-        yield from _release(job)
+        yield from _release(job, lease)
 
 
 def drive_sync(flow: Flow) -> Any:

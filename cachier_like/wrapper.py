@@ -78,6 +78,7 @@ class CachedFunction(Generic[P, R]):
         >>> square(3), square.cached_entry(3).value
         (9, 9)
         >>> square.clear_cache()
+        1
     """
 
     # Copied from the wrapped function by functools.update_wrapper.

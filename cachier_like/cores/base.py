@@ -40,6 +40,8 @@ class Core(abc.ABC):
     stable_keys: ClassVar[bool] = True
     #: Whether operations do I/O; the async wrapper runs blocking cores in a thread.
     blocking: ClassVar[bool] = True
+    #: Whether claims expire after ``lease_s`` unless renewed (see :meth:`renew`).
+    leases: ClassVar[bool] = False
 
     def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
@@ -71,6 +73,13 @@ class Core(abc.ABC):
         True for exactly one caller while its claim holds. A claim must not outlive a
         dead calculator: it expires after ``lease_s`` or with the owning process.
         """
+
+    def renew(self, key: Hashable, lease_s: float) -> bool:
+        """Extend this caller's claim on ``key`` by ``lease_s``; False if it was lost.
+
+        Only cores with ``leases = True`` are renewed (by :mod:`cachier_like.leases`).
+        """
+        return True
 
     @abc.abstractmethod
     def release(self, key: Hashable) -> None:

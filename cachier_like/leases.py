@@ -1,0 +1,114 @@
+"""Keeping calculation claims alive on cores whose claims are leases (server cores).
+
+A claim on Redis, SQL or MongoDB expires after ``lease`` seconds unless renewed, so a
+calculator that dies stops blocking others within one lease. A live calculator must
+therefore renew its claims while it computes: one daemon thread per process renews
+every held lease at a third of its length.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cores.base import Core
+
+logger = logging.getLogger("cachier_like")
+
+_RENEW_FRACTION = 1 / 3
+
+
+class LeaseKeeper:
+    """Renews held leases in the background until they are dropped.
+
+    Example:
+        >>> from cachier_like.cores.memory import MemoryCore
+        >>> keeper = LeaseKeeper()
+        >>> token = keeper.hold(MemoryCore("demo"), "key", 30.0)
+        >>> keeper.held()
+        1
+        >>> keeper.drop(token); keeper.held()
+        0
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        # token -> (core, key, lease seconds, next renewal due, monotonic)
+        self._leases: dict[int, tuple[Core, Hashable, float, float]] = {}
+        self._tokens = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
+        """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`."""
+        due = time.monotonic() + lease_s * _RENEW_FRACTION
+        with self._cond:
+            token = next(self._tokens)
+            self._leases[token] = (core, key, lease_s, due)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="cachier_like-leases", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def drop(self, token: int) -> None:
+        """Stop renewing (the caller releases the claim itself)."""
+        with self._cond:
+            self._leases.pop(token, None)
+
+    def held(self) -> int:
+        """How many leases are being renewed."""
+        with self._cond:
+            return len(self._leases)
+
+    def _due(self) -> list[tuple[int, Core, Hashable, float]]:
+        """Wait until some lease is due (or none is held); return the due ones."""
+        with self._cond:
+            while True:
+                if not self._leases:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                soonest = min(due for _, _, _, due in self._leases.values())
+                if soonest > now:
+                    self._cond.wait(soonest - now)
+                    continue
+                due_now = []
+                for token, (core, key, lease_s, due) in self._leases.items():
+                    if due <= now:
+                        due_now.append((token, core, key, lease_s))
+                        self._leases[token] = (core, key, lease_s, now + lease_s * _RENEW_FRACTION)
+                return due_now
+
+    def _run(self) -> None:
+        while True:
+            for token, core, key, lease_s in self._due():
+                try:
+                    kept = core.renew(key, lease_s)
+                except Exception as exc:
+                    logger.warning("%s: could not renew a claim: %r", core.namespace, exc)
+                    continue
+                if not kept:
+                    logger.warning(
+                        "%s: a claim expired before it was renewed; another caller may "
+                        "compute the same value (raise `lease`)",
+                        core.namespace,
+                    )
+                    self.drop(token)
+
+    def _after_fork(self) -> None:
+        # The child has no renewal thread and holds none of the parent's claims.
+        self._cond = threading.Condition(threading.Lock())
+        self._leases = {}
+        self._thread = None
+
+
+KEEPER = LeaseKeeper()
+os.register_at_fork(after_in_child=KEEPER._after_fork)
