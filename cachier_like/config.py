@@ -150,8 +150,12 @@ def default_cache_dir() -> Path:
     ``$CACHIER_LIKE_CACHE_DIR`` wins; otherwise the platform's per-user cache directory.
 
     Example:
-        >>> default_cache_dir().is_absolute() or not default_cache_dir().anchor
-        True
+        >>> saved = os.environ.get(CACHE_DIR_ENV)
+        >>> os.environ[CACHE_DIR_ENV] = "/srv/cache"
+        >>> default_cache_dir().as_posix()
+        '/srv/cache'
+        >>> if saved is None: del os.environ[CACHE_DIR_ENV]
+        ... else: os.environ[CACHE_DIR_ENV] = saved
     """
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
