@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import cachier_like
 from cachier_like import config
+
+# The backend modules are imported here (for their PARAMS) before pytest loads them
+# as plugins, so their asserts must be registered for rewriting first.
+pytest.register_assert_rewrite("tests.backends")
+
+from tests.backends import local, mongo_backend, redis_backend, sql_backend  # noqa: E402
+from tests.backends.types import CoreOptions  # noqa: E402
+
+__all__ = ["CoreOptions"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -42,28 +50,28 @@ def cache_dir(tmp_path: Path) -> Path:
     return path
 
 
-CoreOptions = Callable[..., dict[str, Any]]
+pytest_plugins = [
+    "tests.backends.local",
+    "tests.backends.redis_backend",
+    "tests.backends.sql_backend",
+    "tests.backends.mongo_backend",
+]
 
-# Each core of the shared behaviour suite, with the pytest marker that selects it.
+# Every core of the shared behaviour suite, each with the marker that selects it.
 BEHAVIOUR_CORES = [
-    pytest.param("memory", marks=pytest.mark.memory, id="memory"),
-    pytest.param("pickle", marks=pytest.mark.pickle, id="pickle"),
+    *local.PARAMS,
+    *redis_backend.PARAMS,
+    *sql_backend.PARAMS,
+    *mongo_backend.PARAMS,
 ]
 
 
 @pytest.fixture(params=BEHAVIOUR_CORES)
-def core_options(request: pytest.FixtureRequest, tmp_path: Path) -> CoreOptions:
+def core_options(request: pytest.FixtureRequest) -> CoreOptions:
     """Return a function giving ``@cached`` keyword arguments for the core under test.
 
-    Usage: ``@cached(**core_options(stale_after=...))``.
+    Usage: ``@cached(**core_options(stale_after=...))``. Each backend module provides
+    a ``<param>_core_options`` fixture that isolates and cleans up its storage.
     """
-    backend: str = request.param
-
-    def options(**extra: Any) -> dict[str, Any]:
-        base: dict[str, Any] = {"backend": backend}
-        if backend == "pickle":
-            base["cache_dir"] = tmp_path / "behaviour-cache"
-        base.update(extra)
-        return base
-
+    options: CoreOptions = request.getfixturevalue(f"{request.param}_core_options")
     return options
