@@ -9,9 +9,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
@@ -30,6 +30,15 @@ class CoreStats:
     oldest: float | None
     newest: float | None
     claims: int  # calculations in progress
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One stored entry, as listed by ``cachier-like show``."""
+
+    key: str
+    timestamp: float
+    size: int | None  # serialized bytes, when the core knows them
 
 
 class Core(abc.ABC):
@@ -131,6 +140,20 @@ class Core(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> CoreStats:
         """Summarise this function's entries."""
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every stored entry of this function (for inspection, not the call path)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its entries")
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """The namespaces (functions) that have entries in the store ``options`` name.
+
+        ``options`` are the core's own constructor options (``cache_dir``,
+        ``redis_client``, ...), so the CLI can inspect a store without importing the
+        functions that wrote it.
+        """
+        raise NotImplementedError(f"{cls.__name__} cannot list the functions it stores")
 
     def location(self) -> str | None:
         """Where the entries live on disk, for ``cache_dpath()``; None if not on disk."""

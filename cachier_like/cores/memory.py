@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from typing import Any
 
 from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
-from .base import Core, CoreStats
+from .base import Core, CoreStats, EntryInfo
 
 
 class MemoryCore(Core):
@@ -125,6 +126,18 @@ class MemoryCore(Core):
             for key in old:
                 del self._data[key]
             return len(old)
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """This process's entries (sizes are not measured in memory)."""
+        with self._cond:
+            items = list(self._data.items())
+        for key, entry in items:
+            yield EntryInfo(key=str(key), timestamp=entry.timestamp, size=None)
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """Nothing: a memory cache lives and dies with its process."""
+        return []
 
     def stats(self) -> CoreStats:
         """Count entries (sizes are not measured in memory)."""

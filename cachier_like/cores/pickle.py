@@ -25,14 +25,15 @@ import threading
 import time
 from collections.abc import Hashable, Iterator
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, unquote
 
 from ..entry import Entry
 from ..errors import BackendError
 from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
-from .base import Core, CoreStats
+from .base import Core, CoreStats, EntryInfo
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ MAGIC = b"CLKE\x01\x00\x00\x00"
 _HEADER = struct.Struct("<8sd")
 HEADER_SIZE = _HEADER.size
 _ENTRY_SUFFIX = ".entry"
+_NAMESPACE_FILE = ".namespace"
 _READ_CHUNK = 1 << 16
 _WAIT_MIN_S = 0.001
 _WAIT_MAX_S = 0.05
@@ -174,7 +176,7 @@ class PickleCore(Core):
             try:
                 fd = os.open(tmp, flags, 0o666)
             except FileNotFoundError:
-                os.makedirs(self._dir, exist_ok=True)
+                self._make_directory()
                 fd = os.open(tmp, flags, 0o666)
             try:
                 view = memoryview(encode_entry(entry.timestamp, payload))
@@ -188,6 +190,13 @@ class PickleCore(Core):
                 os.unlink(tmp)
             raise BackendError(f"cannot write {final}: {exc}") from exc
         return True
+
+    def _make_directory(self) -> None:
+        os.makedirs(self._dir, exist_ok=True)
+        # The full namespace, for listing stores without importing code (the directory
+        # name may be shortened).
+        with open(os.path.join(self._dir, _NAMESPACE_FILE), "w", encoding="utf-8") as handle:
+            handle.write(self.namespace)
 
     def delete(self, key: Hashable) -> None:
         """Remove one entry file."""
@@ -277,6 +286,34 @@ class PickleCore(Core):
                 except FileNotFoundError:
                     pass
         return removed
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every entry file: key, calculation time and size."""
+        for item in self._files(_ENTRY_SUFFIX):
+            stamp = self._stamp(item.path)
+            try:
+                size = item.stat().st_size - HEADER_SIZE
+            except FileNotFoundError:
+                continue
+            if stamp is not None:
+                yield EntryInfo(key=item.name[: -len(_ENTRY_SUFFIX)], timestamp=stamp, size=size)
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """Functions with a directory under ``cache_dir`` (as written by this core)."""
+        root = Path(options["cache_dir"]).expanduser()
+        try:
+            names = [item.name for item in os.scandir(root) if item.is_dir()]
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            try:
+                with open(root / name / _NAMESPACE_FILE, encoding="utf-8") as handle:
+                    found.append(handle.read())
+            except OSError:
+                found.append(unquote(name))
+        return sorted(found)
 
     def stats(self) -> CoreStats:
         """Count entry files, their bytes and timestamps."""
