@@ -55,3 +55,23 @@ def test_github_workflows_match_the_workflow_schema() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _local_runner(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "test-local.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_local_runner_usage_and_argument_errors() -> None:
+    helped = _local_runner("--help")
+    assert helped.returncode == 0
+    assert "BACKEND" in helped.stdout and "-w N" in helped.stdout
+    wrong = _local_runner("cassandra")
+    assert wrong.returncode == 2
+    assert "unknown backend" in wrong.stderr
+    assert _local_runner().returncode == 2  # no backend named
