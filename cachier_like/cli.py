@@ -37,9 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cachier-like", description="Clear and inspect cachier_like caches."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # --debug is accepted after the command too; SUPPRESS keeps the top-level value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    clear = commands.add_parser("clear", help="remove cached entries")
+    clear = commands.add_parser("clear", help="remove cached entries", parents=[common])
     clear.add_argument("target", nargs="?", help="package.module:function")
     _add_store_flags(clear)
     which = clear.add_mutually_exclusive_group()
@@ -49,27 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     clear.add_argument("--json", action="store_true", help="print JSON")
 
-    claims = commands.add_parser("clear-claims", help="reset stuck in-progress markers")
+    claims = commands.add_parser(
+        "clear-claims", help="reset stuck in-progress markers", parents=[common]
+    )
     claims.add_argument("target", nargs="?", help="package.module:function")
     _add_store_flags(claims)
     claims.add_argument("--json", action="store_true", help="print JSON")
 
-    listing = commands.add_parser("ls", help="list cached functions of a store")
+    listing = commands.add_parser("ls", help="list cached functions of a store", parents=[common])
     _add_store_flags(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
 
-    show = commands.add_parser("show", help="list one function's entries")
+    show = commands.add_parser("show", help="list one function's entries", parents=[common])
     show.add_argument("target", nargs="?", help="package.module:function")
     _add_store_flags(show)
     show.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
+_STORE_FLAGS = ("backend", "cache_dir", "url", "prefix", "table", "db", "collection", "function")
+
+
 def _targets(args: argparse.Namespace) -> list[Target]:
     target = getattr(args, "target", None)
     if target:
-        if args.backend:
-            raise TargetError("give either a TARGET or --backend, not both")
+        given = [f"--{name.replace('_', '-')}" for name in _STORE_FLAGS if getattr(args, name)]
+        if given:
+            raise TargetError(
+                f"give either a TARGET or store flags ({', '.join(given)}), not both: "
+                "an imported function uses its own storage options"
+            )
         return [function_target(target)]
     return store_targets(args.backend or "pickle", args)
 
@@ -213,7 +227,7 @@ def _explain(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 success, 1 error, 2 usage).
+    """Run the CLI; return the exit status (0 success, 1 error, 2 usage, 130 interrupted).
 
     Example:
         >>> main(["ls", "--cache-dir", "/nonexistent/cachier-like-doc"])
@@ -226,10 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _COMMANDS[args.command](args)
     except (KeyboardInterrupt, EOFError):
         sys.stderr.write("cachier-like: interrupted\n")
-        return 1
+        return 130
     except Exception as exc:
         if args.debug:
             raise
-        sys.stderr.write(f"cachier-like: error: {_explain(exc)}\n")
+        sys.stderr.write(f"cachier-like: error: {' '.join(_explain(exc).split())}\n")
         return 1
     return 0

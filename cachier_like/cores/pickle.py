@@ -316,17 +316,12 @@ class PickleCore(Core):
         return sorted(found)
 
     def stats(self) -> CoreStats:
-        """Count entry files, their bytes and timestamps."""
+        """Count readable entries, their payload bytes and timestamps (as ``entries``)."""
         stamps: list[float] = []
         total = 0
-        for item in self._files(_ENTRY_SUFFIX):
-            try:
-                total += item.stat().st_size
-            except FileNotFoundError:
-                continue
-            stamp = self._stamp(item.path)
-            if stamp is not None:
-                stamps.append(stamp)
+        for info in self.entries():
+            stamps.append(info.timestamp)
+            total += info.size or 0
         return CoreStats(
             entries=len(stamps),
             total_bytes=total,
