@@ -1,0 +1,400 @@
+"""MongoDB core: one document per (namespace, key), claims as leases in the same document.
+
+A document of function ``pkg.mod.f``::
+
+    {"ns": "pkg.mod.f", "key": "<key>",
+     "value": Binary(<payload>), "ts": 1700000000.123456, "time": ISODate(...),
+     "size": 1234, "expires_at": ISODate(...),            # only with server_ttl
+     "claim_token": "<hex>", "claim_until": 1700000060.1}  # only while claimed
+
+A unique index on ``(ns, key)`` makes the claim a conditional upsert that exactly one
+caller wins; a document with claim fields but no ``value`` is a calculation in progress,
+never an entry. ``ts`` (float seconds) is the entry's exact timestamp; ``time`` is the
+same moment as a BSON date (millisecond precision) for people and queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Hashable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import pymongo
+from bson.binary import Binary
+from pymongo.errors import DuplicateKeyError
+
+from ..config import as_seconds
+from ..entry import Entry
+from ..errors import BackendError, ConfigurationError
+from ..hashing import stable_hash
+from ..serialize import DEFAULT_SERIALIZER, Serializer
+from .base import Core, CoreStats, EntryInfo
+
+logger = logging.getLogger(__name__)
+
+URL_ENV = "CACHIER_LIKE_MONGO_URL"
+"""Environment variable read for the server URL when no ``mongetter`` is given."""
+DEFAULT_DATABASE = "cachier_like"
+DEFAULT_COLLECTION = "entries"
+DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
+INDEX_NAME = "cachier_like_ns_key"
+TTL_INDEX_NAME = "cachier_like_expires_at"
+# Unset when an entry is removed from a claimed document (``expires_at`` stays: the
+# claim's renewals keep it ahead of the TTL monitor).
+_ENTRY_FIELDS = {"value": "", "ts": "", "time": "", "size": ""}
+_CLAIM_FIELDS = {"claim_token": "", "claim_until": ""}
+_WAIT_MIN_S = 0.002
+_WAIT_MAX_S = 0.1
+_UPSERT_ATTEMPTS = 5
+
+# Clients built from URLs, shared by every core of this process. Cores re-resolve their
+# collection when the generation changes: in a forked child (which must not use its
+# parent's sockets) and after close_clients (a closed pymongo client cannot be reused).
+_clients: dict[tuple[str, int | None], Any] = {}
+_clients_lock = threading.Lock()
+_generation = 0
+
+
+def _forget_clients() -> list[Any]:
+    global _generation
+    clients = list(_clients.values())
+    _clients.clear()
+    _generation += 1
+    return clients
+
+
+def _after_fork_in_child() -> None:
+    global _clients_lock
+    _clients_lock = threading.Lock()  # another thread may have held it at the fork
+    _forget_clients()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def close_clients() -> None:
+    """Close the clients this module opened from URLs; cores reconnect on next use."""
+    with _clients_lock:
+        clients = _forget_clients()
+    for client in clients:
+        client.close()
+
+
+def _is_collection(obj: object) -> bool:
+    # Checked on the type: pymongo and mongomock collections answer any attribute on
+    # the instance (as a sub-collection), so instance look-ups prove nothing.
+    return all(
+        callable(getattr(type(obj), name, None))
+        for name in ("find_one", "update_one", "create_index")
+    )
+
+
+def _date(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("mongodb://", "mongodb+srv://"))
+
+
+class MongoCore(Core):
+    """Entries and claims of one function in a MongoDB collection.
+
+    ``mongetter`` is a collection, a zero-argument callable returning one, or a
+    ``mongodb://`` URL (``database`` and ``collection`` then name where entries go);
+    with none, the URL comes from ``$CACHIER_LIKE_MONGO_URL``. Nothing touches the
+    server until the first operation.
+
+    Example:
+        >>> import mongomock
+        >>> core = MongoCore("demo.f", mongetter=mongomock.MongoClient().db.entries)
+        >>> core.set("k", Entry([1, 2], 0.0))
+        True
+        >>> core.get("k").value
+        [1, 2]
+    """
+
+    leases = True
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        mongetter: Any = None,
+        server_ttl: Any = None,
+        database: str | None = None,
+        collection: str | None = None,
+        server_selection_timeout_ms: int | None = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        size_limit: int | None = None,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        super().__init__(namespace, serializer=serializer)
+        by_url = mongetter is None or isinstance(mongetter, str)
+        if isinstance(mongetter, str):
+            valid = _is_url(mongetter)
+        else:
+            valid = by_url or callable(mongetter) or _is_collection(mongetter)
+        if not valid:
+            raise ConfigurationError(
+                "mongetter must be a pymongo Collection, a callable returning one, or "
+                f"a mongodb:// URL, not {mongetter!r}"
+            )
+        if not by_url and (database or collection):
+            raise ConfigurationError("database and collection apply only to a URL mongetter")
+        ttl = as_seconds(server_ttl, "server_ttl")
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError(f"server_ttl must be positive, not {server_ttl!r}")
+        self._mongetter = mongetter
+        self._database = database
+        self._collection_name = collection or DEFAULT_COLLECTION
+        self._timeout_ms = server_selection_timeout_ms
+        self._ttl = ttl
+        self.size_limit = size_limit
+        self._coll: Any = None
+        self._coll_generation = -1
+        # key -> token of the claim this process holds on it.
+        self._tokens: dict[str, str] = {}
+
+    # -- the collection ------------------------------------------------------------
+
+    def _collection(self) -> Any:
+        # No lock: threads racing to resolve build the same thing, and a lock held by
+        # another thread at a fork would deadlock the child.
+        coll = self._coll
+        if coll is None or self._coll_generation != _generation:
+            generation = _generation
+            coll = self._coll = self._resolve()
+            self._coll_generation = generation
+        return coll
+
+    def _resolve(self) -> Any:
+        getter = self._mongetter
+        if getter is None:
+            getter = os.environ.get(URL_ENV)
+            if not getter:
+                raise ConfigurationError(f"backend 'mongo' needs a mongetter or ${URL_ENV}")
+        if isinstance(getter, str):
+            coll = self._from_url(getter)
+        elif _is_collection(getter):
+            coll = getter
+        else:
+            coll = getter()
+            if not hasattr(coll, "update_one"):
+                raise ConfigurationError(f"mongetter returned {coll!r}, not a collection")
+        coll.create_index([("ns", 1), ("key", 1)], unique=True, name=INDEX_NAME)
+        if self._ttl is not None:
+            coll.create_index("expires_at", expireAfterSeconds=0, name=TTL_INDEX_NAME)
+        return coll
+
+    def _from_url(self, url: str) -> Any:
+        if not _is_url(url):
+            raise ConfigurationError(f"not a mongodb:// URL: {url!r}")
+        options: dict[str, Any] = {}
+        # A timeout in the URL itself (?serverSelectionTimeoutMS=...) wins over ours.
+        if self._timeout_ms is not None and "serverselectiontimeoutms" not in url.lower():
+            options["serverSelectionTimeoutMS"] = self._timeout_ms
+        slot = (url, self._timeout_ms)
+        with _clients_lock:
+            client = _clients.get(slot)
+            if client is None:
+                # Looked up on the module at call time, so mongomock.patch can stand in.
+                client = _clients[slot] = pymongo.MongoClient(url, **options)
+        if self._database:
+            database = client[self._database]
+        else:  # the URL's own database (mongodb://host/<db>), else ours
+            database = client.get_default_database(DEFAULT_DATABASE)
+        return database[self._collection_name]
+
+    # -- entries -------------------------------------------------------------------
+
+    @staticmethod
+    def _key(key: Hashable) -> str:
+        return key if isinstance(key, str) else stable_hash(key)
+
+    def get(self, key: Hashable) -> Entry | None:
+        """Read the entry; a claim-only, expired or unreadable document is a miss."""
+        doc = self._collection().find_one(
+            {"ns": self.namespace, "key": self._key(key)}, {"_id": 0, "value": 1, "ts": 1}
+        )
+        if doc is None or "value" not in doc:
+            return None
+        try:
+            stamp = float(doc["ts"])
+            if self._ttl is not None and time.time() - stamp >= self._ttl:
+                return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
+            return Entry(self.serializer.loads(bytes(doc["value"])), stamp)
+        except Exception as exc:
+            logger.warning("ignoring unreadable cache entry %s/%s: %r", self.namespace, key, exc)
+            return None
+
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Upsert the entry's fields, leaving any claim on the document as it is."""
+        payload = self.serializer.dumps(entry.value)
+        if self.size_limit is not None and len(payload) > self.size_limit:
+            return False
+        stamp = float(entry.timestamp)
+        fields: dict[str, Any] = {
+            "value": Binary(payload),
+            "ts": stamp,
+            "time": _date(stamp),
+            "size": len(payload),
+        }
+        if self._ttl is not None:
+            fields["expires_at"] = _date(stamp + self._ttl)
+        query = {"ns": self.namespace, "key": self._key(key)}
+        coll = self._collection()
+        for _ in range(_UPSERT_ATTEMPTS):
+            try:
+                coll.update_one(query, {"$set": fields}, upsert=True)
+                return True
+            except DuplicateKeyError:
+                continue  # another writer inserted it first: now it is an update
+        raise BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
+
+    def delete(self, key: Hashable) -> None:
+        """Remove the entry (a claim on it stays)."""
+        self._remove({"ns": self.namespace, "key": self._key(key)}, many=False)
+
+    def clear(self) -> int:
+        """Remove this function's entries (calculations in progress keep their claims)."""
+        return self._remove({"ns": self.namespace}, many=True)
+
+    def _remove(self, query: dict[str, Any], many: bool) -> int:
+        coll = self._collection()
+        unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
+        claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
+        unset = {"$unset": _ENTRY_FIELDS}
+        if many:
+            removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
+            coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
+            return int(removed + coll.update_many(claimed, unset).modified_count)
+        removed = coll.delete_one(unclaimed).deleted_count
+        if not removed:
+            removed = coll.update_one(claimed, unset).modified_count
+        return int(removed)
+
+    # -- claims --------------------------------------------------------------------
+
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """Take the claim unless an unexpired one is held: a conditional upsert.
+
+        The filter matches the document only when its claim is absent or expired;
+        otherwise the upsert's insert hits the unique index, which means another
+        caller holds the claim.
+        """
+        name = self._key(key)
+        token = secrets.token_hex(8)
+        now = time.time()
+        query = {"ns": self.namespace, "key": name, "claim_until": {"$not": {"$gt": now}}}
+        try:
+            self._collection().update_one(query, self._lease(now + lease_s, token), upsert=True)
+        except DuplicateKeyError:
+            return False
+        # A same-process takeover of an expired claim replaces the old token; the old
+        # holder's release then ends the new claim early, which costs at most an
+        # extra calculation, never a wrong value.
+        self._tokens[name] = token
+        return True
+
+    def renew(self, key: Hashable, lease_s: float) -> bool:
+        """Extend this process's claim; False when it was lost (taken over or cleared)."""
+        name = self._key(key)
+        token = self._tokens.get(name)
+        if token is None:
+            return False
+        query = {"ns": self.namespace, "key": name, "claim_token": token}
+        update = self._lease(time.time() + lease_s)
+        return int(self._collection().update_one(query, update).matched_count) == 1
+
+    def _lease(self, until: float, token: str | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"claim_until": until}
+        if token is not None:
+            fields["claim_token"] = token
+        update = {"$set": fields}
+        if self._ttl is not None:  # the TTL monitor must not delete a held claim
+            update["$max"] = {"expires_at": _date(until)}
+        return update
+
+    def release(self, key: Hashable) -> None:
+        """End this process's claim: drop a claim-only document, else unset the claim."""
+        name = self._key(key)
+        token = self._tokens.pop(name, None)
+        if token is None:
+            return
+        coll = self._collection()
+        query = {"ns": self.namespace, "key": name, "claim_token": token}
+        if not coll.delete_one({**query, "value": {"$exists": False}}).deleted_count:
+            coll.update_one(query, {"$unset": _CLAIM_FIELDS})
+
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
+        query = {"ns": self.namespace, "key": self._key(key), "claim_until": {"$gt": time.time()}}
+        return self._collection().find_one(query, {"_id": 1}) is not None
+
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Poll the claim with back-off (2 ms doubling to 100 ms) until it ends."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _WAIT_MIN_S
+        while self.is_claimed(key):
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                delay = min(delay, remaining)
+            time.sleep(delay)
+            delay = min(delay * 2, _WAIT_MAX_S)
+        return self.get(key)
+
+    def clear_claims(self) -> int:
+        """Drop every claim of this function; return how many documents held one."""
+        coll = self._collection()
+        query = {"ns": self.namespace, "claim_token": {"$exists": True}}
+        dropped = coll.delete_many({**query, "value": {"$exists": False}}).deleted_count
+        return int(dropped + coll.update_many(query, {"$unset": _CLAIM_FIELDS}).modified_count)
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """One ``delete_many``: entries older than the bound and dead claim documents.
+
+        Documents under an unexpired claim (a refresh in progress) stay.
+        """
+        query = {
+            "ns": self.namespace,
+            "claim_until": {"$not": {"$gt": now}},
+            "$or": [{"ts": {"$lt": now - older_than_s}}, {"value": {"$exists": False}}],
+        }
+        return int(self._collection().delete_many(query).deleted_count)
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every entry of this function: key, calculation time and payload size."""
+        query = {"ns": self.namespace, "value": {"$exists": True}}
+        for doc in self._collection().find(query, {"_id": 0, "key": 1, "ts": 1, "size": 1}):
+            yield EntryInfo(key=doc["key"], timestamp=float(doc["ts"]), size=doc.get("size"))
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """Functions with documents in the collection ``options`` name (as for a core)."""
+        return sorted(cls("", **options)._collection().distinct("ns"))
+
+    def stats(self) -> CoreStats:
+        """Count entries, their payload bytes and timestamps, and held claims."""
+        coll = self._collection()
+        match = {"ns": self.namespace, "value": {"$exists": True}}
+        group = {"_id": None, "n": {"$sum": 1}, "bytes": {"$sum": "$size"}}
+        group.update(oldest={"$min": "$ts"}, newest={"$max": "$ts"})
+        rows = list(coll.aggregate([{"$match": match}, {"$group": group}]))
+        row: Mapping[str, Any] = rows[0] if rows else {}
+        claims = coll.count_documents({"ns": self.namespace, "claim_until": {"$gt": time.time()}})
+        return CoreStats(
+            entries=int(row.get("n", 0)),
+            total_bytes=int(row.get("bytes", 0)),
+            oldest=row.get("oldest"),
+            newest=row.get("newest"),
+            claims=int(claims),
+        )

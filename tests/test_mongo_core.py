@@ -1,0 +1,907 @@
+"""The MongoDB core: claims, leases, take-overs, fail-open, mongetter forms, TTL, layout.
+
+These run on mongomock unless ``CACHIER_LIKE_TEST_MONGO_URI`` names a real server
+(see ``tests/backends/mongo_backend.py``); the core's code path is the same. Where
+mongomock differs from a server, the test says so:
+
+- mongomock's state lives in one process, so "other machines" are threads there and
+  forked processes only on a real server;
+- mongomock applies an update to a matched document without atomicity between
+  threads (a real server is atomic per document), so racing claims on an *existing*
+  document are tested on a real server only; racing claims on a missing document are
+  decided by the unique index in both;
+- mongomock deletes TTL-expired documents eagerly on access, a server in a
+  background pass about once a minute.
+
+Nothing sleeps for a fixed time: callers meet at barriers and events, and the rest
+polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.queues
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pymongo
+import pytest
+from bson.binary import Binary
+from pymongo.errors import DuplicateKeyError
+
+from cachier_like import BackendError, ConfigurationError, Entry, cached
+from cachier_like.cores import mongo as mongo_module
+from cachier_like.cores.mongo import TTL_INDEX_NAME, URL_ENV, MongoCore, close_clients
+from tests.backends.mongo_backend import real_server_uri
+
+pytestmark = pytest.mark.mongo
+
+FORK = multiprocessing.get_context("fork")
+DEADLINE_S = 30.0
+#: A port nothing listens on: connections are refused at once.
+DEAD_URL = "mongodb://127.0.0.1:1"
+#: pymongo re-checks server selection every 0.5 s, so a shorter timeout rounds up.
+PYMONGO_SELECTION_STEP_S = 0.5
+ResultQueue = multiprocessing.queues.Queue
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.002)
+
+
+def record(path: Path, line: str) -> None:
+    """Append one line to ``path`` with one O_APPEND write, from any thread or process."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def records(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def run_racers(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` for ``count`` racers at once; return the results in order.
+
+    Racers are forked processes on a real server; on mongomock, whose data lives in
+    this process, they are threads.
+    """
+    if real_server_uri() is None:
+        results: list[Any] = [None] * count
+        errors: list[BaseException] = []
+
+        def run(index: int) -> None:
+            try:
+                results[index] = work(index)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+        assert not any(t.is_alive() for t in threads), "a racer hung"
+        assert not errors, errors
+        return results
+    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
+
+    def target(index: int) -> None:
+        try:
+            queue.put((index, "ok", work(index)))
+        except BaseException as exc:
+            queue.put((index, "error", repr(exc)))
+
+    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(DEADLINE_S)
+            if process.is_alive():
+                process.kill()
+    failed = [outcome for outcome in outcomes if outcome[1] != "ok"]
+    assert not failed, failed
+    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def fixed_key(key: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    """A ``hash_func`` giving every call the key ``key``, so tests can name it."""
+
+    def hash_func(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return key
+
+    return hash_func
+
+
+def doc_of(collection: Any, namespace: str, key: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = collection.find_one({"ns": namespace, "key": key})
+    return found
+
+
+def as_utc(moment: datetime) -> datetime:
+    """BSON dates come back naive (UTC) unless the client is tz-aware."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def portable(mongo_collection: Any) -> dict[str, Any]:
+    """``@cached`` options naming the test collection in a way a forked child can use.
+
+    On a real server that is the URL (the child opens its own client); on mongomock
+    the collection itself (racers are threads there).
+    """
+    uri = real_server_uri()
+    if uri is None:
+        return {"backend": "mongo", "mongetter": lambda: mongo_collection}
+    names = {"database": mongo_collection.database.name, "collection": mongo_collection.name}
+    return {"backend": "mongo", "mongetter": uri, "backend_options": names}
+
+
+@pytest.fixture
+def url_clients() -> Iterator[None]:
+    """Close the clients the core opened from URLs during the test."""
+    yield
+    close_clients()
+
+
+# -- racing callers, failures, expired claims, renewals -------------------------------
+
+
+def test_racing_callers_on_one_key_compute_once(portable: dict[str, Any], tmp_path: Path) -> None:
+    racers = 8
+    counter = tmp_path / "calls"
+    started = tmp_path / "started"
+
+    @cached(**portable, wait_for_calc_timeout=DEADLINE_S)
+    def f(x: int) -> str:
+        record(counter, str(os.getpid()))
+        # Hold the claim until every racer has made its call, so they all meet it.
+        wait_until(lambda: len(records(started)) >= racers)
+        return f"value-{x}-{os.getpid()}-{threading.get_ident()}"
+
+    barrier: Any = threading.Barrier(racers) if real_server_uri() is None else FORK.Barrier(racers)
+
+    def racer(index: int) -> str:
+        barrier.wait(DEADLINE_S)
+        record(started, str(index))
+        return f(1)
+
+    results = run_racers(racers, racer)
+    assert len(records(counter)) == 1
+    assert len(set(results)) == 1
+    entry = f.cached_entry(1)
+    assert entry is not None and entry.value == results[0]
+
+
+@pytest.mark.skipif(
+    real_server_uri() is None,
+    reason="mongomock applies updates to an existing document without atomicity "
+    "between threads; a real server is atomic per document",
+)
+def test_racing_refreshes_of_a_stale_entry_compute_once(
+    portable: dict[str, Any], tmp_path: Path
+) -> None:
+    racers = 8
+    counter = tmp_path / "calls"
+    started = tmp_path / "started"
+
+    @cached(**portable, stale_after=60, wait_for_calc_timeout=DEADLINE_S, hash_func=fixed_key("k"))
+    def f(x: int) -> str:
+        record(counter, str(os.getpid()))
+        wait_until(lambda: len(records(started)) >= racers)
+        return f"fresh-{os.getpid()}"
+
+    # Stale by a long way; the refreshed value stays fresh while the racers finish.
+    assert f.core.set("k", Entry("stale", time.time() - 120))
+    barrier = FORK.Barrier(racers)
+
+    def racer(index: int) -> str:
+        barrier.wait(DEADLINE_S)
+        record(started, str(index))
+        return f(1)
+
+    results = run_racers(racers, racer)
+    assert len(records(counter)) == 1
+    assert len(set(results)) == 1 and results[0].startswith("fresh-")
+
+
+def test_when_the_calculator_fails_a_waiter_takes_over(mongo_collection: Any) -> None:
+    # Threads on both mongomock and a real server: the failure path, not processes.
+    calls: list[int] = []
+    lock = threading.Lock()
+    started = threading.Event()
+    release = threading.Event()
+    waiting = threading.Semaphore(0)
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
+    def f(x: int) -> str:
+        with lock:
+            calls.append(x)
+            n = len(calls)
+        if n == 1:
+            started.set()
+            release.wait(DEADLINE_S)
+            raise RuntimeError("calculator failed")
+        return f"v{n}"
+
+    core = f.core
+    original_wait = core.wait
+
+    def counting_wait(key: Hashable, timeout_s: float | None) -> Entry | None:
+        waiting.release()
+        result: Entry | None = original_wait(key, timeout_s)
+        return result
+
+    core.wait = counting_wait
+    outcomes: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(f(1))
+        except RuntimeError as exc:
+            outcomes.append(exc)
+
+    first = threading.Thread(target=call, daemon=True)
+    first.start()
+    assert started.wait(DEADLINE_S)
+    waiters = [threading.Thread(target=call, daemon=True) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    for _ in waiters:
+        assert waiting.acquire(timeout=DEADLINE_S), "a caller never waited"
+    release.set()
+    for thread in [first, *waiters]:
+        thread.join(DEADLINE_S)
+    assert sum(isinstance(o, RuntimeError) for o in outcomes) == 1
+    assert sorted(o for o in outcomes if isinstance(o, str)) == ["v2"] * 3
+    assert len(calls) == 2
+    doc = doc_of(mongo_collection, f.namespace, "k")
+    assert doc is not None and "claim_token" not in doc  # every claim released
+
+
+def test_failed_calculation_leaves_no_document(mongo_collection: Any) -> None:
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
+    def f(x: int) -> int:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        f(1)
+    assert doc_of(mongo_collection, f.namespace, "k") is None
+
+
+def test_an_expired_claim_is_taken_over(mongo_collection: Any) -> None:
+    calls: list[int] = []
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
+    def f(x: int) -> str:
+        calls.append(x)
+        return "computed"
+
+    # Another "process" claims the key with a short lease, then dies: it never
+    # renews or releases.
+    dead = MongoCore(f.namespace, mongetter=mongo_collection)
+    lease = 0.3
+    begin = time.monotonic()
+    assert dead.claim("k", lease)
+    assert f.core.is_claimed("k")
+    assert f(1) == "computed"
+    assert time.monotonic() - begin >= lease - 0.05, "took over before the lease ended"
+    assert calls == [1]
+    dead.release("k")  # too late: its token no longer matches, nothing happens
+    doc = doc_of(mongo_collection, f.namespace, "k")
+    assert doc is not None and "value" in doc and "claim_token" not in doc
+
+
+def test_a_live_calculator_keeps_its_claim_past_the_lease(mongo_collection: Any) -> None:
+    lease = 0.3
+    calls: list[int] = []
+    started = threading.Event()
+    release = threading.Event()
+
+    @cached(
+        backend="mongo",
+        mongetter=lambda: mongo_collection,
+        hash_func=fixed_key("k"),
+        lease=lease,
+    )
+    def f(x: int) -> str:
+        calls.append(x)
+        started.set()
+        release.wait(DEADLINE_S)
+        return f"v{len(calls)}"
+
+    results: list[str] = []
+    first = threading.Thread(target=lambda: results.append(f(1)), daemon=True)
+    first.start()
+    assert started.wait(DEADLINE_S)
+    doc = doc_of(mongo_collection, f.namespace, "k")
+    assert doc is not None
+    first_until = doc["claim_until"]
+    second = threading.Thread(target=lambda: results.append(f(1)), daemon=True)
+    second.start()
+
+    def renewed_past_first_lease() -> bool:
+        now = time.time()
+        current = doc_of(mongo_collection, f.namespace, "k")
+        return now > first_until + 0.05 and current is not None and current["claim_until"] > now
+
+    try:
+        wait_until(renewed_past_first_lease)
+        assert calls == [1], "the waiter took over a claim that was being renewed"
+    finally:
+        release.set()
+    first.join(DEADLINE_S)
+    second.join(DEADLINE_S)
+    assert results == ["v1", "v1"]
+
+
+def test_wait_backs_off(mongo_collection: Any) -> None:
+    core = MongoCore("tests.wait", mongetter=mongo_collection)
+    other = MongoCore("tests.wait", mongetter=mongo_collection)
+    assert other.claim("k", 60.0)
+    polls = 0
+    original = core.is_claimed
+
+    def counting(key: Hashable) -> bool:
+        nonlocal polls
+        polls += 1
+        return original(key)
+
+    core.is_claimed = counting  # type: ignore[method-assign]
+    begin = time.monotonic()
+    assert core.wait("k", 0.3) is None
+    elapsed = time.monotonic() - begin
+    assert 0.3 <= elapsed < 1.0
+    # 2, 4, 8, ... 100 ms: about ten polls in 0.3 s, not 150 at a fixed 2 ms.
+    assert 3 <= polls <= 15, polls
+
+
+# -- duplicate-key races -----------------------------------------------------------
+
+
+def _failing_update_one(
+    monkeypatch: pytest.MonkeyPatch, collection: Any, failures: int, when: str
+) -> list[int]:
+    """Make the next ``failures`` upserts whose update contains ``when`` raise E11000."""
+    original = collection.update_one
+    raised: list[int] = []
+
+    def update_one(query: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(raised) < failures and kwargs.get("upsert") and when in str(update):
+            raised.append(1)
+            raise DuplicateKeyError("E11000 duplicate key error (injected)", 11000)
+        return original(query, update, *args, **kwargs)
+
+    monkeypatch.setattr(collection, "update_one", update_one)
+    return raised
+
+
+def test_duplicate_key_on_the_claim_upsert_means_lost(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.dup", mongetter=mongo_collection)
+    raised = _failing_update_one(monkeypatch, mongo_collection, 1, "claim_token")
+    assert core.claim("k", 60.0) is False
+    assert raised == [1]
+    assert core.claim("k", 60.0) is True
+
+
+def test_a_spurious_claim_race_does_not_reach_the_caller(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    # The insert lost to a writer that has already gone: the caller looks again
+    # and claims.
+    raised = _failing_update_one(monkeypatch, mongo_collection, 1, "claim_token")
+    with caplog.at_level(logging.WARNING):
+        assert f(4) == 8
+    assert raised == [1]
+    assert calls == [4]
+    assert warnings_in(caplog) == []
+    assert f(4) == 8 and calls == [4]
+
+
+def test_set_retries_a_duplicate_key_race(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.dup", mongetter=mongo_collection)
+    raised = _failing_update_one(monkeypatch, mongo_collection, 2, "value")
+    assert core.set("k", Entry("v", time.time()))
+    assert raised == [1, 1]
+    entry = core.get("k")
+    assert entry is not None and entry.value == "v"
+
+
+def test_set_gives_up_after_repeated_duplicate_keys(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.dup", mongetter=mongo_collection)
+    _failing_update_one(monkeypatch, mongo_collection, 100, "value")
+    with pytest.raises(BackendError, match="duplicate-key"):
+        core.set("k", Entry("v", time.time()))
+
+
+# -- fail-open with a real pymongo client and no server -----------------------------
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_unreachable_server_fails_open_within_the_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeout_ms = 300
+    calls: list[int] = []
+
+    @cached(
+        backend="mongo",
+        mongetter=DEAD_URL,
+        backend_options={"server_selection_timeout_ms": timeout_ms},
+    )
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    limit = max(timeout_ms / 1000, PYMONGO_SELECTION_STEP_S) + 0.5
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        for x in (1, 1):
+            begin = time.monotonic()
+            assert f(x) == 2
+            assert time.monotonic() - begin < limit
+    assert calls == [1, 1]
+    messages = warnings_in(caplog)
+    assert len(messages) == 1, "failures are reported once per interval"
+    assert "ServerSelectionTimeoutError" in messages[0]
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_unreachable_server_raises_with_raise_on_error() -> None:
+    @cached(backend="mongo", mongetter=DEAD_URL + "/?serverSelectionTimeoutMS=200")
+    def f(x: int) -> int:
+        return x
+
+    f_raising = cached(
+        backend="mongo", mongetter=DEAD_URL + "/?serverSelectionTimeoutMS=200", raise_on_error=True
+    )(lambda x: x)
+    assert f(1) == 1
+    with pytest.raises(BackendError, match="ServerSelectionTimeoutError"):
+        f_raising(1)
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_default_server_selection_timeout_is_short() -> None:
+    @cached(backend="mongo", mongetter=DEAD_URL)
+    def f(x: int) -> int:
+        return x
+
+    begin = time.monotonic()
+    assert f(1) == 1
+    elapsed = time.monotonic() - begin
+    default_s = mongo_module.DEFAULT_SERVER_SELECTION_TIMEOUT_MS / 1000
+    assert default_s <= elapsed < default_s + PYMONGO_SELECTION_STEP_S + 1.0
+
+
+# -- mongetter forms and lazy resolution --------------------------------------------
+
+
+def test_mongetter_collection_and_callable_share_entries(mongo_collection: Any) -> None:
+    @cached(backend="mongo", mongetter=mongo_collection, namespace="tests.shared")
+    def by_collection(x: int) -> str:
+        return "by collection"
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, namespace="tests.shared")
+    def by_callable(x: int) -> str:
+        return "by callable"
+
+    assert by_collection(1) == "by collection"
+    assert by_callable(1) == "by collection"
+
+
+def test_mongetter_is_called_lazily_and_once(mongo_collection: Any) -> None:
+    got: list[int] = []
+
+    def mongetter() -> Any:
+        got.append(1)
+        return mongo_collection
+
+    @cached(backend="mongo", mongetter=mongetter)
+    def f(x: int) -> int:
+        return x
+
+    assert got == [], "decorating must not reach the server"
+    assert f.cached_entry(1) is None
+    assert f(1) == 1 and f(2) == 2 and f(1) == 1
+    assert got == [1]
+
+
+def test_a_forked_child_resolves_its_own_collection() -> None:
+    # About re-resolution after fork, not the server: a mongomock collection in both
+    # test modes (the child works on its own copy of it).
+    resolved: list[int] = []
+    collection: Any = mongomock.MongoClient()["db"]["entries"]
+
+    def mongetter() -> Any:
+        resolved.append(os.getpid())
+        return collection
+
+    @cached(backend="mongo", mongetter=mongetter)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    queue: ResultQueue[list[int]] = FORK.Queue()
+
+    def child() -> None:
+        f(2)
+        queue.put(resolved)
+
+    process = FORK.Process(target=child, daemon=True)
+    process.start()
+    in_child = queue.get(timeout=DEADLINE_S)
+    process.join(DEADLINE_S)
+    assert process.exitcode == 0
+    assert in_child[0] == os.getpid() and len(in_child) == 2
+    assert in_child[1] == process.pid
+    assert resolved == [os.getpid()]
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_url_mongetter_builds_its_client_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The URL names a host that does not exist: pymongo.MongoClient is replaced by a
+    # recorder handing out a mongomock client, which proves when it is built.
+    built: list[tuple[str, dict[str, Any]]] = []
+    client: Any = mongomock.MongoClient()
+
+    def fake_client(url: str, **options: Any) -> Any:
+        built.append((url, options))
+        return client
+
+    monkeypatch.setattr(pymongo, "MongoClient", fake_client)
+
+    @cached(
+        backend="mongo",
+        mongetter="mongodb://nowhere.invalid:27017",
+        backend_options={"database": "db1", "collection": "c1"},
+    )
+    def f(x: int) -> int:
+        return x * 3
+
+    assert built == []
+    assert f(2) == 6
+    assert built == [("mongodb://nowhere.invalid:27017", {"serverSelectionTimeoutMS": 2000})]
+    assert client["db1"]["c1"].find_one({"ns": f.namespace}) is not None
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_url_mongetter_with_backend_options() -> None:
+    # mongomock.patch stands in for the server behind the URL (in both test modes:
+    # this is about where a URL's entries go, not about the server).
+    with mongomock.patch(servers=(("mongo.example", 27017),)):
+
+        @cached(
+            backend="mongo",
+            mongetter="mongodb://mongo.example:27017",
+            backend_options={
+                "database": "appdb",
+                "collection": "memo",
+                "server_selection_timeout_ms": 500,
+            },
+        )
+        def f(x: int) -> int:
+            return x + 10
+
+        @cached(backend="mongo", mongetter="mongodb://mongo.example:27017/urldb")
+        def g(x: int) -> int:
+            return x + 20
+
+        assert f(1) == 11 and g(1) == 21
+        peek: Any = pymongo.MongoClient("mongodb://mongo.example:27017")
+        doc = peek["appdb"]["memo"].find_one({"ns": f.namespace})
+        assert doc is not None
+        assert peek["urldb"]["entries"].find_one({"ns": g.namespace}) is not None
+        assert f(1) == 11
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(URL_ENV, "mongodb://env-mongo.example:27017/envdb")
+    with mongomock.patch(servers=(("env-mongo.example", 27017),)):
+
+        @cached(backend="mongo")
+        def f(x: int) -> int:
+            return x - 1
+
+        assert f(5) == 4
+        peek: Any = pymongo.MongoClient("mongodb://env-mongo.example:27017")
+        assert peek["envdb"][mongo_module.DEFAULT_COLLECTION].count_documents({}) == 1
+
+
+def test_no_mongetter_and_no_environment_fails_open(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(URL_ENV, raising=False)
+
+    @cached(backend="mongo")  # decorating needs nothing yet
+    def f(x: int) -> int:
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert f(3) == 3
+    assert any(URL_ENV in message for message in warnings_in(caplog))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mongetter": 42},
+        {"mongetter": "http://example.com"},
+        {"mongetter": lambda: None, "backend_options": {"database": "x"}},
+        {"mongetter": DEAD_URL, "server_ttl": -1.0},
+        {"mongetter": DEAD_URL, "backend_options": {"no_such_option": 1}},
+    ],
+    ids=["number", "not-a-mongodb-url", "database-without-url", "negative-ttl", "unknown"],
+)
+def test_bad_options_are_rejected_at_decoration(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+
+        @cached(backend="mongo", **options)
+        def f(x: int) -> int:
+            return x
+
+
+def test_import_does_not_import_pymongo() -> None:
+    code = "import sys, cachier_like; assert 'pymongo' not in sys.modules, 'pymongo imported'"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# -- document layout, claims as documents, stale reads ------------------------------
+
+
+def test_document_layout_and_indexes(mongo_collection: Any) -> None:
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
+    def f(x: int) -> list[int]:
+        return [x]
+
+    assert f(1) == [1]
+    entry = f.cached_entry(1)
+    assert entry is not None
+    doc = doc_of(mongo_collection, f.namespace, "k")
+    assert doc is not None
+    assert isinstance(doc["value"], bytes)  # BSON binary (bytes subclass Binary or bytes)
+    assert doc["ts"] == entry.timestamp  # exact: a double, not the ms-precision date
+    assert abs(as_utc(doc["time"]) - entry.time) < timedelta(milliseconds=1)
+    assert doc["size"] == len(doc["value"])
+    assert "expires_at" not in doc and "claim_token" not in doc and "claim_until" not in doc
+    index = mongo_collection.index_information()[mongo_module.INDEX_NAME]
+    assert [tuple(part) for part in index["key"]] == [("ns", 1), ("key", 1)]
+    assert index["unique"] is True
+    assert TTL_INDEX_NAME not in mongo_collection.index_information()
+
+
+def test_a_claim_only_document_is_not_an_entry(mongo_collection: Any) -> None:
+    core = MongoCore("tests.claims", mongetter=mongo_collection)
+    assert core.claim("k", 60.0)
+    doc = doc_of(mongo_collection, "tests.claims", "k")
+    assert doc is not None and "value" not in doc
+    assert core.get("k") is None
+    assert core.stats().entries == 0 and core.stats().claims == 1
+    core.release("k")
+    assert doc_of(mongo_collection, "tests.claims", "k") is None
+
+
+def test_a_stale_value_stays_readable_while_it_is_refreshed(mongo_collection: Any) -> None:
+    core = MongoCore("tests.stale", mongetter=mongo_collection)
+    refresher = MongoCore("tests.stale", mongetter=mongo_collection)
+    core.set("k", Entry("old", time.time() - 100))
+    assert refresher.claim("k", 60.0)
+    entry = core.get("k")
+    assert entry is not None and entry.value == "old"
+    assert core.is_claimed("k")
+    refresher.set("k", Entry("new", time.time()))
+    refresher.release("k")
+    entry = core.get("k")
+    assert entry is not None and entry.value == "new"
+    assert not core.is_claimed("k")
+
+
+def test_a_corrupted_payload_is_a_miss_and_a_warning(
+    mongo_collection: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1)
+    query = {"ns": f.namespace, "key": "k"}
+    mongo_collection.update_one(query, {"$set": {"value": Binary(b"not a pickle")}})
+    with caplog.at_level(logging.WARNING):
+        assert f.cached_entry(1) is None
+        assert f(1) == 1
+    assert any("unreadable" in message for message in warnings_in(caplog))
+    assert calls == [1, 1]
+    assert f(1) == 1 and calls == [1, 1]  # rewritten
+
+
+# -- clear, claims, purge, stats ----------------------------------------------------
+
+
+def test_clear_removes_only_this_functions_entries(mongo_collection: Any) -> None:
+    @cached(backend="mongo", mongetter=lambda: mongo_collection)
+    def f(x: int) -> int:
+        return x
+
+    @cached(backend="mongo", mongetter=lambda: mongo_collection)
+    def g(x: int) -> int:
+        return -x
+
+    f(1), f(2), g(1)
+    assert f.clear_cache() == 2
+    assert f.cached_entry(1) is None and f.cached_entry(2) is None
+    entry = g.cached_entry(1)
+    assert entry is not None and entry.value == -1
+    assert mongo_collection.count_documents({}) == 1
+
+
+def test_clear_keeps_a_calculation_in_progress(mongo_collection: Any) -> None:
+    core = MongoCore("tests.clear", mongetter=mongo_collection)
+    core.set("a", Entry(1, time.time()))
+    core.set("b", Entry(2, time.time()))
+    assert core.claim("b", 60.0)
+    assert core.clear() == 2
+    assert core.get("a") is None and core.get("b") is None
+    assert core.is_claimed("b")
+    core.release("b")
+    assert mongo_collection.count_documents({}) == 0
+
+
+def test_clear_claims_purge_stale_and_stats(mongo_collection: Any) -> None:
+    core = MongoCore("tests.maint", mongetter=mongo_collection)
+    now = time.time()
+    core.set("old", Entry("o", now - 100))
+    core.set("new", Entry("n", now))
+    core.set("busy", Entry("b", now - 100))
+    assert core.claim("busy", 60.0)  # an old entry being refreshed
+    assert core.claim("pending", 60.0)  # a first calculation
+    stats = core.stats()
+    assert (stats.entries, stats.claims) == (3, 2)
+    assert stats.oldest == now - 100 and stats.newest == now
+    assert stats.total_bytes is not None and stats.total_bytes > 0
+    # The refresh in progress and the pending claim stay; only "old" goes.
+    assert core.purge_stale(50, now) == 1
+    assert core.get("old") is None and core.get("busy") is not None
+    assert core.clear_claims() == 2
+    assert core.stats().claims == 0
+    assert not core.is_claimed("busy") and not core.renew("busy", 60.0)
+    assert core.purge_stale(50, now) == 1  # "busy", no longer being refreshed
+    assert core.stats().entries == 1
+
+
+def test_renew_and_release_act_only_on_this_callers_claim(mongo_collection: Any) -> None:
+    mine = MongoCore("tests.renew", mongetter=mongo_collection)
+    theirs = MongoCore("tests.renew", mongetter=mongo_collection)
+    assert not mine.renew("k", 1.0)
+    assert theirs.claim("k", 60.0)
+    assert not mine.renew("k", 60.0)
+    mine.release("k")
+    assert theirs.is_claimed("k")
+    assert theirs.renew("k", 60.0)
+
+
+# -- server_ttl ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", [timedelta(hours=1), 3600.0], ids=["timedelta", "seconds"])
+def test_server_ttl_creates_a_ttl_index_and_sets_expires_at(
+    mongo_collection: Any, ttl: timedelta | float
+) -> None:
+    @cached(
+        backend="mongo",
+        mongetter=lambda: mongo_collection,
+        server_ttl=ttl,
+        hash_func=fixed_key("k"),
+    )
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    index = mongo_collection.index_information()[TTL_INDEX_NAME]
+    assert [tuple(part) for part in index["key"]] == [("expires_at", 1)]
+    assert index["expireAfterSeconds"] == 0  # each document carries its own expiry time
+    doc = doc_of(mongo_collection, f.namespace, "k")
+    assert doc is not None
+    expected = datetime.fromtimestamp(doc["ts"] + 3600, tz=timezone.utc)
+    assert abs(as_utc(doc["expires_at"]) - expected) < timedelta(milliseconds=1)
+
+
+def test_entries_past_server_ttl_read_as_misses(mongo_collection: Any) -> None:
+    # A real server deletes expired documents in a background pass about once a
+    # minute; mongomock deletes them on the next access. Either way the core never
+    # serves an entry older than server_ttl.
+    core = MongoCore("tests.ttl", mongetter=mongo_collection, server_ttl=60)
+    core.set("old", Entry("o", time.time() - 120))
+    core.set("new", Entry("n", time.time()))
+    assert core.get("old") is None
+    entry = core.get("new")
+    assert entry is not None and entry.value == "n"
+
+
+def test_a_claim_pushes_expires_at_past_its_lease(mongo_collection: Any) -> None:
+    core = MongoCore("tests.ttl", mongetter=mongo_collection, server_ttl=1)
+    assert core.claim("k", 60.0)
+    doc = doc_of(mongo_collection, "tests.ttl", "k")
+    assert doc is not None
+    assert as_utc(doc["expires_at"]).timestamp() >= doc["claim_until"] - 0.001
+
+
+# -- inspection (the cachier-like CLI) ------------------------------------------------
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_entries_namespaces_and_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from cachier_like.cli import main
+
+    url = "mongodb://cli-mongo.example:27017"
+    with mongomock.patch(servers=(("cli-mongo.example", 27017),)):
+        options = {"database": "clidb", "collection": "memo"}
+
+        @cached(backend="mongo", mongetter=url, backend_options=options)
+        def f(x: int) -> int:
+            return x
+
+        @cached(backend="mongo", mongetter=url, backend_options=options)
+        def g(x: int) -> int:
+            return x
+
+        f(1), f(2), g(1)
+        assert MongoCore.namespaces(mongetter=url, **options) == sorted([f.namespace, g.namespace])
+        infos = sorted(f.core.entries(), key=lambda info: info.timestamp)
+        assert [info.timestamp for info in infos] == sorted(
+            entry.timestamp for entry in (f.cached_entry(1), f.cached_entry(2)) if entry
+        )
+        assert all(info.size and info.size > 0 for info in infos)
+
+        store = ["--backend", "mongo", "--url", url, "--db", "clidb", "--collection", "memo"]
+        assert main(["ls", *store]) == 0
+        listing = capsys.readouterr().out
+        assert f.namespace in listing and g.namespace in listing
+        assert main(["clear", *store, "--function", f.namespace]) == 0
+        assert f.cached_entry(1) is None and g.cached_entry(1) is not None
