@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -43,6 +44,8 @@ class LeaseKeeper:
         self._leases: dict[int, tuple[Core, Hashable, float, float]] = {}
         self._tokens = itertools.count(1)
         self._thread: threading.Thread | None = None
+        # When the renewal thread next wakes by itself (inf: only when notified).
+        self._wake_at = math.inf
 
     def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
         """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`."""
@@ -55,7 +58,10 @@ class LeaseKeeper:
                     target=self._run, name="cachier_like-leases", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif due < self._wake_at:
+                # Wake the thread only when this lease falls due before it wakes anyway:
+                # a thread switch per held lease costs a server core's miss ~0.1 ms.
+                self._cond.notify()
         return token
 
     def drop(self, token: int) -> None:
@@ -73,13 +79,16 @@ class LeaseKeeper:
         with self._cond:
             while True:
                 if not self._leases:
+                    self._wake_at = math.inf
                     self._cond.wait()
                     continue
                 now = time.monotonic()
                 soonest = min(due for _, _, _, due in self._leases.values())
                 if soonest > now:
+                    self._wake_at = soonest
                     self._cond.wait(soonest - now)
                     continue
+                self._wake_at = -math.inf  # renewing: every lease is looked at afterwards
                 due_now = []
                 for token, (core, key, lease_s, due) in self._leases.items():
                     if due <= now:
@@ -108,6 +117,7 @@ class LeaseKeeper:
         self._cond = threading.Condition(threading.Lock())
         self._leases = {}
         self._thread = None
+        self._wake_at = math.inf
 
 
 KEEPER = LeaseKeeper()

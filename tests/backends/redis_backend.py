@@ -1,7 +1,90 @@
-"""The redis core(s) of the behaviour suite (filled in with the redis core)."""
+"""The Redis core of the behaviour suite, on the real server.
+
+The server is ``$CACHIER_LIKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
+Every test gets a key prefix of its own, so parallel runs (``-n auto``) never share
+keys, and every key under that prefix is removed after the test (with ``SCAN``).
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-PARAMS: list[Any] = []
+import pytest
+import redis
+
+from tests.backends.services import require_service
+from tests.backends.types import CoreOptions
+
+REDIS_URL_ENV = "CACHIER_LIKE_TEST_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+PARAMS = [pytest.param("redis", marks=pytest.mark.redis, id="redis")]
+
+
+def redis_url() -> str:
+    """The test server's URL: the environment variable, else the local default."""
+    return os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test (or xdist worker) uses."""
+    return f"clt-{uuid.uuid4().hex[:16]}"
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> int:
+    """Remove every key under ``prefix``: the core's (``{prefix...``) and the test's own."""
+    removed = 0
+    for pattern in (f"{{{prefix}*", f"{prefix}*"):
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += int(client.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(client.unlink(*batch))
+    return removed
+
+
+@pytest.fixture(scope="session")
+def redis_test_client() -> Iterator[redis.Redis]:
+    """One client per test session (xdist worker); skips (fails under CI) when down."""
+    url = redis_url()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+
+    def probe() -> None:
+        try:
+            client.ping()
+        except redis.RedisError as exc:  # redis-py's repr hides the message
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+    how = f"start it (scripts/test-local.sh) or point ${REDIS_URL_ENV} at a server"
+    require_service(f"Redis at {url}", probe, how)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_test_client: redis.Redis) -> Iterator[str]:
+    """This test's key prefix; its keys are deleted afterwards."""
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(redis_test_client, prefix)
+
+
+@pytest.fixture
+def redis_core_options(redis_test_client: redis.Redis, redis_prefix: str) -> CoreOptions:
+    """``@cached`` options for the Redis core, under this test's own key prefix."""
+
+    def options(**extra: Any) -> dict[str, Any]:
+        return {
+            "backend": "redis",
+            "redis_client": redis_test_client,
+            "key_prefix": redis_prefix,
+            **extra,
+        }
+
+    return options

@@ -1,0 +1,317 @@
+"""How the Redis core talks to the server: clients, per-thread connections, Lua scripts.
+
+Imported only by :mod:`cachier_like.cores.redis`. redis-py checks a connection out of
+its pool and back in for every command (with locks and metrics), which costs more than
+the round trip itself on a local network. A :class:`Link` therefore runs the core's
+commands on one private connection per thread, built from the client's own connection
+settings (host, auth, TLS, database, timeouts, retry), when the client is a
+``redis.Redis`` on a plain ``ConnectionPool``. Any other client (``RedisCluster``,
+Sentinel, a ``BlockingConnectionPool``, client-side caching) runs them through its own
+``execute_command``, keeping its routing and limits.
+
+A link is shared by every core that uses the same client, and it stops calling a server
+that just failed to connect or answer for :data:`RETRY_AFTER_S`, so a dead server costs
+one timeout per second rather than one per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..errors import BackendError, ConfigurationError
+
+URL_ENV = "CACHIER_LIKE_REDIS_URL"
+"""Environment variable holding the server URL when no ``redis_client`` is given."""
+Client = redis.Redis | RedisCluster
+NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
+#: After a connection error or timeout, calls fail at once for this long.
+RETRY_AFTER_S = 1.0
+#: Socket timeouts of clients built from a URL (the URL's query parameters win).
+URL_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 5.0}
+SCAN_COUNT = 500
+#: Longest single blocking read of a waiter (kept under half the socket timeout).
+MAX_BLOCK_S = 1.0
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_FAST_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+_TRUE = {"1", "true", "yes", "on"}
+
+_generation = 0  # bumped in a forked child: inherited connections belong to the parent
+_lock = threading.Lock()
+_links: weakref.WeakKeyDictionary[Any, Link] = weakref.WeakKeyDictionary()
+_url_clients: dict[str, Client] = {}
+
+
+def _after_fork() -> None:
+    global _generation, _lock
+    _generation += 1
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class Script:
+    """A Lua script, run by its SHA1 (loaded on first use by each server)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+def _checked(client: Client) -> Client:
+    if client.get_encoder().decode_responses:
+        raise ConfigurationError("redis_client must not decode responses: entries are bytes")
+    return client
+
+
+class ClientSource:
+    """What ``redis_client=`` names, checked at once, made into a client on first use."""
+
+    def __init__(self, given: Any) -> None:
+        if given is None:
+            given = os.environ.get(URL_ENV) or None
+            if given is None:
+                raise ConfigurationError(
+                    "the redis backend needs a server: pass redis_client= (a redis.Redis, "
+                    f"a RedisCluster, a callable returning one, or a URL) or set ${URL_ENV} "
+                    "(e.g. redis://127.0.0.1:6379/0)"
+                )
+        if isinstance(given, str) and not given.startswith(_URL_SCHEMES):
+            raise ConfigurationError(f"redis_client URL must start with {_URL_SCHEMES}")
+        if isinstance(given, (redis.Redis, RedisCluster)):
+            _checked(given)
+        elif not isinstance(given, str) and not callable(given):
+            raise ConfigurationError(
+                "redis_client must be a redis.Redis, a RedisCluster, a callable "
+                f"returning one, or a URL, not {type(given).__name__}"
+            )
+        self.given = given
+        self._retry_at = 0.0
+
+    def resolve(self) -> Client:
+        """The client: given, built from the URL (shared per URL), or the callable's."""
+        given = self.given
+        if isinstance(given, (redis.Redis, RedisCluster)):
+            return given
+        if time.monotonic() < self._retry_at:
+            raise BackendError(f"Redis client not rebuilt within {RETRY_AFTER_S:g} s of a failure")
+        try:
+            with Link.errors():  # a RedisCluster connects as it is built
+                client = client_from_url(given) if isinstance(given, str) else given()
+        except BackendError:
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
+            raise
+        if not isinstance(client, (redis.Redis, RedisCluster)):
+            raise ConfigurationError(
+                f"redis_client callable returned {type(client).__name__}, not a client"
+            )
+        return _checked(client)
+
+
+def client_from_url(url: str) -> Client:
+    """The shared client for ``url``, built on first use with short timeouts.
+
+    ``?cluster=true`` builds a ``RedisCluster``; other query parameters
+    (``socket_timeout=...``) go to redis-py and override :data:`URL_DEFAULTS`.
+    """
+    with _lock:
+        client = _url_clients.get(url)
+        if client is None:
+            parts = urlsplit(url)
+            query = parse_qsl(parts.query)
+            cluster = any(k == "cluster" and v.lower() in _TRUE for k, v in query)
+            rest = urlencode([(k, v) for k, v in query if k != "cluster"])
+            plain = urlunsplit(parts._replace(query=rest))
+            # One quick retry re-opens a connection the server closed; no back-off.
+            options = {**URL_DEFAULTS, "retry": Retry(NoBackoff(), 1)}
+            client = (
+                RedisCluster.from_url(plain, **options)
+                if cluster
+                else redis.Redis.from_url(plain, **options)
+            )
+            _url_clients[url] = client
+        return client
+
+
+def link_for(client: Client) -> Link:
+    """The link shared by every core using ``client``."""
+    with _lock:
+        link = _links.get(client)
+        if link is None:
+            link = _links[client] = Link(client)
+        return link
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol (an array of bulk strings); about three times
+    cheaper than redis-py's general-purpose packer for the core's few argument types."""
+    out = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg if type(arg) is bytes else str(arg).encode()
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
+
+
+class _Slot:
+    """One thread's private connection."""
+
+    __slots__ = ("conn", "generation", "used")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn: Any = conn  # redis-py leaves send_command and disconnect untyped
+        self.generation = _generation
+        self.used = False  # has answered at least once since it (re)connected
+
+
+class Link:
+    """Runs commands for the cores of one client (see the module docstring)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = weakref.ref(client)  # the cores hold the client itself
+        self._local = threading.local()
+        self._retry_at = 0.0
+        self._last_error = ""
+        pool = getattr(client, "connection_pool", None)
+        self._factory: type[Connection] | None = None
+        if (
+            type(pool) is redis.ConnectionPool
+            and getattr(pool, "cache", None) is None
+            and pool.connection_class in _FAST_CONNECTIONS
+        ):
+            self._factory = pool.connection_class
+            self._kwargs = dict(pool.connection_kwargs)
+            timeout = getattr(self._factory(**self._kwargs), "socket_timeout", None)
+        elif pool is not None:
+            timeout = pool.connection_kwargs.get("socket_timeout")
+        else:  # a cluster: its nodes' settings
+            manager = getattr(client, "nodes_manager", None)
+            timeout = getattr(manager, "connection_kwargs", {}).get("socket_timeout")
+        #: Longest single blocking read: below the socket timeout, which would cut it.
+        self.max_block = MAX_BLOCK_S if timeout is None else min(MAX_BLOCK_S, timeout / 2)
+
+    def call(self, *args: Any) -> Any:
+        """Run one command and return redis-py's reply (an error reply raises)."""
+        return self.pipeline(args)[0]
+
+    def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Run commands in one round trip (not a transaction); an error reply raises."""
+        if self._retry_at:
+            if time.monotonic() < self._retry_at:
+                raise BackendError(
+                    f"Redis not retried within {RETRY_AFTER_S:g} s of: {self._last_error}"
+                )
+            self._retry_at = 0.0
+        with self.errors():
+            try:
+                if self._factory is not None:
+                    return self._private(commands)
+                client: Any = self.client()  # redis-py leaves execute_command untyped
+                if len(commands) == 1:
+                    return [client.execute_command(*commands[0])]
+                pipe = client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(pipe.execute())
+            except NETWORK_ERRORS as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def errors() -> Iterator[None]:
+        """Turn redis-py's errors (whose repr hides the message) into ``BackendError``."""
+        try:
+            yield
+        except NoScriptError:
+            raise  # handled by script()
+        except (RedisError, RedisClusterException) as exc:
+            raise BackendError(f"Redis: {type(exc).__name__}: {exc}") from exc
+
+    def script(self, script: Script, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        """Run a Lua script by SHA1, sending its text when the server lacks it."""
+        try:
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self.call("EVAL", script.text, len(keys), *keys, *args)
+
+    def scan(self, match: str) -> Iterator[list[str]]:
+        """Keys matching ``match``, in batches (``SCAN``, never ``KEYS``)."""
+        batch: list[str] = []
+        with self.errors():
+            for key in self.client().scan_iter(match=match, count=SCAN_COUNT):
+                batch.append(key.decode() if isinstance(key, bytes) else key)
+                if len(batch) == SCAN_COUNT:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def headers(self, keys: list[str], size: int) -> list[tuple[str, bytes, int]]:
+        """``(key, first size bytes, length)`` of each string key, in one pipeline."""
+        pipe = self.client().pipeline(transaction=False)
+        for key in keys:
+            pipe.getrange(key, 0, size - 1)
+            pipe.strlen(key)
+        with self.errors():
+            replies = pipe.execute()
+        return [(k, replies[2 * i], int(replies[2 * i + 1])) for i, k in enumerate(keys)]
+
+    def client(self) -> Client:
+        """The client (alive while a core that uses it is)."""
+        client = self._client()
+        if client is None:
+            raise RedisConnectionError("the Redis client was garbage-collected")
+        return client
+
+    def _private(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None or slot.generation != _generation:
+            assert self._factory is not None
+            slot = self._local.slot = _Slot(self._factory(**self._kwargs))
+        conn = slot.conn
+        for attempt in (0, 1):
+            replies: list[Any] = []
+            error: ResponseError | None = None
+            try:
+                conn.send_packed_command([b"".join(map(_pack, commands))])
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:  # an error reply: the connection is in step
+                        error = error or exc
+                        replies.append(exc)
+            except RedisConnectionError:
+                conn.disconnect()
+                # A connection that worked may have been closed by the server (idle
+                # timeout, restart, CLIENT KILL): one fresh try, like redis-py's retry.
+                if attempt or not slot.used:
+                    raise
+                slot.used = False
+                continue
+            except BaseException:
+                conn.disconnect()  # a reply may still be on its way: start afresh
+                slot.used = False
+                raise
+            slot.used = True
+            if error is not None:
+                raise error
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,357 @@
+"""Redis core: one key per entry, claims as leased keys, waiters woken by a list push.
+
+Keys of the function ``pkg.mod.f`` under the prefix ``cachier_like``::
+
+    {cachier_like:pkg.mod.f}:v:<key>          entry: 12-byte header (magic, timestamp) + payload
+    {cachier_like:pkg.mod.f}:c:<key>          claim: the calculator's token, PTTL = its lease
+    {cachier_like:pkg.mod.f}:w:<key>:<token>  wake list of one claim, pushed as it ends
+
+The braces are a Redis Cluster hash tag: all of one function's keys live in one slot,
+so every script touches one node. Prefix and namespace are percent-quoted, so a tag
+holds no brace or glob character and ``SCAN MATCH {tag}:*`` matches this function only.
+A hit is one ``GET``. A miss claims with ``SET NX PX`` pipelined with the re-read (one
+round trip), then stores and releases in one script. See ``docs/cores/redis.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Hashable, Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from .. import config
+from ..entry import Entry
+from ..errors import ConfigurationError
+from ..hashing import stable_hash
+from ..serialize import DEFAULT_SERIALIZER, Serializer
+from . import _redis_scripts as lua
+from ._redis_keys import (
+    DEFAULT_PREFIX,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    header_stamp,
+    key_suffix,
+    key_tag,
+    ms,
+    new_token,
+)
+from ._redis_link import URL_ENV, Client, ClientSource, Link, link_for
+from .base import Core, CoreStats, EntryInfo
+
+__all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
+
+logger = logging.getLogger(__name__)
+
+_WAKE_MS = 2000  # how long a wake element outlives its release (no waiter needs more)
+_ASYNC_SLICE_S = 0.05  # longest thread-held blocking read of an async waiter
+_ASYNC_BLOCKERS = 2  # async waiters per core blocking in threads; the others poll
+_POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
+_cores: weakref.WeakSet[RedisCore] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A child holds none of its parent's claims.
+    for core in list(_cores):
+        core._reset_process_state()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class _Held:
+    """A claim this process won: its token, the thread that took it, what it read."""
+
+    __slots__ = ("snapshot", "stored", "thread", "token", "unread")
+
+    def __init__(self, token: str, snapshot: bytes | None) -> None:
+        self.token = token
+        self.thread = threading.get_ident()
+        self.snapshot = snapshot  # the entry as the claim was taken: the policy's re-read
+        self.unread = True
+        self.stored = False  # released already, by the store that ended the calculation
+
+
+class RedisCore(Core):
+    """Entries, claims and wake-ups in Redis, shared by every process using the server.
+
+    ``redis_client``: a ``redis.Redis``, a ``redis.cluster.RedisCluster``, a
+    zero-argument callable returning one (called on first use), or a URL; when None,
+    the URL in ``$CACHIER_LIKE_REDIS_URL``. ``server_ttl`` gives entries a server-side
+    expiry. Nothing connects until the first call.
+
+    Example:
+        >>> import os
+        >>> url = os.environ.get("CACHIER_LIKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        >>> core = RedisCore("demo.f", redis_client=url, key_prefix="doctest")
+        >>> core.key_of("k")
+        '{doctest:demo.f}:v:k'
+    """
+
+    leases = True
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        redis_client: Any = None,
+        key_prefix: str | None = None,
+        server_ttl: timedelta | float | None = None,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        super().__init__(namespace, serializer=serializer)
+        self._source = ClientSource(redis_client)  # checked now, connected on first use
+        prefix = DEFAULT_PREFIX if key_prefix is None else key_prefix
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError(f"key_prefix must be a non-empty string, not {prefix!r}")
+        ttl = config.as_seconds(server_ttl, "server_ttl")
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError("server_ttl must be a positive duration")
+        self._ttl = str(ms(ttl)) if ttl is not None else "0"  # for the script
+        self._px = ("PX", self._ttl) if ttl is not None else ()  # for a plain SET
+        self.tag = key_tag(prefix, namespace)
+        self._v, self._c, self._w = self.tag + ":v:", self.tag + ":c:", self.tag + ":w:"
+        self._client: Client | None = None
+        self._linked: Link | None = None
+        self._reset_process_state()
+        _cores.add(self)
+
+    def _reset_process_state(self) -> None:
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self._blockers = threading.BoundedSemaphore(_ASYNC_BLOCKERS)
+
+    def key_of(self, key: Hashable) -> str:
+        """The Redis key holding ``key``'s entry."""
+        return self._v + key_suffix(key)
+
+    def _link(self) -> Link:
+        link = self._linked
+        if link is None:
+            with self._lock:
+                if self._linked is None:
+                    self._client = client = self._source.resolve()
+                    self._linked = link_for(client)
+                link = self._linked
+        return link
+
+    # -- entries -------------------------------------------------------------------
+
+    def _decode(self, suffix: str, data: bytes) -> Entry | None:
+        if len(data) < HEADER_SIZE or data[:4] != MAGIC:
+            logger.warning("ignoring corrupted cache entry %s%s (bad header)", self._v, suffix)
+            return None
+        try:
+            value = self.serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
+        except Exception as exc:
+            logger.warning("ignoring unreadable cache entry %s%s: %r", self._v, suffix, exc)
+            return None
+        return Entry(value, HEADER.unpack_from(data)[1])
+
+    def get(self, key: Hashable) -> Entry | None:
+        """One ``GET``; an unreadable entry is a miss and a warning.
+
+        The claiming thread's first read after its claim is the entry read together with
+        the claim (the same round trip), so re-checking after a claim costs nothing.
+        """
+        suffix = key if type(key) is str else stable_hash(key)
+        if self._held:
+            held = self._held.get(suffix)
+            if held is not None and held.unread and held.thread == threading.get_ident():
+                held.unread = False
+                data = held.snapshot
+                return None if data is None else self._decode(suffix, data)
+        data = (self._linked or self._link()).call("GET", self._v + suffix)
+        return None if data is None else self._decode(suffix, data)
+
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Store ``entry``; from the thread holding the key's claim, release it too."""
+        payload = self.serializer.dumps(entry.value)
+        if self.size_limit is not None and len(payload) > self.size_limit:
+            return False
+        data = HEADER.pack(MAGIC, entry.timestamp) + payload
+        suffix, link = key_suffix(key), self._link()
+        held = self._held.get(suffix)
+        if held is not None and not held.stored and held.thread == threading.get_ident():
+            keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
+            link.script(lua.STORE_RELEASE, keys, (data, self._ttl, held.token, _WAKE_MS))
+            held.stored = True  # the policy's release() that follows has nothing to do
+        else:
+            link.call("SET", self._v + suffix, data, *self._px)
+        return True
+
+    def delete(self, key: Hashable) -> None:
+        """Remove ``key``'s entry."""
+        self._link().call("UNLINK", self.key_of(key))
+
+    def clear(self) -> int:
+        """``UNLINK`` this function's entries; return how many were removed."""
+        link = self._link()
+        return sum(int(link.call("UNLINK", *batch)) for batch in link.scan(self._v + "*"))
+
+    # -- claims --------------------------------------------------------------------
+
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """``SET claim token NX PX lease`` and ``GET entry``, in one round trip."""
+        suffix, token = key_suffix(key), new_token()
+        claimed, snapshot = self._link().pipeline(
+            ("SET", self._c + suffix, token, "NX", "PX", ms(lease_s)), ("GET", self._v + suffix)
+        )
+        if claimed:
+            self._held[suffix] = _Held(token, snapshot)
+        return bool(claimed)
+
+    def renew(self, key: Hashable, lease_s: float) -> bool:
+        """Extend this process's claim on ``key`` if it still holds it."""
+        held = self._held.get(key_suffix(key))
+        if held is None:
+            return False  # cleared by clear_claims()
+        if held.stored:
+            return True
+        link = self._link()
+        return bool(link.script(lua.RENEW, (self._c + key_suffix(key),), (held.token, ms(lease_s))))
+
+    def release(self, key: Hashable) -> None:
+        """Drop the claim if it is still ours, and wake the waiters (one script)."""
+        suffix = key_suffix(key)
+        held = self._held.pop(suffix, None)
+        if held is not None and not held.stored:
+            keys = (self._c + suffix, f"{self._w}{suffix}:{held.token}")
+            self._link().script(lua.RELEASE, keys, (held.token, _WAKE_MS))
+
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether any process holds the claim on ``key``."""
+        return bool(self._link().call("EXISTS", self._c + key_suffix(key)))
+
+    def _wait_step(
+        self, key: Hashable, deadline: float | None, most_s: float
+    ) -> tuple[bool, Entry | None]:
+        """Probe the claim; while it holds, block up to ``most_s`` on its wake list.
+
+        ``(True, entry)`` once the claim ended or the deadline passed, else ``(False, None)``.
+        No blocking read outlasts the lease, so a dead calculator is noticed as it lapses.
+        """
+        suffix, link = key_suffix(key), self._link()
+        reply = link.script(lua.PROBE, (self._c + suffix, self._v + suffix))
+        ttl = int(reply[0])
+        if ttl == -2:
+            return True, None if reply[1] is None else self._decode(suffix, reply[1])
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True, self.get(key)
+            most_s = min(most_s, remaining)
+        if ttl >= 0:
+            most_s = min(most_s, ttl / 1000 + 0.002)
+        if most_s > 0:
+            wake = f"{self._w}{suffix}:{reply[1].decode()}"
+            link.call("BLMOVE", wake, wake, "LEFT", "LEFT", round(max(most_s, 0.001), 3))
+        return False, None
+
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Block on the key's wake list (in slices) until the claim ends or time is up."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        most_s = self._link().max_block
+        while True:
+            done, entry = self._wait_step(key, deadline, most_s)
+            if done:
+                return entry
+
+    async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Block in a thread for short slices (at most two waiters per core), else poll.
+
+        No thread is held longer than a slice, and only two at a time per core, so many
+        waiters cannot starve the thread pool the calculator needs to store its value.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _POLL_MIN_S
+        while True:
+            blocking = self._blockers.acquire(blocking=False)
+            try:
+                most_s = min(_ASYNC_SLICE_S, self._link().max_block) if blocking else 0.0
+                done, entry = await asyncio.to_thread(self._wait_step, key, deadline, most_s)
+            finally:
+                if blocking:
+                    self._blockers.release()
+            if done:
+                return entry
+            if not blocking:
+                left = _POLL_MAX_S if deadline is None else deadline - time.monotonic()
+                await asyncio.sleep(max(0.0, min(delay, left)))
+                delay = min(delay * 2, _POLL_MAX_S)
+
+    def clear_claims(self) -> int:
+        """Drop every claim of this function and wake its waiters; return how many."""
+        self._held.clear()
+        link, dropped = self._link(), 0
+        for batch in link.scan(self._c + "*"):
+            keys, tokens, holders = [], [], link.pipeline(*(("GET", c) for c in batch))
+            for claim, token in zip(batch, holders, strict=True):
+                if token is not None:  # else it lapsed meanwhile
+                    tokens.append(token.decode())
+                    keys += [claim, f"{self._w}{claim[len(self._c) :]}:{tokens[-1]}"]
+            if keys:
+                dropped += int(link.script(lua.DROP_CLAIMS, keys, (_WAKE_MS, *tokens)))
+        return dropped
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """Remove entries (and corrupted ones) calculated before ``now - older_than_s``.
+
+        An entry rewritten between the read and the removal is kept (its header changed).
+        """
+        link, removed = self._link(), 0
+        for batch in link.scan(self._v + "*"):
+            old = []
+            for key, header, size in link.headers(batch, HEADER_SIZE):
+                stamp = header_stamp(header)
+                if size and (stamp is None or now - stamp > older_than_s):
+                    old.append((key, header))
+            if old:
+                keys, heads = [k for k, _ in old], [h for _, h in old]
+                removed += int(link.script(lua.PURGE, keys, (HEADER_SIZE, *heads)))
+        return removed
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every readable entry: key, calculation time and payload bytes."""
+        link = self._link()
+        for batch in link.scan(self._v + "*"):
+            for key, header, size in link.headers(batch, HEADER_SIZE):
+                stamp = header_stamp(header)
+                if stamp is not None:
+                    yield EntryInfo(key[len(self._v) :], stamp, size - HEADER_SIZE)
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """Functions with entries under ``key_prefix`` on the server ``redis_client`` names."""
+        core = cls("", **options)
+        inside = core.tag[1:-1]  # "<quoted prefix>:"
+        found = set()
+        for batch in core._link().scan("{" + inside + "*}:v:*"):
+            for key in batch:
+                prefix, _, name = key[1 : key.index("}")].rpartition(":")
+                if prefix + ":" == inside:  # not a longer prefix that starts with this one
+                    found.add(unquote(name))
+        return sorted(found)
+
+    def stats(self) -> CoreStats:
+        """Count readable entries, their payload bytes (as ``entries``), and claims."""
+        stamps, total = [], 0
+        for info in self.entries():
+            stamps.append(info.timestamp)
+            total += info.size or 0
+        return CoreStats(
+            entries=len(stamps),
+            total_bytes=total,
+            oldest=min(stamps, default=None),
+            newest=max(stamps, default=None),
+            claims=sum(len(batch) for batch in self._link().scan(self._c + "*")),
+        )

@@ -1,0 +1,900 @@
+"""The Redis core on the real server: processes, crashes, outages, isolation, the core API.
+
+Processes are forked (``multiprocessing.get_context("fork")``) so the decorated function
+can be a closure defined inside the test; they count calculations with ``INCR`` on keys
+under the test's prefix (removed after the test by the ``redis_prefix`` fixture). An
+outage is a real one: the client talks to Redis through a small TCP proxy that the test
+stops and restarts. Nothing sleeps for a fixed time: processes meet at barriers and
+report through pipes and queues, and the rest polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.queues
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from cachier_like import CachedFunction, ConfigurationError, Entry, cached
+from cachier_like.cores import redis as redis_module
+from cachier_like.cores._redis_link import RETRY_AFTER_S, Link
+from cachier_like.cores.redis import HEADER_SIZE, MAGIC, RedisCore, key_tag
+from tests.backends.redis_backend import redis_url
+
+pytestmark = pytest.mark.redis
+
+FORK = multiprocessing.get_context("fork")
+#: Generous bounds: they only matter when something hangs.
+DEADLINE_S = 60.0
+
+ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(index)`` in ``count`` forked processes; return results in index order."""
+    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
+
+    def target(index: int) -> None:
+        try:
+            queue.put((index, "ok", work(index)))
+        except BaseException as exc:
+            queue.put((index, "error", repr(exc)))
+
+    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=DEADLINE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    errors = [outcome for outcome in outcomes if outcome[1] != "ok"]
+    assert not errors, f"worker processes failed: {errors}"
+    assert [process.exitcode for process in processes] == [0] * count
+    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
+
+
+def library_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("cachier_like")
+    ]
+
+
+def keys_of(client: redis.Redis, prefix: str) -> list[str]:
+    """Every key the core wrote under ``prefix``, sorted."""
+    return sorted(k.decode() for k in client.scan_iter(match=f"{{{prefix}*", count=500))
+
+
+def call_key(f: CachedFunction[..., Any], *args: Any) -> Hashable:
+    """The cache key of ``f(*args)``."""
+    key: Hashable = f._current().keys.key(args, {})
+    return key
+
+
+class Proxy:
+    """A TCP proxy to the Redis server that a test can stop and restart (a real outage)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._spawn(self._accept, listener)
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        assert self._listener is not None
+        with self._lock:
+            doomed = [self._listener, *self._sockets]
+            self._sockets = []
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(DEADLINE_S)
+        self._threads = []
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                return
+            with self._lock:
+                self._sockets += [client, upstream]
+            self._spawn(self._pump, client, upstream)
+            self._spawn(self._pump, upstream, client)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    target = urlsplit(redis_url())
+    running = Proxy(target.hostname or "127.0.0.1", target.port or 6379)
+    running.start()
+    yield running
+    if running._listener is not None and running._listener.fileno() != -1:
+        running.stop()
+
+
+@pytest.fixture
+def options(redis_core_options: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """``@cached`` options for the Redis core under this test's own key prefix."""
+    return redis_core_options
+
+
+@pytest.fixture
+def make_core(redis_test_client: redis.Redis, redis_prefix: str) -> Callable[..., RedisCore]:
+    """Build a ``RedisCore`` on the test client under this test's prefix."""
+
+    def make(namespace: str = "tests.core", **extra: Any) -> RedisCore:
+        return RedisCore(
+            namespace, redis_client=redis_test_client, key_prefix=redis_prefix, **extra
+        )
+
+    return make
+
+
+Options = Callable[..., dict[str, Any]]
+CoreFactory = Callable[..., RedisCore]
+
+
+# -- many processes, one server ------------------------------------------------------
+
+
+def test_one_key_raced_by_eight_processes_is_calculated_once(
+    options: Options, redis_test_client: redis.Redis, redis_prefix: str
+) -> None:
+    workers = 8
+    calls, arrived = f"{redis_prefix}:calls", f"{redis_prefix}:arrived"
+    barrier = FORK.Barrier(workers)
+
+    @cached(**options())
+    def slow(x: int) -> dict[str, int]:
+        redis_test_client.incr(calls)
+        # Hold the claim until every worker is inside its call, so all of them contend.
+        wait_until(lambda: int(redis_test_client.get(arrived) or 0) >= workers)
+        return {"x": x, "pid": os.getpid()}
+
+    def work(index: int) -> Any:
+        barrier.wait(timeout=DEADLINE_S)
+        redis_test_client.incr(arrived)
+        return slow(7)
+
+    results = run_forked(workers, work)
+
+    assert int(redis_test_client.get(calls) or 0) == 1
+    assert len({r["pid"] for r in results}) == 1
+    assert results == [results[0]] * workers
+    assert slow.core.stats().claims == 0
+
+
+def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
+    options: Options, redis_test_client: redis.Redis, redis_prefix: str
+) -> None:
+    workers, per_worker, key_space = 8, 40, 80
+    counts = f"{redis_prefix}:counts"
+    barrier = FORK.Barrier(workers)
+
+    @cached(**options())
+    def square(k: int) -> int:
+        redis_test_client.hincrby(counts, str(k), 1)
+        return k * k + 7
+
+    def keys_for(index: int) -> list[int]:
+        return [(index * 10 + j) % key_space for j in range(per_worker)]
+
+    def work(index: int) -> list[int]:
+        barrier.wait(timeout=DEADLINE_S)
+        return [square(k) for k in keys_for(index)]
+
+    results = run_forked(workers, work)
+
+    for index, values in enumerate(results):
+        assert values == [k * k + 7 for k in keys_for(index)]
+    tally = {int(k): int(v) for k, v in redis_test_client.hgetall(counts).items()}
+    assert tally == dict.fromkeys(range(key_space), 1)
+    assert square.core.stats().entries == key_space
+    assert square.core.stats().claims == 0
+
+
+def test_killed_calculator_is_taken_over_once_its_lease_lapses(
+    options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = {"block": False}
+    started_r, started_w = FORK.Pipe(duplex=False)
+
+    @cached(**options(lease=1))
+    def compute(x: int) -> str:
+        if role["block"]:
+            started_w.send(os.getpid())
+            threading.Event().wait()  # blocks until this process is killed
+        return f"value-{x}-{os.getpid()}"
+
+    def calculator() -> None:
+        role["block"] = True
+        compute(3)
+
+    victim = FORK.Process(target=calculator, daemon=True)
+    victim.start()
+    try:
+        assert started_r.poll(DEADLINE_S), "the calculator never started"
+        started_r.recv()
+        core = compute.core
+        original_wait = core.wait
+        waiting = threading.Event()
+
+        def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+            waiting.set()
+            return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(core, "wait", wait_spy)
+        results: list[str] = []
+        waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
+        waiter.start()
+        assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
+        # The calculator keeps renewing its one-second lease while it lives.
+        assert core.is_claimed(call_key(compute, 3))
+
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(DEADLINE_S)
+        assert victim.exitcode == -signal.SIGKILL
+        killed_at = time.monotonic()
+        waiter.join(DEADLINE_S)
+        assert not waiter.is_alive(), "the waiter never took over"
+        assert time.monotonic() - killed_at < 10, "the take-over was not prompt"
+    finally:
+        if victim.is_alive():
+            victim.kill()
+            victim.join()
+    assert results == [f"value-3-{os.getpid()}"]
+    assert compute(3) == results[0]
+    assert compute.core.stats().claims == 0
+
+
+def test_forked_children_use_connections_of_their_own(options: Options) -> None:
+    @cached(**options())
+    def f(x: int) -> tuple[int, int]:
+        return (x, os.getpid())
+
+    parent = f(1)  # the parent has open connections before forking
+    children = run_forked(4, lambda index: (f(1), f(100 + index)))
+    assert all(hit == parent for hit, _ in children)
+    assert all(own[1] != os.getpid() for _, own in children)
+    # Their values are the parent's hits now, and its own connections still work.
+    assert [f(100 + i) for i in range(4)] == [own for _, own in children]
+    assert f(1) == parent
+
+
+# -- the server goes away ------------------------------------------------------------
+
+
+def test_an_unreachable_server_fails_open_with_one_warning_then_recovers(
+    proxy: Proxy, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = urlsplit(redis_url()).path.strip("/") or "0"
+    url = f"redis://127.0.0.1:{proxy.port}/{db}?socket_connect_timeout=0.5&socket_timeout=0.5"
+    calls: list[int] = []
+
+    @cached(backend="redis", redis_client=url, key_prefix=redis_prefix)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert double(1) == 2
+    assert double(1) == 2
+    assert calls == [1]
+
+    proxy.stop()
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        began = time.monotonic()
+        assert [double(2) for _ in range(20)] == [4] * 20
+        assert double(1) == 2
+        elapsed = time.monotonic() - began
+    assert calls == [1] + [2] * 20 + [1]  # computed every time, never raised
+    warnings = library_warnings(caplog)
+    assert len(warnings) == 1, warnings  # rate-limited: one, not one per call
+    assert "Connection" in warnings[0]
+    assert elapsed < 5, "a dead server stalled the calls"
+
+    proxy.start()  # same port: the server is back
+
+    fresh = iter(range(1000, 10**6))
+
+    def cached_again() -> bool:
+        x = next(fresh)
+        double(x)
+        return double(x) == 2 * x and calls.count(x) == 1  # the second call was a hit
+
+    wait_until(cached_again, timeout_s=RETRY_AFTER_S + 10)
+    assert double(1) == 2  # stored before the outage, still there
+    assert calls.count(1) == 2
+
+
+def test_a_killed_server_connection_is_reopened_transparently(
+    redis_test_client: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"{redis_prefix}-client"
+    url = f"{redis_url()}?client_name={name}"
+    calls: list[int] = []
+
+    @cached(backend="redis", redis_client=url, key_prefix=redis_prefix)
+    def triple(x: int) -> int:
+        calls.append(x)
+        return 3 * x
+
+    assert triple(1) == 3
+
+    def kill_connections() -> int:
+        ids = [c["id"] for c in redis_test_client.client_list() if c.get("name") == name]
+        for client_id in ids:
+            redis_test_client.client_kill_filter(_id=client_id)
+        return len(ids)
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert kill_connections() >= 1
+        assert triple(1) == 3
+        assert triple(2) == 6
+        assert kill_connections() >= 1
+        assert triple(2) == 6
+    assert calls == [1, 2]
+    assert library_warnings(caplog) == []
+
+
+def test_a_server_that_cannot_be_reached_at_all_is_fail_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # free once closed: nothing listens there
+    url = f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.2"
+
+    @cached(backend="redis", redis_client=url)  # decorating needs no server
+    def inc(x: int) -> int:
+        return x + 1
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert [inc(i) for i in range(10)] == list(range(1, 11))
+    assert len(library_warnings(caplog)) == 1
+
+
+# -- keys and isolation ----------------------------------------------------------------
+
+
+def test_clearing_one_function_leaves_every_other_functions_keys(
+    redis_test_client: redis.Redis, redis_prefix: str
+) -> None:
+    namespaces = ["app.f", "app.f2", "app.f*", "app.f}x", "app.f:v:x", "app.[f]"]
+    functions = {}
+    mine: dict[str, Any] = {"redis_client": redis_test_client, "key_prefix": redis_prefix}
+    for namespace in namespaces:
+
+        @cached(backend="redis", namespace=namespace, **mine)
+        def f(x: int) -> int:
+            return x
+
+        functions[namespace] = f
+        f(1)
+        f(2)
+
+    # Another prefix that starts with this one, same function name.
+    longer: dict[str, Any] = {"redis_client": redis_test_client, "key_prefix": redis_prefix + "x"}
+
+    @cached(backend="redis", namespace="app.f", **longer)
+    def other(x: int) -> int:
+        return x
+
+    other(1)
+    before = keys_of(redis_test_client, redis_prefix)
+
+    assert functions["app.f"].clear_cache() == 2
+    after = keys_of(redis_test_client, redis_prefix)
+    removed = set(before) - set(after)
+    assert {k.split(":v:")[0] for k in removed} == {key_tag(redis_prefix, "app.f")}
+    assert len(removed) == 2
+    for namespace in namespaces[1:]:
+        assert functions[namespace].cached_entry(1) is not None, namespace
+    assert other.cached_entry(1) is not None
+    assert functions["app.f"].clear_cache() == 0
+
+
+def test_a_functions_keys_share_one_cluster_slot(make_core: CoreFactory) -> None:
+    core = make_core("pkg.mod.f.<locals>.g")
+    assert core.tag == key_tag(core.tag[1:].split(":")[0], "pkg.mod.f.<locals>.g")
+    slots = {key_slot(core.key_of(k).encode()) for k in ("a", "b", ("x", 1), 3.5)}
+    slots.add(key_slot(core._c.encode() + b"a"))
+    slots.add(key_slot(core._w.encode() + b"a"))
+    assert len(slots) == 1
+    assert len({key_slot(make_core(f"pkg.f{i}").key_of("a").encode()) for i in range(20)}) > 1
+
+
+def test_server_ttl_gives_entries_a_server_side_expiry(
+    options: Options, redis_test_client: redis.Redis
+) -> None:
+    @cached(**options(server_ttl=timedelta(minutes=5)))
+    def f(x: int) -> int:
+        return x
+
+    @cached(**options())
+    def g(x: int) -> int:
+        return x
+
+    f(1)  # stored and released by one script
+    f.precache_value(2, value_to_cache=20)  # a plain SET
+    g(1)
+    for key in (call_key(f, 1), call_key(f, 2)):
+        assert 0 < redis_test_client.pttl(f.core.key_of(key)) <= 300_000
+    assert redis_test_client.pttl(g.core.key_of(call_key(g, 1))) == -1
+    with pytest.raises(ConfigurationError, match="server_ttl"):
+        RedisCore("x", redis_client=redis_test_client, server_ttl=0)
+
+
+def test_a_hit_is_one_round_trip_and_a_miss_three(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = redis.Redis.from_url(redis_url())  # a link of its own, counted alone
+
+    @cached(backend="redis", redis_client=client, key_prefix=redis_prefix)
+    def f(x: int) -> int:
+        return x
+
+    f.precache_value(0, value_to_cache=0)  # connects
+    link: Link = f.core._link()
+    trips: list[list[str]] = []
+    original = link.pipeline
+
+    def counting(*commands: tuple[Any, ...]) -> list[Any]:
+        trips.append([str(command[0]) for command in commands])
+        return original(*commands)
+
+    monkeypatch.setattr(link, "pipeline", counting)
+    f(1)
+    # Read; claim and re-read together; store and release in one script.
+    assert trips == [["GET"], ["SET", "GET"], ["EVALSHA"]]
+    trips.clear()
+    f(1)
+    assert trips == [["GET"]]
+    client.close()
+
+
+# -- waiting ------------------------------------------------------------------------
+
+
+def test_a_waiter_wakes_as_soon_as_the_value_lands(
+    options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocking reads last up to a second here (a 60 s lease), so only a wake-up by the
+    # release can make every round this prompt.
+    rounds, bound_s = 5, 0.5
+    go = threading.Event()
+    landed: dict[int, float] = {}
+
+    @cached(**options(lease=60))
+    def f(x: int) -> int:
+        assert go.wait(DEADLINE_S)
+        landed[x] = time.monotonic()
+        return x
+
+    core = f.core
+    original_wait = core.wait
+    waiting = threading.Event()
+
+    def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+        waiting.set()
+        return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(core, "wait", wait_spy)
+
+    def one_round(x: int) -> float:
+        """Seconds from the calculator's return to the waiter's return."""
+        go.clear()
+        waiting.clear()
+        calculator = threading.Thread(target=f, args=(x,), daemon=True)
+        calculator.start()
+        wait_until(lambda: core.is_claimed(call_key(f, x)))
+        returned: list[float] = []
+
+        def wait_for_value() -> None:
+            f(x)
+            returned.append(time.monotonic())
+
+        waiter = threading.Thread(target=wait_for_value, daemon=True)
+        waiter.start()
+        assert waiting.wait(DEADLINE_S)
+        go.set()
+        waiter.join(DEADLINE_S)
+        calculator.join(DEADLINE_S)
+        assert returned, "the waiter never returned"
+        return returned[0] - landed[x]
+
+    latencies = [one_round(x) for x in range(rounds)]
+    assert max(latencies) < bound_s, latencies
+
+
+@pytest.mark.asyncio
+async def test_async_waiters_wake_promptly(options: Options) -> None:
+    go = asyncio.Event()
+    calls: list[int] = []
+
+    @cached(**options(lease=60))
+    async def f(x: int) -> int:
+        calls.append(x)
+        await go.wait()
+        return x * 5
+
+    calculator = asyncio.create_task(f(2))
+    claimed = asyncio.to_thread(wait_until, lambda: f.core.is_claimed(call_key(f, 2)))
+    await asyncio.wait_for(claimed, DEADLINE_S)
+    waiters = [asyncio.create_task(f(2)) for _ in range(6)]
+    began = time.monotonic()
+    go.set()
+    results = await asyncio.wait_for(asyncio.gather(calculator, *waiters), DEADLINE_S)
+    assert results == [10] * 7
+    assert calls == [2]
+    assert time.monotonic() - began < 0.5
+
+
+def test_wait_returns_when_the_claim_ends_without_a_value(make_core: CoreFactory) -> None:
+    core = make_core()
+    assert core.claim("k", 30)
+    results: list[Entry | None] = []
+    waiter = threading.Thread(target=lambda: results.append(core.wait("k", None)), daemon=True)
+    waiter.start()
+    began = time.monotonic()
+    core.release("k")
+    waiter.join(DEADLINE_S)
+    assert results == [None]
+    assert time.monotonic() - began < 0.5
+
+
+def test_wait_gives_up_at_its_timeout(make_core: CoreFactory) -> None:
+    core, other = make_core(), make_core()
+    core.set("k", Entry("old", 1.0))
+    assert other.claim("k", 30)
+    began = time.monotonic()
+    entry = core.wait("k", 0.2)
+    assert 0.19 <= time.monotonic() - began < 5
+    assert entry == Entry("old", 1.0)  # what is stored at that moment
+    other.release("k")
+
+
+# -- the core API ----------------------------------------------------------------------
+
+
+def test_get_set_delete_and_size_limit(make_core: CoreFactory) -> None:
+    core = make_core()
+    assert core.get("k") is None
+    assert core.set("k", Entry({"a": [1, 2]}, 1234.5))
+    assert core.get("k") == Entry({"a": [1, 2]}, 1234.5)
+    assert core.set(("tuple", 1), Entry(None, 1.0))
+    assert core.get(("tuple", 1)) == Entry(None, 1.0)
+    core.delete("k")
+    assert core.get("k") is None
+    core.size_limit = 100
+    assert not core.set("big", Entry("x" * 1000, 1.0))
+    assert core.get("big") is None
+
+
+def test_claims_are_exclusive_until_released(make_core: CoreFactory) -> None:
+    first, second = make_core(), make_core()  # two cores: like two processes
+    assert first.claim("k", 30)
+    assert not second.claim("k", 30)
+    assert not first.claim("k", 30)
+    assert second.is_claimed("k")
+    assert first.renew("k", 30)
+    assert not second.renew("k", 30)  # not its claim
+    first.release("k")
+    assert not second.is_claimed("k")
+    assert second.claim("k", 30)
+    second.release("k")
+
+
+def test_a_lapsed_lease_frees_the_key_and_its_release_is_harmless(
+    make_core: CoreFactory,
+) -> None:
+    first, second = make_core(), make_core()
+    assert first.claim("k", 0.05)
+    wait_until(lambda: not first.is_claimed("k"))
+    assert second.claim("k", 30)
+    assert not first.renew("k", 30)
+    first.release("k")  # too late: must not drop the new holder's claim
+    assert second.is_claimed("k")
+    second.release("k")
+
+
+def test_a_stale_entry_stays_readable_while_it_is_recalculated(make_core: CoreFactory) -> None:
+    core, other = make_core(), make_core()
+    core.set("k", Entry("old", 1.0))
+    assert other.claim("k", 30)
+    assert core.get("k") == Entry("old", 1.0)  # readable, with its old timestamp
+    other.set("k", Entry("new", 2.0))
+    assert not other.is_claimed("k")  # stored and released by one script
+    assert core.get("k") == Entry("new", 2.0)
+    other.release("k")  # nothing left to do
+
+
+def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
+    options: Options, redis_test_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    @cached(**options())
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 7
+
+    assert f(1) == 7
+    key = f.core.key_of(call_key(f, 1))
+    damage = [b"garbage", MAGIC + b"\x00" * (HEADER_SIZE - 4) + b"not a pickle"]
+    for data in damage:
+        redis_test_client.set(key, data)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cachier_like"):
+            assert f.cached_entry(1) is None
+            assert f(1) == 7
+        assert any(key in message for message in library_warnings(caplog))
+        assert f(1) == 7  # replaced by a good entry
+    assert calls == [1, 1, 1]
+
+
+def test_clear_claims_frees_every_key_and_wakes_waiters(make_core: CoreFactory) -> None:
+    core, other = make_core(), make_core()
+    for key in ("a", "b", "c"):
+        assert other.claim(key, 30)
+    results: list[Entry | None] = []
+    waiter = threading.Thread(target=lambda: results.append(core.wait("a", None)), daemon=True)
+    waiter.start()
+    assert core.stats().claims == 3
+    assert core.clear_claims() == 3
+    waiter.join(DEADLINE_S)
+    assert results == [None]
+    assert core.stats().claims == 0
+    assert core.claim("b", 30)
+    core.release("b")
+
+
+def test_purge_stale_removes_old_and_damaged_entries_only(
+    make_core: CoreFactory, redis_test_client: redis.Redis
+) -> None:
+    core, neighbour = make_core("tests.purge"), make_core("tests.purge2")
+    now = time.time()
+    core.set("old", Entry(1, now - 100))
+    core.set("fresh", Entry(2, now))
+    neighbour.set("old", Entry(3, now - 100))
+    redis_test_client.set(core.key_of("damaged"), b"xx")
+    assert core.purge_stale(50, now) == 2
+    assert core.get("fresh") == Entry(2, now)
+    assert core.get("old") is None
+    assert redis_test_client.exists(core.key_of("damaged")) == 0
+    assert neighbour.get("old") == Entry(3, now - 100)
+
+
+def test_stats_count_entries_bytes_times_and_claims(make_core: CoreFactory) -> None:
+    core = make_core()
+    assert core.stats().entries == 0
+    core.set("a", Entry("x" * 100, 10.0))
+    core.set("b", Entry("y", 20.0))
+    assert core.claim("c", 30)
+    stats = core.stats()
+    assert (stats.entries, stats.oldest, stats.newest, stats.claims) == (2, 10.0, 20.0, 1)
+    assert stats.total_bytes is not None and 100 < stats.total_bytes < 200  # payload bytes
+    core.release("c")
+
+
+def test_entries_list_keys_times_and_payload_sizes(
+    make_core: CoreFactory, redis_test_client: redis.Redis
+) -> None:
+    core = make_core()
+    core.set("a", Entry(b"x" * 1000, 10.0))
+    core.set("b", Entry(None, 20.0))
+    redis_test_client.set(core.key_of("damaged"), b"xx")
+    listed = sorted(core.entries(), key=lambda info: info.key)
+    assert [(i.key, i.timestamp) for i in listed] == [("a", 10.0), ("b", 20.0)]
+    assert 1000 < (listed[0].size or 0) < 1100
+
+
+def test_namespaces_lists_the_functions_under_a_prefix_only(
+    make_core: CoreFactory, redis_test_client: redis.Redis, redis_prefix: str
+) -> None:
+    for namespace in ("pkg.f", "pkg.g:odd{name}", "pkg.h"):
+        make_core(namespace).set("k", Entry(1, 1.0))
+    assert make_core("pkg.claims_only").claim("k", 30)
+    RedisCore("pkg.other", redis_client=redis_test_client, key_prefix=redis_prefix + ":x").set(
+        "k", Entry(1, 1.0)
+    )
+    found = RedisCore.namespaces(redis_client=redis_test_client, key_prefix=redis_prefix)
+    assert found == ["pkg.f", "pkg.g:odd{name}", "pkg.h"]
+
+
+def test_a_custom_key_prefix_and_the_default(make_core: CoreFactory, redis_prefix: str) -> None:
+    assert make_core("pkg.f").key_of("k") == "{" + redis_prefix + ":pkg.f}:v:k"
+    default = RedisCore("pkg.f", redis_client=redis_url())
+    assert default.key_of("k") == "{cachier_like:pkg.f}:v:k"
+    with pytest.raises(ConfigurationError, match="key_prefix"):
+        RedisCore("pkg.f", redis_client=redis_url(), key_prefix="")
+
+
+# -- client forms --------------------------------------------------------------------
+
+
+def test_a_url_string_client(redis_prefix: str) -> None:
+    @cached(backend="redis", redis_client=redis_url(), key_prefix=redis_prefix)
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2
+    assert f.cached_entry(1) == Entry(2, f.cached_entry(1).timestamp)  # type: ignore[union-attr]
+
+
+def test_a_callable_client_is_called_once_on_first_use(redis_prefix: str) -> None:
+    made: list[redis.Redis] = []
+
+    def factory() -> redis.Redis:
+        made.append(redis.Redis.from_url(redis_url()))
+        return made[-1]
+
+    @cached(backend="redis", redis_client=factory, key_prefix=redis_prefix)
+    def f(x: int) -> int:
+        return x * 2
+
+    assert made == []  # decorating connects to nothing
+    assert f(2) == 4
+    assert f(2) == 4
+    assert len(made) == 1
+    made[0].close()
+
+
+def test_the_url_comes_from_the_environment_without_a_client(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(redis_module.URL_ENV, redis_url())
+
+    @cached(backend="redis", key_prefix=redis_prefix)
+    def f(x: int) -> int:
+        return x - 1
+
+    assert f(5) == 4
+    assert f.cached_entry(5) is not None
+
+    monkeypatch.delenv(redis_module.URL_ENV)
+    with pytest.raises(ConfigurationError, match=redis_module.URL_ENV):
+
+        @cached(backend="redis", key_prefix=redis_prefix)
+        def g(x: int) -> int:
+            return x
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [(42, "not int"), ("http://localhost", "must start with"), (b"redis://", "not bytes")],
+    ids=["number", "http-url", "bytes"],
+)
+def test_an_invalid_client_is_a_configuration_error(client: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisCore("x", redis_client=client)
+
+
+def test_a_decoding_client_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    decoding = redis.Redis.from_url(redis_url(), decode_responses=True)
+    with pytest.raises(ConfigurationError, match="decode"):
+        RedisCore("x", redis_client=decoding)
+
+    @cached(backend="redis", redis_client=lambda: decoding)
+    def f(x: int) -> int:
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert f(1) == 1  # the factory's client is checked on first use: fail-open
+    assert any("decode" in m for m in library_warnings(caplog))
+    decoding.close()
+
+
+# -- Redis Cluster (when one is given) ---------------------------------------------------
+
+CLUSTER_URL_ENV = "CACHIER_LIKE_TEST_REDIS_CLUSTER_URL"
+
+
+@pytest.fixture
+def cluster_url() -> str:
+    url = os.environ.get(CLUSTER_URL_ENV)
+    if not url:
+        pytest.skip(f"no Redis Cluster: set ${CLUSTER_URL_ENV} (a URL with ?cluster=true)")
+    return url
+
+
+def test_a_redis_cluster_serves_hits_waits_and_per_function_clears(
+    cluster_url: str, redis_prefix: str
+) -> None:
+    calls: list[str] = []
+    go = threading.Event()
+    functions = []
+    for name in ("f", "f2", "g"):
+
+        @cached(backend="redis", redis_client=cluster_url, key_prefix=redis_prefix, namespace=name)
+        def f(x: int, name: str = name) -> str:
+            calls.append(f"{name}{x}")
+            if x == 99:
+                assert go.wait(DEADLINE_S)
+            return f"{name}-{x}"
+
+        functions.append(f)
+    f, f2, g = functions
+    try:
+        assert [f(1), f(1), f2(1), g(1), g(2)] == ["f-1", "f-1", "f2-1", "g-1", "g-2"]
+        assert calls == ["f1", "f21", "g1", "g2"]
+        calculator = threading.Thread(target=f, args=(99,), daemon=True)
+        calculator.start()
+        wait_until(lambda: f.core.is_claimed(call_key(f, 99)))
+        assert f.core.stats().claims == 1
+        results: list[str] = []
+        waiter = threading.Thread(target=lambda: results.append(f(99)), daemon=True)
+        waiter.start()
+        go.set()
+        waiter.join(DEADLINE_S)
+        calculator.join(DEADLINE_S)
+        assert results == ["f-99"]
+        assert calls.count("f99") == 1
+        assert f.core.stats().entries == 2
+        assert f.clear_cache() == 2  # SCAN over every node; other functions untouched
+        assert (f2.cached_entry(1), g.cached_entry(2)) != (None, None)
+        assert g.core.purge_stale(0, time.time() + 1) == 2
+        assert f2.clear_being_calculated() == 0
+    finally:
+        for function in functions:
+            function.clear_cache()
