@@ -23,7 +23,7 @@ PEERS = ("cachier", "cachetools", "diskcache")
 #: Rows of the peer libraries (not cachier_like, which also starts with "cachier").
 PEER_ROW = re.compile(r"^(cachier[ (]|cachetools|diskcache)")
 LOCAL_SECTIONS = ("memory", "pickle", "key")
-SERVER_SECTIONS = {"redis"}
+SERVER_SECTIONS = {"redis", "sql"}
 BASELINES = {
     "memory": ("bare call (no cache)", "functools.lru_cache(maxsize=None)"),
     "key": ("sha256(pickle.dumps(arg))",),
@@ -108,5 +108,6 @@ def test_quick_run_reports_every_section(tmp_path: Path, hide_peers: bool) -> No
     assert any(label.startswith("1 MB key") for label in labels), labels
     assert sum(label.startswith("pickle miss") for label in labels) == len(sizes), labels
     assert any(label.startswith("redis hit") for label in labels), labels
+    assert any(label.startswith("sql postgres hit") for label in labels), labels
     verdicts = {t["verdict"] for t in payload["targets"]}
     assert verdicts <= {"PASS", "MISS", "n/a"}, payload["targets"]

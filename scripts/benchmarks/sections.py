@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from . import key_cost, memory_core, pickle_core, redis_core
+from . import key_cost, memory_core, pickle_core, redis_core, sql_core
 from .measure import Settings
 from .report import Report, Target
 
@@ -37,4 +37,10 @@ class SectionModule(Protocol):
         """This section's targets from the project's issue, checked on this run."""
 
 
-SECTIONS: tuple[SectionModule, ...] = (memory_core, pickle_core, key_cost, redis_core)
+SECTIONS: tuple[SectionModule, ...] = (
+    memory_core,
+    pickle_core,
+    key_cost,
+    redis_core,
+    sql_core,
+)

@@ -1,7 +1,117 @@
-"""The sql core(s) of the behaviour suite (filled in with the sql core)."""
+"""The SQL cores of the behaviour suite: SQLite, PostgreSQL and MariaDB, for real.
+
+SQLite is a file in the test's own directory, reached by URL (the core builds its own
+autocommit engine). PostgreSQL and MariaDB are the local servers, reached through one
+plain ``create_engine(url)`` per server and test session (as an application would
+pass it), with URLs overridable by environment variables. Every test gets its own
+table, dropped afterwards, so parallel runs (``-n auto``) never share rows.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-PARAMS: list[Any] = []
+import pytest
+import sqlalchemy as sa
+
+from tests.backends.services import require_service
+from tests.backends.types import CoreOptions
+
+POSTGRES_URL_ENV = "CACHIER_LIKE_TEST_POSTGRES_URL"
+MYSQL_URL_ENV = "CACHIER_LIKE_TEST_MYSQL_URL"
+DEFAULT_URLS = {
+    "postgres": (POSTGRES_URL_ENV, "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "mariadb": (MYSQL_URL_ENV, "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+#: Bounded connection attempts, so an unreachable host skips (or fails) quickly.
+_CONNECT_ARGS = {"postgres": {"connect_timeout": 5}, "mariadb": {"connect_timeout": 5}}
+
+PARAMS = [
+    pytest.param("sql_sqlite", marks=pytest.mark.sql, id="sql_sqlite"),
+    pytest.param("sql_postgres", marks=pytest.mark.sql, id="sql_postgres"),
+    pytest.param("sql_mariadb", marks=pytest.mark.sql, id="sql_mariadb"),
+]
+
+
+def server_url(server: str) -> str:
+    """The URL of ``server`` ("postgres" or "mariadb"): its variable, else the default."""
+    variable, default = DEFAULT_URLS[server]
+    return os.environ.get(variable) or default
+
+
+def unique_table() -> str:
+    """A table name no other test (or xdist worker) uses."""
+    return f"clt_{uuid.uuid4().hex[:24]}"
+
+
+def drop_table(engine: sa.Engine, table: str) -> None:
+    """Drop one test's table (it may never have been created)."""
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def connect_server(server: str) -> sa.Engine:
+    """A plain engine for ``server``; skip the test (fail under CI) when it is down."""
+    url = server_url(server)
+    engine = sa.create_engine(url, connect_args=_CONNECT_ARGS[server])
+
+    def probe() -> None:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    variable = DEFAULT_URLS[server][0]
+    how = f"start it (scripts/test-local.sh) or point ${variable} at a server"
+    require_service(f"{server} at {sa.make_url(url)!r}", probe, how)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[sa.Engine]:
+    """One engine on the PostgreSQL test server for this session (and xdist worker)."""
+    engine = connect_server("postgres")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_engine() -> Iterator[sa.Engine]:
+    """One engine on the MariaDB/MySQL test server for this session (and xdist worker)."""
+    engine = connect_server("mariadb")
+    yield engine
+    engine.dispose()
+
+
+def _options_on(engine: sa.Engine | str) -> tuple[CoreOptions, str]:
+    table = unique_table()
+
+    def options(**extra: Any) -> dict[str, Any]:
+        return {"backend": "sql", "sql_engine": engine, "table_name": table, **extra}
+
+    return options, table
+
+
+@pytest.fixture
+def sql_sqlite_core_options(tmp_path: Path) -> CoreOptions:
+    """``@cached`` options for the SQL core on a SQLite file of this test's own."""
+    options, _ = _options_on(f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    return options
+
+
+@pytest.fixture
+def sql_postgres_core_options(postgres_engine: sa.Engine) -> Iterator[CoreOptions]:
+    """``@cached`` options for the SQL core on PostgreSQL, in a table of this test's own."""
+    options, table = _options_on(postgres_engine)
+    yield options
+    drop_table(postgres_engine, table)
+
+
+@pytest.fixture
+def sql_mariadb_core_options(mariadb_engine: sa.Engine) -> Iterator[CoreOptions]:
+    """``@cached`` options for the SQL core on MariaDB, in a table of this test's own."""
+    options, table = _options_on(mariadb_engine)
+    yield options
+    drop_table(mariadb_engine, table)

@@ -1,0 +1,160 @@
+"""Engines for the SQL core: resolved from ``sql_engine``, shared, fork-safe, set up once.
+
+Per process and engine, the table is created (if missing) and its statements compiled
+once, however many functions share them; functions given the same URL share one
+engine, hence one connection pool. After ``fork()`` the child disposes every engine the
+cores use (``dispose(close=False)``: the parent's connections are left alone).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
+
+from ..errors import ConfigurationError
+from ._sql_runner import Runner, is_memory_sqlite
+from ._sql_statements import Statements
+
+SQL_URL_ENV = "CACHIER_LIKE_SQL_URL"
+"""Environment variable with the database URL used when ``sql_engine`` is not given."""
+
+_lock = threading.Lock()
+#: URL (with password) -> the engine the core built for it.
+_URL_ENGINES: dict[str, sa.Engine] = {}
+#: engine -> the process whose connections its pool holds.
+_POOL_OWNERS: weakref.WeakKeyDictionary[sa.Engine, int] = weakref.WeakKeyDictionary()
+#: engine -> its runner, and the statements of each table set up on it.
+_SETUPS: weakref.WeakKeyDictionary[sa.Engine, tuple[Runner, dict[str, Statements]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def engine_from_url(url: sa.URL) -> sa.Engine:
+    """A new engine for ``url`` as the core builds it: autocommit, one statement per operation.
+
+    In autocommit mode a hit is a single round trip (no BEGIN, no ROLLBACK on return to
+    the pool). An in-memory SQLite database lives in one connection, shared by every
+    thread of this process.
+    """
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+    if is_memory_sqlite(url):
+        options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    try:
+        return sa.create_engine(url, skip_autocommit_rollback=True, **options)
+    except TypeError:  # SQLAlchemy before 2.0.43
+        return sa.create_engine(url, **options)
+
+
+def shared_engine(url: sa.URL) -> sa.Engine:
+    """The one engine this process's cores use for ``url``."""
+    text = url.render_as_string(hide_password=False)
+    with _lock:
+        engine = _URL_ENGINES.get(text)
+        if engine is None:
+            engine = _URL_ENGINES[text] = engine_from_url(url)
+            _POOL_OWNERS[engine] = os.getpid()
+        return engine
+
+
+def _checked_engine(engine: object) -> sa.Engine:
+    if hasattr(engine, "sync_engine"):
+        raise ConfigurationError(
+            "sql_engine must be a synchronous Engine, not an AsyncEngine; pass a "
+            "URL with a sync driver (e.g. postgresql+psycopg://...) or a sync Engine"
+        )
+    if not isinstance(engine, sa.Engine):
+        raise ConfigurationError(f"sql_engine must give a SQLAlchemy Engine, not {engine!r}")
+    if is_memory_sqlite(engine.url) and isinstance(engine.pool, SingletonThreadPool):
+        raise ConfigurationError(
+            "an in-memory SQLite engine with the default pool gives each thread its own "
+            "database; pass the URL 'sqlite://' instead, or build the engine with "
+            "poolclass=StaticPool and connect_args={'check_same_thread': False}"
+        )
+    return engine
+
+
+def engine_source(spec: object) -> sa.Engine | Callable[[], sa.Engine]:
+    """Validate ``sql_engine`` now: the engine itself, or what gets it on first use."""
+    if spec is None:
+        spec = os.environ.get(SQL_URL_ENV) or None
+        if spec is None:
+            raise ConfigurationError(
+                "backend 'sql' needs sql_engine= (an Engine, a callable returning one, or "
+                f"a database URL), or the database URL in ${SQL_URL_ENV}"
+            )
+    if isinstance(spec, (str, sa.URL)):
+        try:
+            url = sa.make_url(spec)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"sql_engine is not a database URL: {exc}") from None
+        return lambda: shared_engine(url)
+    if isinstance(spec, sa.Engine) or hasattr(spec, "sync_engine"):
+        return _checked_engine(spec)
+    if callable(spec):
+        return lambda: _checked_engine(spec())
+    raise ConfigurationError(
+        f"sql_engine must be an Engine, a callable returning one, or a URL, not {spec!r}"
+    )
+
+
+def adopt(engine: sa.Engine, inherited: bool) -> sa.Engine:
+    """Make sure ``engine``'s pool holds no connection opened by another process.
+
+    The engines known at a fork are disposed in the child (below); one first met in a
+    child (``inherited``: from the callable of a core built before the fork) is
+    disposed here, before its first use.
+    """
+    pid = os.getpid()
+    with _lock:
+        owner = _POOL_OWNERS.get(engine)
+        if owner != pid and (owner is not None or inherited):
+            engine.dispose(close=False)
+        _POOL_OWNERS[engine] = pid
+    return engine
+
+
+def _create_table(engine: sa.Engine, table: sa.Table) -> None:
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
+    except sa.exc.DBAPIError:
+        # A concurrent creation (PostgreSQL may report a race on its catalog), or no
+        # CREATE privilege on a table a DBA made: fine if the table is there.
+        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            raise
+
+
+def set_up(engine: sa.Engine, table: sa.Table) -> tuple[Runner, Statements]:
+    """The runner for ``engine`` and the statements for ``table``, creating it if missing."""
+    with _lock:
+        runner, tables = _SETUPS.get(engine) or (Runner(engine), {})
+        _SETUPS[engine] = (runner, tables)
+        statements = tables.get(table.fullname)
+    if statements is None:
+        _create_table(engine, table)  # connects first, so the dialect knows the server
+        statements = Statements(table, engine.dialect)
+        with _lock:
+            tables[table.fullname] = statements
+    return runner, statements
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    pid = os.getpid()
+    for engine in list(_POOL_OWNERS):
+        engine.dispose(close=False)  # the parent keeps using its connections
+        _POOL_OWNERS[engine] = pid
+    for runner, tables in list(_SETUPS.values()):
+        runner.after_fork()
+        if runner.memory:
+            tables.clear()  # the child's in-memory database starts empty
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,142 @@
+"""The SQL core's table: its name rules, columns, DDL and the database clock.
+
+Imported only by :mod:`cachier_like.cores.sql`, so ``import cachier_like`` never
+imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from ..errors import ConfigurationError
+from ..hashing import stable_hash
+
+DEFAULT_TABLE = "cachier_like_entries"
+
+#: Lower-case SQL identifiers only (optionally ``schema.table``): no quoting needed in
+#: hand-written SQL, the same spelling on every database, nothing to inject.
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: Column lengths chosen so the primary key fits MySQL/MariaDB index limits with
+#: utf8mb4 (191 * 4 + 64 bytes < 767 bytes per column, < 3072 per key).
+NAMESPACE_LENGTH = 191
+KEY_LENGTH = 64
+TOKEN_LENGTH = 32
+_SAFE_KEY = re.compile(r"[0-9a-z_-]{1,64}")
+_HASHED_NAMESPACE_PREFIX = NAMESPACE_LENGTH - 33  # prefix + "~" + 32 hex digits
+
+
+def split_table_name(name: object) -> tuple[str | None, str]:
+    """Validate a ``table_name`` option; return ``(schema, table)``.
+
+    Example:
+        >>> split_table_name("cache.entries")
+        ('cache', 'entries')
+        >>> split_table_name("entries; drop table users")
+        Traceback (most recent call last):
+        ...
+        cachier_like.errors.ConfigurationError: table_name must be a lower-case SQL identifier ...
+    """
+    parts = name.split(".") if isinstance(name, str) else []
+    if not 1 <= len(parts) <= 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
+        raise ConfigurationError(
+            "table_name must be a lower-case SQL identifier (letters a-z, digits, "
+            "underscores; at most 63 characters), optionally prefixed by 'schema.'; "
+            f"got {name!r}"
+        )
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def namespace_text(namespace: str) -> str:
+    """The namespace column's value: the namespace itself when it fits, else a digest.
+
+    Long, non-printable or space-ended namespaces (MySQL ignores trailing spaces when
+    comparing) keep a readable prefix and end in a hash of the whole name.
+
+    Example:
+        >>> namespace_text("pkg.mod.f")
+        'pkg.mod.f'
+        >>> len(namespace_text("x" * 500))
+        191
+    """
+    if len(namespace) <= NAMESPACE_LENGTH and namespace.isprintable() and namespace[-1:] != " ":
+        return namespace
+    prefix = "".join(ch if ch.isprintable() else "?" for ch in namespace[:_HASHED_NAMESPACE_PREFIX])
+    return f"{prefix}~{stable_hash(namespace)}"
+
+
+def key_text(key: Hashable) -> str:
+    """The cache_key column's value: keys made by ``@cached`` as they are, others hashed.
+
+    Example:
+        >>> key_text("user_42")
+        'user_42'
+        >>> len(key_text(("any", "hashable", 1)))
+        32
+    """
+    if (
+        type(key) is str
+        and len(key) <= KEY_LENGTH
+        and ((key.isalnum() and key.isascii() and key.islower()) or _SAFE_KEY.fullmatch(key))
+    ):
+        return key
+    return stable_hash(key)
+
+
+def _mysql_text(length: int, charset: str, collation: str) -> sa.types.TypeEngine[str]:
+    # Binary collations: MySQL's default ones would make 'F' and 'f' the same key.
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset=charset, collation=collation), "mysql", "mariadb"
+    )
+
+
+def make_table(name: str) -> sa.Table:
+    """The entries table: one row per (namespace, key); a claim row may hold no value."""
+    schema, table = split_table_name(name)
+    return sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column(
+            "namespace", _mysql_text(NAMESPACE_LENGTH, "utf8mb4", "utf8mb4_bin"), primary_key=True
+        ),
+        sa.Column("cache_key", _mysql_text(KEY_LENGTH, "ascii", "ascii_bin"), primary_key=True),
+        # NULL: no entry (the row only holds a claim).
+        sa.Column("value", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
+        # Seconds since the epoch (UTC) when the value was calculated, by the caller's clock.
+        sa.Column("calculated_at", sa.Double()),
+        sa.Column("claim_token", _mysql_text(TOKEN_LENGTH, "ascii", "ascii_bin")),
+        # Seconds since the epoch (UTC) by the database server's clock.
+        sa.Column("claim_expires", sa.Double()),
+        schema=schema,
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
+def create_ddl(table: sa.Table, dialect: sa.engine.Dialect) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``table`` as ``dialect`` spells it."""
+    return str(sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+
+
+def database_now(dialect_name: str) -> sa.ColumnElement[float]:
+    """The database clock in seconds since the epoch (UTC), as a SQL expression.
+
+    Leases are timed by the database's clock, so client clocks that disagree cannot
+    make a live claim look expired. SQLite runs on the client, so its clock is the
+    client's.
+    """
+    if dialect_name == "postgresql":
+        sql = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    elif dialect_name in ("mysql", "mariadb"):
+        # Pure arithmetic on UTC: no session time zone or DST conversion involved.
+        sql = "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) / 1e6)"
+    elif dialect_name == "sqlite":
+        sql = "((julianday('now') - 2440587.5) * 86400.0)"
+    else:
+        raise ConfigurationError(
+            f"the sql backend supports SQLite, PostgreSQL and MySQL/MariaDB, not {dialect_name!r}"
+        )
+    return sa.literal_column(sql, sa.Double())

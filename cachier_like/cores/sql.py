@@ -1,0 +1,288 @@
+"""SQL core: entries and calculation claims in one table, through SQLAlchemy Core.
+
+Works with SQLite, PostgreSQL (psycopg) and MySQL/MariaDB (PyMySQL). One row per
+(namespace, key) holds the pickled value, its calculation time and the claim columns;
+see ``docs/cores/sql.md`` for the schema, the guarantees and the limits.
+
+Nothing connects until the first cache operation, so decorating needs no server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Hashable, Iterator
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from ..entry import Entry
+from ..serialize import DEFAULT_SERIALIZER, Serializer
+from ._sql_engines import SQL_URL_ENV, adopt, engine_source, set_up
+from ._sql_runner import Runner
+from ._sql_schema import DEFAULT_TABLE, key_text, make_table, namespace_text
+from ._sql_statements import Statements
+from .base import Core, CoreStats, EntryInfo
+
+__all__ = ["SQL_URL_ENV", "SQLCore"]
+
+logger = logging.getLogger(__name__)
+
+_WAIT_MIN_S = 0.002
+_WAIT_MAX_S = 0.1
+
+
+class _Ready(NamedTuple):
+    runner: Runner
+    statements: Statements
+
+
+class SQLCore(Core):
+    """Entries as rows of one table; claims as (token, expiry) columns on the same row.
+
+    Example:
+        >>> core = SQLCore("demo.f", sql_engine="sqlite://")
+        >>> core.set("k", Entry([1, 2], 0.0))
+        True
+        >>> core.get("k").value
+        [1, 2]
+    """
+
+    leases = True
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        sql_engine: object = None,
+        table_name: str = DEFAULT_TABLE,
+        size_limit: int | None = None,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+    ) -> None:
+        super().__init__(namespace, serializer=serializer)
+        self.size_limit = size_limit
+        self.table = make_table(table_name)
+        source = engine_source(sql_engine)
+        self._pid = os.getpid()
+        self._engine = adopt(source, inherited=False) if isinstance(source, sa.Engine) else None
+        self._make_engine = None if isinstance(source, sa.Engine) else source
+        self._ns = namespace_text(namespace)
+        self._ready: _Ready | None = None
+        self._setup_lock = threading.Lock()
+        # key text -> token of a claim this process holds, or None once a store by the
+        # holder has ended it (the release then has nothing left to do).
+        self._held: dict[str, str | None] = {}
+        _CORES.add(self)
+
+    # -- connection and schema, on first use ------------------------------------------
+
+    def _setup(self) -> _Ready:
+        with self._setup_lock:
+            if self._ready is None:
+                if self._engine is None:
+                    assert self._make_engine is not None
+                    inherited = self._pid != os.getpid()
+                    self._engine = adopt(self._make_engine(), inherited)
+                self._ready = _Ready(*set_up(self._engine, self.table))
+            return self._ready
+
+    def _after_fork(self) -> None:
+        """In a forked child (its engines already disposed): no claims, free locks."""
+        self._held.clear()
+        self._setup_lock = threading.Lock()
+        if self._ready is not None and self._ready.runner.memory:
+            self._ready = None  # the child's in-memory database starts empty
+
+    # -- entries -------------------------------------------------------------------
+
+    def _entry(self, value: bytes | None, timestamp: float | None) -> Entry | None:
+        if value is None:
+            return None  # a row that only holds a claim
+        try:
+            loaded = self.serializer.loads(value)
+        except Exception as exc:
+            logger.warning("%s: ignoring an unreadable cache entry: %r", self.namespace, exc)
+            return None
+        return Entry(loaded, float(timestamp or 0.0))
+
+    def get(self, key: Hashable) -> Entry | None:
+        """One indexed SELECT by primary key."""
+        runner, statements = self._ready or self._setup()
+        rows = runner.run(statements.get, {"ns": self._ns, "k": key_text(key)})
+        return self._entry(rows[0][0], rows[0][1]) if rows else None
+
+    def set(self, key: Hashable, entry: Entry) -> bool:
+        """Upsert the entry; a store by this process's claim holder also ends the claim."""
+        payload = self.serializer.dumps(entry.value)
+        if self.size_limit is not None and len(payload) > self.size_limit:
+            return False
+        runner, statements = self._ready or self._setup()
+        k = key_text(key)
+        token = self._held.get(k)
+        params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
+        runner.run(statements.set, params)
+        if token is not None and self._held.get(k) == token:
+            self._held[k] = None
+        return True
+
+    def delete(self, key: Hashable) -> None:
+        """Remove the entry (a claim on the key, if any, stays)."""
+        runner, statements = self._ready or self._setup()
+        params = {"ns": self._ns, "k": key_text(key)}
+        if runner.run(statements.delete_free, params) == 0:
+            runner.run(statements.delete_value, params)
+
+    def clear(self) -> int:
+        """Remove this namespace's entries; claims in progress stay."""
+        runner, statements = self._ready or self._setup()
+        params = {"ns": self._ns}
+        removed: int = runner.run(statements.clear_free, params)
+        return removed + int(runner.run(statements.clear_claimed, params))
+
+    # -- claims --------------------------------------------------------------------
+
+    def claim(self, key: Hashable, lease_s: float) -> bool:
+        """Insert the row with a claim, or claim an existing row with no live claim."""
+        runner, statements = self._ready or self._setup()
+        k = key_text(key)
+        token = secrets.token_hex(16)
+        params = {"ns": self._ns, "k": k, "tok": token, "lease": float(lease_s)}
+        if statements.takeover is None:  # PostgreSQL, SQLite: one upsert ... RETURNING
+            won = bool(runner.run(statements.claim, params))
+        else:  # MySQL: INSERT IGNORE, then a conditional UPDATE if the row existed
+            won = (
+                runner.run(statements.claim, params) == 1
+                or runner.run(statements.takeover, params) == 1
+            )
+        if won:
+            self._held[k] = token
+        return won
+
+    def renew(self, key: Hashable, lease_s: float) -> bool:
+        """Extend this process's claim; False if it was lost (expired and taken)."""
+        k = key_text(key)
+        if k not in self._held:
+            return False
+        token = self._held.get(k)
+        if token is None:
+            return True  # ended by our own store; the release is on its way
+        runner, statements = self._ready or self._setup()
+        params = {"ns": self._ns, "k": k, "tok": token, "lease": float(lease_s)}
+        return bool(runner.run(statements.renew, params) == 1)
+
+    def release(self, key: Hashable) -> None:
+        """End this process's claim: drop a row holding no value, else clear the claim."""
+        token = self._held.pop(key_text(key), None)
+        if token is None:
+            return
+        runner, statements = self._ready or self._setup()
+        params = {"ns": self._ns, "k": key_text(key), "tok": token}
+        if runner.run(statements.release_empty, params) == 0:
+            runner.run(statements.release, params)
+
+    def is_claimed(self, key: Hashable) -> bool:
+        """Whether any caller holds a live claim on ``key``."""
+        runner, statements = self._ready or self._setup()
+        return bool(runner.run(statements.is_claimed, {"ns": self._ns, "k": key_text(key)}))
+
+    def _poll(self, key: str) -> tuple[bool, Entry | None]:
+        """One SELECT: whether ``key`` is claimed, and its entry."""
+        runner, statements = self._ready or self._setup()
+        rows = runner.run(statements.poll, {"ns": self._ns, "k": key})
+        if not rows:
+            return False, None
+        value, timestamp, live = rows[0]
+        return bool(live), self._entry(value, timestamp)
+
+    def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """Poll the row with back-off (2 ms doubling to 100 ms) until the claim ends."""
+        k = key_text(key)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _WAIT_MIN_S
+        while True:
+            claimed, entry = self._poll(k)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if not claimed or (remaining is not None and remaining <= 0):
+                return entry
+            time.sleep(delay if remaining is None else min(delay, remaining))
+            delay = min(delay * 2, _WAIT_MAX_S)
+
+    async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """:meth:`wait` for event loops: each poll in a thread, the sleeps on the loop."""
+        k = key_text(key)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = _WAIT_MIN_S
+        while True:
+            claimed, entry = await asyncio.to_thread(self._poll, k)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if not claimed or (remaining is not None and remaining <= 0):
+                return entry
+            await asyncio.sleep(delay if remaining is None else min(delay, remaining))
+            delay = min(delay * 2, _WAIT_MAX_S)
+
+    def clear_claims(self) -> int:
+        """Drop every live claim of this namespace; return how many there were."""
+        runner, statements = self._ready or self._setup()
+        params = {"ns": self._ns}
+        cleared: int = runner.run(statements.clear_claims, params)
+        runner.run(statements.drop_claim_rows, params)
+        return cleared
+
+    # -- maintenance ---------------------------------------------------------------
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """One DELETE: entries older than ``older_than_s`` and lapsed claim-only rows.
+
+        Rows under a live claim stay (their calculation replaces them anyway).
+        """
+        runner, statements = self._ready or self._setup()
+        return int(runner.run(statements.purge, {"ns": self._ns, "cutoff": now - older_than_s}))
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every entry of this namespace: key, calculation time and payload bytes."""
+        runner, statements = self._ready or self._setup()
+        for key, timestamp, size in runner.run(statements.entries, {"ns": self._ns}):
+            yield EntryInfo(key=key, timestamp=float(timestamp), size=int(size))
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """The namespaces with rows in the table ``options`` name (never creating it).
+
+        A namespace longer than the column is listed as stored: a prefix and a digest.
+        """
+        table = make_table(options.get("table_name") or DEFAULT_TABLE)
+        source = engine_source(options.get("sql_engine"))
+        engine = adopt(source if isinstance(source, sa.Engine) else source(), inherited=False)
+        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            return []
+        query = sa.select(table.c.namespace).distinct().order_by(table.c.namespace)
+        with engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
+    def stats(self) -> CoreStats:
+        """Count this namespace's entries, their bytes and times, and live claims."""
+        runner, statements = self._ready or self._setup()
+        entries, size, oldest, newest, claims = runner.run(statements.stats, {"ns": self._ns})[0]
+        return CoreStats(
+            entries=int(entries),
+            total_bytes=int(size or 0),
+            oldest=None if oldest is None else float(oldest),
+            newest=None if newest is None else float(newest),
+            claims=int(claims or 0),
+        )
+
+
+_CORES: weakref.WeakSet[SQLCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_CORES):
+        core._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,810 @@
+"""The SQL core on real databases: SQLite, PostgreSQL and MariaDB.
+
+Every test runs on each database (the servers' tests skip locally when a server is
+down, and fail under ``CI``). Processes are forked (``multiprocessing`` "fork"), so a
+decorated function can be a closure defined in the test; calculations are counted with
+``O_APPEND`` lines in a file every process shares. Nothing sleeps for a fixed time:
+processes meet at barriers and report through pipes and queues; the rest polls with a
+deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import multiprocessing
+import multiprocessing.queues
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+from cachier_like import BackendError, ConfigurationError, Entry, cached, cli
+from cachier_like.cores._sql_schema import key_text, namespace_text, split_table_name
+from cachier_like.cores.sql import SQL_URL_ENV, SQLCore
+from tests.backends.sql_backend import drop_table, server_url, unique_table
+
+pytestmark = pytest.mark.sql
+
+FORK = multiprocessing.get_context("fork")
+DEADLINE_S = 60.0
+WORKERS = 8
+
+ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
+
+
+# -- databases ------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """One database under test: a plain engine on it and a table of this test's own."""
+
+    name: str
+    url: str
+    engine: sa.Engine
+    table: str
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        """``@cached`` keyword arguments for this database and table."""
+        return {"backend": "sql", "sql_engine": self.engine, "table_name": self.table, **extra}
+
+    def execute(self, sql: str, **params: Any) -> list[Any]:
+        """Run SQL on the test's table (``{table}`` in ``sql``); rows, if any."""
+        with self.engine.begin() as connection:
+            result = connection.execute(sa.text(sql.format(table=self.table)), params)
+            return list(result.fetchall()) if result.returns_rows else []
+
+    def namespaces(self) -> Counter[str]:
+        """How many rows each namespace has in the table."""
+        return Counter(row[0] for row in self.execute("SELECT namespace FROM {table}"))
+
+    def fresh_engine(self) -> sa.Engine:
+        """A new engine of the test's own (for listeners or pool settings)."""
+        return sa.create_engine(self.url)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """Each database in turn, with a plain ``create_engine(url)`` as applications have."""
+    name: str = request.param
+    if name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+        engine = sa.create_engine(url)
+    else:
+        engine = request.getfixturevalue(f"{name}_engine")
+        url = server_url(name)
+    database = Database(name, url, engine, unique_table())
+    yield database
+    drop_table(engine, database.table)
+    if name == "sqlite":
+        engine.dispose()
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def record(path: Path, line: str) -> None:
+    """Append one line to ``path`` atomically (one O_APPEND write), from any process."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def records(path: Path) -> list[str]:
+    """The lines appended to ``path`` so far."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+class Collector(logging.Handler):
+    """Keeps the library's warnings (in whichever process it is installed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def library_warnings() -> Iterator[list[str]]:
+    """Collect the warnings ``cachier_like`` logs inside the block."""
+    collector = Collector()
+    library = logging.getLogger("cachier_like")
+    library.addHandler(collector)
+    try:
+        yield collector.messages
+    finally:
+        library.removeHandler(collector)
+
+
+def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(index)`` in ``count`` forked processes; return results in index order.
+
+    Each result comes back with the library warnings its process logged, which must
+    be none; a worker's exception fails the test with its repr.
+    """
+    queue: ResultQueue[tuple[int, str, Any, list[str]]] = FORK.Queue()
+
+    def target(index: int) -> None:
+        with library_warnings() as warned:
+            try:
+                queue.put((index, "ok", work(index), warned))
+            except BaseException as exc:
+                queue.put((index, "error", repr(exc), warned))
+
+    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=DEADLINE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    assert [o for o in outcomes if o[1] != "ok"] == [], "worker processes failed"
+    assert [o[3] for o in outcomes] == [[]] * count, "worker processes logged warnings"
+    assert [process.exitcode for process in processes] == [0] * count
+    return [value for _, _, value, _ in sorted(outcomes, key=lambda outcome: outcome[0])]
+
+
+@contextmanager
+def statements(engine: sa.Engine) -> Iterator[list[str]]:
+    """Record the SQL statements ``engine`` sends while the block runs."""
+    sent: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# -- many processes, one cache --------------------------------------------------------
+
+
+def test_one_key_raced_by_eight_processes_is_calculated_once(db: Database, tmp_path: Path) -> None:
+    calls, arrived = tmp_path / "calls", tmp_path / "arrived"
+    barrier = FORK.Barrier(WORKERS)
+
+    @cached(**db.options())
+    def slow(x: int) -> dict[str, int]:
+        record(calls, str(os.getpid()))
+        # Hold the claim until every worker is inside its call, so all of them contend.
+        wait_until(lambda: len(records(arrived)) >= WORKERS)
+        return {"x": x, "square": x * x}
+
+    assert slow.cached_entry(7) is None  # the parent's pool now holds a connection
+
+    def work(index: int) -> Any:
+        barrier.wait(timeout=DEADLINE_S)
+        record(arrived, str(index))
+        return slow(7)
+
+    assert run_forked(WORKERS, work) == [{"x": 7, "square": 49}] * WORKERS
+    assert len(records(calls)) == 1
+    assert slow(7) == {"x": 7, "square": 49}  # the parent's connections still work
+    assert db.namespaces() == Counter({namespace_text(slow.namespace): 1})
+    assert slow.core.stats().claims == 0
+
+
+def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
+    db: Database, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    per_worker, key_space = 30, 60
+    barrier = FORK.Barrier(WORKERS)
+
+    @cached(**db.options())
+    def square(k: int) -> int:
+        record(calls, str(k))
+        return k * k + 7
+
+    def keys_of(index: int) -> list[int]:
+        # Overlapping windows: each key is asked for by about four processes.
+        return [(index * 8 + j) % key_space for j in range(per_worker)]
+
+    def work(index: int) -> list[int]:
+        barrier.wait(timeout=DEADLINE_S)
+        return [square(k) for k in keys_of(index)]
+
+    results = run_forked(WORKERS, work)
+    for index, values in enumerate(results):
+        assert values == [k * k + 7 for k in keys_of(index)]
+    asked = {k for index in range(WORKERS) for k in keys_of(index)}
+    assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
+    stats = square.core.stats()
+    assert (stats.entries, stats.claims) == (len(asked), 0)
+
+
+def test_the_table_is_created_once_when_many_processes_start_together(db: Database) -> None:
+    barrier = FORK.Barrier(WORKERS)
+
+    # A callable: each worker gets the (inherited) engine on its first call, and must
+    # not use the parent's pooled connections.
+    @cached(**db.options(sql_engine=lambda: db.engine))
+    def double(x: int) -> int:
+        return 2 * x
+
+    # Nothing has connected yet: every worker creates the table at the same moment.
+    assert not sa.inspect(db.engine).has_table(db.table)
+
+    def work(index: int) -> int:
+        barrier.wait(timeout=DEADLINE_S)
+        return double(index)
+
+    assert run_forked(WORKERS, work) == [2 * i for i in range(WORKERS)]
+    tables = [t for t in sa.inspect(db.engine).get_table_names() if t == db.table]
+    assert tables == [db.table]
+    assert double.core.stats().entries == WORKERS
+
+
+def test_a_killed_calculator_is_taken_over_after_its_lease(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls"
+    role = {"block": False}
+    started_r, started_w = FORK.Pipe(duplex=False)
+
+    @cached(**db.options(lease=1))
+    def compute(x: int) -> str:
+        record(calls, str(os.getpid()))
+        if role["block"]:
+            started_w.send("calculating")
+            threading.Event().wait()  # blocks until this process is killed
+        return f"value-{x}"
+
+    def calculator() -> None:
+        role["block"] = True
+        compute(3)
+
+    victim = FORK.Process(target=calculator, daemon=True)
+    victim.start()
+    try:
+        assert started_r.poll(DEADLINE_S), "the calculator never started"
+        core = compute.core
+        original_wait = core.wait
+        waiting = threading.Event()
+        results: list[str] = []
+
+        def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+            waiting.set()
+            return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(core, "wait", wait_spy)
+        waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
+        waiter.start()
+        assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
+        # The calculator's lease keeper renews its claim while it lives.
+        assert core.stats().claims == 1
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(DEADLINE_S)
+        assert victim.exitcode == -signal.SIGKILL
+        killed_at = time.monotonic()
+        waiter.join(DEADLINE_S)
+        assert not waiter.is_alive(), "the waiter never took over"
+        assert results == ["value-3"]
+        assert time.monotonic() - killed_at < 10, "the take-over waited far past the lease"
+    finally:
+        if victim.is_alive():
+            victim.kill()
+            victim.join()
+    lines = records(calls)
+    assert len(lines) == 2  # the killed calculation and the take-over
+    assert lines[0] == str(victim.pid)
+    assert compute.core.stats().claims == 0
+    assert compute(3) == "value-3"
+    assert len(records(calls)) == 2
+
+
+# -- races between threads -------------------------------------------------------------
+
+
+def test_concurrent_stores_and_claims_on_one_key_never_raise(db: Database) -> None:
+    threads, rounds = 12, 15
+    core = SQLCore("race.f", sql_engine=db.engine, table_name=db.table)
+    errors: list[BaseException] = []
+    won = Counter[int]()
+    barrier = threading.Barrier(threads)
+
+    def hammer(index: int) -> None:
+        try:
+            barrier.wait(DEADLINE_S)
+            for n in range(rounds):
+                if core.claim("k", 30.0):
+                    won[index] += 1
+                    core.set("k", Entry((index, n), time.time()))
+                    core.release("k")
+                else:
+                    core.set("k", Entry((index, -n), time.time()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
+    with library_warnings() as warned:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(DEADLINE_S)
+    assert errors == []
+    assert warned == []
+    assert sum(won.values()) >= 1
+    entry = core.get("k")
+    assert entry is not None
+    assert entry.value[0] in range(threads)
+    assert not core.is_claimed("k")
+    assert db.namespaces() == Counter({"race.f": 1})
+
+
+def test_exactly_one_of_many_racing_threads_claims(db: Database) -> None:
+    threads = 16
+    core = SQLCore("claim.f", sql_engine=db.engine, table_name=db.table)
+    core.set("stale", Entry("old", 0.0))  # an existing row, claimed by update
+    for key in ("new", "stale"):
+        barrier = threading.Barrier(threads)
+        outcomes: list[bool] = []
+
+        def contend(
+            key: str = key, barrier: threading.Barrier = barrier, outcomes: list[bool] = outcomes
+        ) -> None:
+            barrier.wait(DEADLINE_S)
+            outcomes.append(core.claim(key, 30.0))
+
+        workers = [threading.Thread(target=contend) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(DEADLINE_S)
+        assert sorted(outcomes) == [False] * (threads - 1) + [True], key
+        assert core.is_claimed(key)
+        core.release(key)
+        assert not core.is_claimed(key)
+    assert core.get("new") is None  # the released claim left no row behind
+    assert db.namespaces() == Counter({"claim.f": 1})
+
+
+# -- the database goes away ------------------------------------------------------------
+
+
+def unreachable_url(name: str, tmp_path: Path) -> str:
+    """A URL of ``name``'s kind that cannot be connected to."""
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'cache.sqlite'}"
+    scheme, user = (
+        ("postgresql+psycopg", "postgres") if name == "postgres" else ("mysql+pymysql", "root")
+    )
+    return f"{scheme}://{user}@127.0.0.1:{closed_port()}/test"
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgres", "mariadb"])
+def test_an_unreachable_database_fails_open_with_a_warning(
+    name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+    made: list[sa.Engine] = []
+    url = unreachable_url(name, tmp_path)
+
+    def engine() -> sa.Engine:
+        made.append(sa.create_engine(url))
+        return made[-1]
+
+    @cached(backend="sql", sql_engine=engine)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    assert made == [], "decorating must not build the engine or connect"
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert f(21) == 42
+        assert f(21) == 42
+    assert calls == [21, 21]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings, "no warning for an unreachable database"
+    assert "goes on without the cache" in warnings[0]
+
+    @cached(backend="sql", sql_engine=url, raise_on_error=True)
+    def g(x: int) -> int:
+        return x
+
+    with pytest.raises(BackendError):
+        g(1)
+
+
+def test_the_cache_resumes_when_the_server_drops_its_connections(db: Database) -> None:
+    if db.name == "sqlite":
+        pytest.skip("SQLite has no server connection to drop")
+    engine = sa.create_engine(db.url, pool_size=2, max_overflow=0)
+    calls: list[int] = []
+
+    @cached(**db.options(sql_engine=engine))
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    assert f(1) == 2
+    with engine.connect() as connection:
+        ask = "SELECT pg_backend_pid()" if db.name == "postgres" else "SELECT CONNECTION_ID()"
+        ids = [int(connection.execute(sa.text(ask)).scalar_one())]
+    kill = "SELECT pg_terminate_backend({})" if db.name == "postgres" else "KILL {}"
+    with db.engine.begin() as admin:
+        for connection_id in ids:
+            admin.execute(sa.text(kill.format(connection_id)))
+    try:
+        with library_warnings() as warned:
+            assert f(1) == 2  # the dead pooled connection is replaced, the read retried
+            assert f(2) == 3
+            assert f(2) == 3
+        assert warned == []
+        assert calls == [1, 2]
+    finally:
+        engine.dispose()
+
+
+# -- what lands in the table ------------------------------------------------------------
+
+
+def test_clear_cache_deletes_only_this_functions_rows(db: Database) -> None:
+    @cached(**db.options())
+    def f(x: int) -> int:
+        return x
+
+    @cached(**db.options())
+    def g(x: int) -> int:
+        return -x
+
+    for x in range(3):
+        f(x)
+        g(x)
+    assert f.core.claim("in-progress", 30.0)
+    assert f.clear_cache() == 3
+    assert db.namespaces() == Counter(
+        {namespace_text(g.namespace): 3, namespace_text(f.namespace): 1}
+    )
+    assert f.core.is_claimed("in-progress"), "clearing entries dropped a calculation's claim"
+    assert [f.cached_entry(x) for x in range(3)] == [None] * 3
+    assert [g(x) for x in range(3)] == [0, -1, -2]
+    f.core.release("in-progress")
+    assert db.namespaces() == Counter({namespace_text(g.namespace): 3})
+
+
+def test_purge_stale_is_one_statement_and_spares_fresh_and_claimed_rows(db: Database) -> None:
+    engine = db.fresh_engine()
+    core = SQLCore("purge.f", sql_engine=engine, table_name=db.table)
+    other = SQLCore("purge.other", sql_engine=engine, table_name=db.table)
+    now = time.time()
+    core.set("old", Entry("old", now - 100))
+    core.set("fresh", Entry("fresh", now))
+    core.set("old-claimed", Entry("old", now - 100))
+    other.set("old", Entry("old", now - 100))
+    assert core.claim("old-claimed", 30.0)
+    assert core.claim("lapsed", 0.001)  # a claim-only row whose calculator vanished
+    wait_until(lambda: not core.is_claimed("lapsed"))
+    try:
+        with statements(engine) as sent:
+            assert core.purge_stale(50, now) == 2
+        assert len(sent) == 1
+        assert sent[0].startswith("DELETE FROM")
+        assert core.get("fresh") is not None
+        assert core.get("old-claimed") is not None
+        assert core.get("old") is None
+        assert other.get("old") is not None
+        assert core.stats().claims == 1
+    finally:
+        core.release("old-claimed")
+        engine.dispose()
+
+
+def test_a_hit_is_one_select_and_a_miss_is_claim_recheck_and_store(db: Database) -> None:
+    engine = db.fresh_engine()
+
+    @cached(**db.options(sql_engine=engine))
+    def f(x: int) -> int:
+        return x + 1
+
+    f.cached_entry(0)  # connect and create the table first
+    try:
+        with statements(engine) as miss:
+            assert f(1) == 2
+        with statements(engine) as hit:
+            assert f(1) == 2
+    finally:
+        engine.dispose()
+    assert len(hit) == 1
+    assert hit[0].startswith("SELECT") and "WHERE" in hit[0]
+    # Read, claim, re-read, store (the store also ends the claim: no release).
+    verbs = [statement.split()[0] for statement in miss]
+    assert verbs == ["SELECT", "INSERT", "SELECT", "INSERT"], miss
+    assert "ON CONFLICT" in miss[3] or "ON DUPLICATE KEY UPDATE" in miss[3]
+
+
+def test_an_unreadable_payload_is_a_miss_with_a_warning_and_is_replaced(db: Database) -> None:
+    calls: list[int] = []
+
+    @cached(**db.options())
+    def f(x: int) -> list[int]:
+        calls.append(x)
+        return [x, x]
+
+    assert f(1) == [1, 1]
+    db.execute("UPDATE {table} SET value = :garbage", garbage=b"\x80\x05not a pickle")
+    with library_warnings() as warned:
+        assert f.cached_entry(1) is None
+        assert f(1) == [1, 1]
+    assert calls == [1, 1]
+    assert any("unreadable" in message for message in warned)
+    assert f(1) == [1, 1]
+    assert calls == [1, 1]
+
+
+def test_namespaces_differing_in_case_or_trailing_space_stay_apart(db: Database) -> None:
+    functions = []
+    for namespace in ("Mod.F", "mod.f", "mod.f ", "mod.f" + "x" * 300, "mod.f" + "y" * 300):
+
+        @cached(**db.options(), namespace=namespace)
+        def f(x: int, namespace: str = namespace) -> str:
+            return namespace
+
+        functions.append(f)
+    assert [f(1) for f in functions] == [f.namespace for f in functions]
+    assert [f.cached_entry(1).value for f in functions] == [f.namespace for f in functions]  # type: ignore[union-attr]
+    assert len(db.namespaces()) == len(functions)
+
+
+def test_any_hashable_key_is_stored_under_a_column_safe_key(db: Database) -> None:
+    core = SQLCore("keys.f", sql_engine=db.engine, table_name=db.table)
+    keys: list[Hashable] = ["plain_key", "MiXeD", "ünïcode", "x" * 200, ("a", 1), 1, 1.0, True]
+    for index, key in enumerate(keys):
+        core.set(key, Entry(index, 0.0))
+    assert [core.get(key).value for key in keys] == list(range(len(keys)))  # type: ignore[union-attr]
+    assert all(len(key_text(key)) <= 64 and key_text(key).isascii() for key in keys)
+
+
+def test_stats_count_entries_bytes_times_and_claims(db: Database) -> None:
+    core = SQLCore("stats.f", sql_engine=db.engine, table_name=db.table)
+    empty = core.stats()
+    assert (empty.entries, empty.total_bytes, empty.oldest, empty.claims) == (0, 0, None, 0)
+    core.set("a", Entry(b"x" * 100, 10.0))
+    core.set("b", Entry(b"y" * 10, 20.0))
+    assert core.claim("c", 30.0)
+    stats = core.stats()
+    assert (stats.entries, stats.oldest, stats.newest, stats.claims) == (2, 10.0, 20.0, 1)
+    assert stats.total_bytes is not None and stats.total_bytes > 110
+    assert core.clear_claims() == 1
+    assert core.stats().claims == 0
+    assert db.namespaces() == Counter({"stats.f": 2})
+
+
+def test_a_waiter_wakes_promptly_after_the_value_lands(db: Database) -> None:
+    core = SQLCore("wait.f", sql_engine=db.engine, table_name=db.table)
+    polls: list[float] = []
+    original = core._poll
+
+    def counting_poll(key: str) -> tuple[bool, Entry | None]:
+        polls.append(time.monotonic())
+        return original(key)
+
+    core._poll = counting_poll  # type: ignore[method-assign]
+    assert core.claim("k", 30.0)
+    got: list[Entry | None] = []
+    waiter = threading.Thread(target=lambda: got.append(core.wait("k", DEADLINE_S)))
+    waiter.start()
+    wait_until(lambda: len(polls) >= 8)  # backed off to its longest sleep by now
+    core.set("k", Entry("v", time.time()))
+    landed = time.monotonic()
+    waiter.join(DEADLINE_S)
+    woke = time.monotonic()
+    assert got and got[0] is not None and got[0].value == "v"
+    assert woke - landed < 0.5, "the waiter polls too slowly"
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert gaps[0] < 0.05, "the first polls must come quickly"
+
+
+def test_namespaces_entries_and_the_cli_inspect_a_table(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert SQLCore.namespaces(sql_engine=db.engine, table_name=db.table) == []
+    assert not sa.inspect(db.engine).has_table(db.table), "listing must not create the table"
+
+    @cached(**db.options())
+    def f(x: int) -> bytes:
+        return b"f" * 10 * x
+
+    @cached(**db.options())
+    def g(x: int) -> int:
+        return -x
+
+    f(1)
+    f(2)
+    g(1)
+    assert f.core.claim("claimed-only", 30.0)  # a claim row is not an entry
+    names = [namespace_text(f.namespace), namespace_text(g.namespace)]
+    assert SQLCore.namespaces(sql_engine=db.engine, table_name=db.table) == sorted(names)
+    entries = sorted(f.core.entries(), key=lambda info: info.size or 0)
+    assert [info.key for info in entries] == [
+        key_text(f._current().keys.key((x,), {})) for x in (1, 2)
+    ]
+    assert entries[0].size is not None and entries[1].size == entries[0].size + 10
+    assert all(time.time() - info.timestamp < 60 for info in entries)
+    f.core.release("claimed-only")
+
+    store = ["--backend", "sql", "--url", db.url, "--table", db.table]
+    assert cli.main(["ls", *store, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["functions"]
+    assert {row["function"]: row["entries"] for row in listed} == {names[0]: 2, names[1]: 1}
+    assert cli.main(["clear", *store, "--function", f.namespace, "--yes"]) == 0
+    capsys.readouterr()
+    assert f.cached_entry(1) is None
+    assert g.cached_entry(1) is not None
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Entries",
+        "1entries",
+        "cache-entries",
+        "entries; DROP TABLE users",
+        "a.b.c",
+        "x" * 64,
+        "entries ",
+        "ëntries",
+        'entries"',
+        5,
+    ],
+)
+def test_bad_table_names_are_rejected_when_decorating(name: object) -> None:
+    options: dict[str, Any] = {"backend": "sql", "sql_engine": "sqlite://", "table_name": name}
+    with pytest.raises(ConfigurationError, match="table_name"):
+
+        @cached(**options)
+        def f(x: int) -> int:
+            return x
+
+
+def test_table_names_may_name_a_schema() -> None:
+    assert split_table_name("cache_entries") == (None, "cache_entries")
+    assert split_table_name("analytics.cache_entries") == ("analytics", "cache_entries")
+    assert split_table_name("_t" + "1" * 61) == (None, "_t" + "1" * 61)
+
+
+def test_sql_engine_may_be_an_engine_a_callable_a_url_or_the_environment(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[sa.Engine] = []
+
+    def factory() -> sa.Engine:
+        built.append(db.engine)
+        return db.engine
+
+    forms: list[object] = [db.engine, factory, db.url, None]
+    monkeypatch.setenv(SQL_URL_ENV, db.url)
+    for index, form in enumerate(forms):
+        options = db.options(sql_engine=form) if form is not None else db.options()
+        if form is None:
+            del options["sql_engine"]
+
+        @cached(**options, namespace=f"forms.{index}")
+        def f(x: int, index: int = index) -> int:
+            return x + index
+
+        assert f(1) == 1 + index
+        assert f.cached_entry(1).value == 1 + index  # type: ignore[union-attr]
+    assert len(built) == 1, "the callable is called once, on first use"
+    assert len(db.namespaces()) == len(forms)
+    # Functions given the same URL share one engine (one connection pool).
+    one, two = (SQLCore(name, sql_engine=db.url, table_name=db.table) for name in "ab")
+    assert one.get("k") is None and two.get("k") is None
+    assert one._engine is two._engine
+
+
+def test_the_core_needs_neither_greenlet_nor_the_orm(tmp_path: Path) -> None:
+    code = f"""
+import sys
+sys.modules["greenlet"] = None  # importing it now fails
+import cachier_like
+assert "sqlalchemy" not in sys.modules, "import cachier_like imported sqlalchemy"
+from cachier_like import cached
+
+@cached(backend="sql", sql_engine="sqlite:///{tmp_path / "c.sqlite"}")
+def f(x):
+    return x + 1
+
+assert f(1) == 2 and f(1) == 2 and f.cached_entry(1).value == 2
+assert "sqlalchemy.orm" not in sys.modules
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_missing_or_wrong_sql_engine_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(SQL_URL_ENV, raising=False)
+    with pytest.raises(ConfigurationError, match=SQL_URL_ENV):
+        SQLCore("f")
+    with pytest.raises(ConfigurationError, match="sql_engine"):
+        SQLCore("f", sql_engine=42)
+    with pytest.raises(ConfigurationError, match="URL"):
+        SQLCore("f", sql_engine="not a url")
+    memory_per_thread = sa.create_engine("sqlite://")
+    with pytest.raises(ConfigurationError, match="StaticPool"):
+        SQLCore("f", sql_engine=memory_per_thread)
+    bad_factory = SQLCore("f", sql_engine=lambda: "sqlite://")
+    with pytest.raises(ConfigurationError, match="Engine"):
+        bad_factory.get("k")
+
+
+def test_in_memory_sqlite_is_shared_by_the_threads_of_a_process() -> None:
+    calls: list[int] = []
+    release = threading.Event()
+    threads = 6
+
+    @cached(backend="sql", sql_engine="sqlite://")
+    def f(x: int) -> int:
+        calls.append(x)
+        release.wait(DEADLINE_S)
+        return x * 10
+
+    results: list[int] = []
+    workers = [threading.Thread(target=lambda: results.append(f(4))) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    wait_until(lambda: len(calls) >= 1)
+    release.set()
+    for worker in workers:
+        worker.join(DEADLINE_S)
+    assert results == [40] * threads
+    assert calls == [4]
+    engine = sa.create_engine("sqlite://", poolclass=StaticPool)
+    assert SQLCore("g", sql_engine=engine).set("k", Entry(1, 0.0))
