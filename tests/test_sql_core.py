@@ -455,9 +455,9 @@ def test_an_unreachable_database_fails_open_with_a_warning(
         g(1)
 
 
+# SQLite has no server connection to drop: only the server databases.
+@pytest.mark.parametrize("db", ["postgres", "mariadb"], indirect=True)
 def test_the_cache_resumes_when_the_server_drops_its_connections(db: Database) -> None:
-    if db.name == "sqlite":
-        pytest.skip("SQLite has no server connection to drop")
     engine = sa.create_engine(db.url, pool_size=2, max_overflow=0)
     calls: list[int] = []
 
