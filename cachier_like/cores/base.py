@@ -17,8 +17,8 @@ from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 
 T = TypeVar("T")
-_ASYNC_WAIT_MIN_S = 0.001
-_ASYNC_WAIT_MAX_S = 0.05
+_POLL_MIN_S = 0.001
+_POLL_MAX_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,34 @@ class CoreStats:
     oldest: float | None
     newest: float | None
     claims: int  # calculations in progress
+
+
+class Backoff:
+    """The sleeps between polls: doubling from ``first_s`` to ``max_s``, never past a deadline.
+
+    Example:
+        >>> backoff = Backoff(None, first_s=0.001, max_s=0.004)
+        >>> [backoff.next_delay() for _ in range(4)]
+        [0.001, 0.002, 0.004, 0.004]
+        >>> Backoff(0.0, first_s=0.001, max_s=0.004).next_delay() is None
+        True
+    """
+
+    __slots__ = ("_deadline", "_delay", "_max_s")
+
+    def __init__(self, timeout_s: float | None, first_s: float, max_s: float) -> None:
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._delay = first_s
+        self._max_s = max_s
+
+    def next_delay(self) -> float | None:
+        """How long to sleep before the next poll; None once the deadline has passed."""
+        delay = self._delay
+        self._delay = min(delay * 2, self._max_s)
+        if self._deadline is None:
+            return delay
+        remaining = self._deadline - time.monotonic()
+        return None if remaining <= 0 else min(delay, remaining)
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,22 @@ class Core(abc.ABC):
     def is_claimed(self, key: Hashable) -> bool:
         """Whether some caller (any thread or process) holds the claim on ``key``."""
 
+    def poll_wait(
+        self,
+        key: Hashable,
+        timeout_s: float | None,
+        first_s: float = _POLL_MIN_S,
+        max_s: float = _POLL_MAX_S,
+    ) -> Entry | None:
+        """A :meth:`wait` for cores without a notification: poll :meth:`is_claimed`."""
+        backoff = Backoff(timeout_s, first_s, max_s)
+        while self.is_claimed(key):
+            delay = backoff.next_delay()
+            if delay is None:
+                break
+            time.sleep(delay)
+        return self.get(key)
+
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """:meth:`wait` for event loops: poll :meth:`is_claimed` with back-off.
 
@@ -112,16 +156,12 @@ class Core(abc.ABC):
         pool that the calculator's own store and release need. Cores with a
         notification channel may override this.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _ASYNC_WAIT_MIN_S
+        backoff = Backoff(timeout_s, _POLL_MIN_S, _POLL_MAX_S)
         while await self._run(self.is_claimed, key):
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                delay = min(delay, remaining)
+            delay = backoff.next_delay()
+            if delay is None:
+                break
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _ASYNC_WAIT_MAX_S)
         return await self._run(self.get, key)
 
     async def _run(self, func: Callable[[Hashable], T], key: Hashable) -> T:
@@ -144,6 +184,21 @@ class Core(abc.ABC):
     def entries(self) -> Iterator[EntryInfo]:
         """Every stored entry of this function (for inspection, not the call path)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its entries")
+
+    def stats_from_entries(self, claims: int) -> CoreStats:
+        """:meth:`stats` by walking :meth:`entries`, for stores without an aggregate query."""
+        stamps: list[float] = []
+        total = 0
+        for info in self.entries():
+            stamps.append(info.timestamp)
+            total += info.size or 0
+        return CoreStats(
+            entries=len(stamps),
+            total_bytes=total,
+            oldest=min(stamps, default=None),
+            newest=max(stamps, default=None),
+            claims=claims,
+        )
 
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:

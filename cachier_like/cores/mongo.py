@@ -338,17 +338,7 @@ class MongoCore(Core):
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the claim with back-off (2 ms doubling to 100 ms) until it ends."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _WAIT_MIN_S
-        while self.is_claimed(key):
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                delay = min(delay, remaining)
-            time.sleep(delay)
-            delay = min(delay * 2, _WAIT_MAX_S)
-        return self.get(key)
+        return self.poll_wait(key, timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
 
     def clear_claims(self) -> int:
         """Drop every claim of this function; return how many documents held one."""

@@ -22,7 +22,6 @@ import re
 import secrets
 import struct
 import threading
-import time
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,18 +244,7 @@ class PickleCore(Core):
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the claim with exponential back-off (1 ms to 50 ms) until it ends."""
-        name = self._name(key)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _WAIT_MIN_S
-        while self._claims.is_claimed(name):
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                delay = min(delay, remaining)
-            time.sleep(delay)
-            delay = min(delay * 2, _WAIT_MAX_S)
-        return self.get(key)
+        return self.poll_wait(key, timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
 
     def clear_claims(self) -> int:
         """Drop every claim (a reset for a bad state); return how many were held."""
@@ -317,15 +305,4 @@ class PickleCore(Core):
 
     def stats(self) -> CoreStats:
         """Count readable entries, their payload bytes and timestamps (as ``entries``)."""
-        stamps: list[float] = []
-        total = 0
-        for info in self.entries():
-            stamps.append(info.timestamp)
-            total += info.size or 0
-        return CoreStats(
-            entries=len(stamps),
-            total_bytes=total,
-            oldest=min(stamps, default=None),
-            newest=max(stamps, default=None),
-            claims=self._claims.count(),
-        )
+        return self.stats_from_entries(claims=self._claims.count())

@@ -344,14 +344,6 @@ class RedisCore(Core):
 
     def stats(self) -> CoreStats:
         """Count readable entries, their payload bytes (as ``entries``), and claims."""
-        stamps, total = [], 0
-        for info in self.entries():
-            stamps.append(info.timestamp)
-            total += info.size or 0
-        return CoreStats(
-            entries=len(stamps),
-            total_bytes=total,
-            oldest=min(stamps, default=None),
-            newest=max(stamps, default=None),
-            claims=sum(len(batch) for batch in self._link().scan(self._c + "*")),
+        return self.stats_from_entries(
+            claims=sum(len(batch) for batch in self._link().scan(self._c + "*"))
         )

@@ -27,7 +27,7 @@ from ._sql_engines import SQL_URL_ENV, adopt, engine_source, set_up
 from ._sql_runner import Runner
 from ._sql_schema import DEFAULT_TABLE, key_text, make_table, namespace_text
 from ._sql_statements import Statements
-from .base import Core, CoreStats, EntryInfo
+from .base import Backoff, Core, CoreStats, EntryInfo
 
 __all__ = ["SQL_URL_ENV", "SQLCore"]
 
@@ -202,28 +202,24 @@ class SQLCore(Core):
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the row with back-off (2 ms doubling to 100 ms) until the claim ends."""
         k = key_text(key)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _WAIT_MIN_S
+        backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = self._poll(k)
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if not claimed or (remaining is not None and remaining <= 0):
+            delay = None if not claimed else backoff.next_delay()
+            if delay is None:
                 return entry
-            time.sleep(delay if remaining is None else min(delay, remaining))
-            delay = min(delay * 2, _WAIT_MAX_S)
+            time.sleep(delay)
 
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """:meth:`wait` for event loops: each poll in a thread, the sleeps on the loop."""
         k = key_text(key)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _WAIT_MIN_S
+        backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = await asyncio.to_thread(self._poll, k)
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if not claimed or (remaining is not None and remaining <= 0):
+            delay = None if not claimed else backoff.next_delay()
+            if delay is None:
                 return entry
-            await asyncio.sleep(delay if remaining is None else min(delay, remaining))
-            delay = min(delay * 2, _WAIT_MAX_S)
+            await asyncio.sleep(delay)
 
     def clear_claims(self) -> int:
         """Drop every live claim of this namespace; return how many there were."""
