@@ -8,10 +8,8 @@ so no test sleeps for a fixed time.
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -19,33 +17,11 @@ import pytest
 
 from cachier_like import Entry, cached
 from cachier_like.cores.memory import MemoryCore
+from tests.support import in_call, wait_until
 
 pytestmark = pytest.mark.memory
 
 DEADLINE_S = 30.0
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``condition`` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.0005
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
-
-
-def in_call(thread: threading.Thread, code: types.CodeType) -> bool:
-    """Whether ``thread`` is currently executing ``code`` (anywhere on its stack)."""
-    if thread.ident is None:
-        return False
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code is code:
-            return True
-        frame = frame.f_back
-    return False
 
 
 WAIT_CODE = MemoryCore.wait.__code__
@@ -272,7 +248,7 @@ def test_wait_wakes_on_release_and_returns_the_stored_entry() -> None:
     core = MemoryCore("tests.memory_core.wait")
     assert core.claim("k", 60.0)
     waiter, results, errors = start(lambda: core.wait("k", None))
-    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    wait_until(lambda: in_call(waiter, WAIT_CODE), timeout_s=DEADLINE_S)
     core.set("k", Entry("value", 5.0))
     core.release("k")
     waiter.join(DEADLINE_S)
@@ -285,7 +261,7 @@ def test_a_stored_value_alone_does_not_end_the_wait() -> None:
     core = MemoryCore("tests.memory_core.set_then_release")
     assert core.claim("k", 60.0)
     waiter, results, _ = start(lambda: core.wait("k", None))
-    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    wait_until(lambda: in_call(waiter, WAIT_CODE), timeout_s=DEADLINE_S)
     core.set("k", Entry("value", 5.0))  # wakes the waiter, which must go back to sleep
     # Proving that something does not happen takes a bounded wait.
     waiter.join(0.2)
@@ -301,7 +277,7 @@ def test_clear_claims_wakes_waiters() -> None:
     assert core.claim("a", 60.0)
     assert core.claim("b", 60.0)
     waiter, results, _ = start(lambda: core.wait("a", None))
-    wait_until(lambda: in_call(waiter, WAIT_CODE))
+    wait_until(lambda: in_call(waiter, WAIT_CODE), timeout_s=DEADLINE_S)
     assert core.clear_claims() == 2
     waiter.join(DEADLINE_S)
     assert not waiter.is_alive()
@@ -349,7 +325,10 @@ def test_eight_threads_racing_one_key_compute_once() -> None:
         me = threading.current_thread()
         # Finish only once every other racer is blocked waiting for this calculation.
         wait_until(
-            lambda: len(threads) == 8 and all(in_call(t, WAIT_CODE) for t in threads if t is not me)
+            lambda: (
+                len(threads) == 8 and all(in_call(t, WAIT_CODE) for t in threads if t is not me)
+            ),
+            timeout_s=DEADLINE_S,
         )
         return {"square": x * x}
 
@@ -379,7 +358,7 @@ def test_a_failed_calculation_hands_over_to_a_waiter() -> None:
         if not calls:
             calls.append("failed")
             first_started.set()
-            wait_until(lambda: bool(second) and in_call(second[0], WAIT_CODE))
+            wait_until(lambda: bool(second) and in_call(second[0], WAIT_CODE), timeout_s=DEADLINE_S)
             raise RuntimeError("the first calculation fails")
         calls.append("succeeded")
         return f"value-{x}"

@@ -20,8 +20,6 @@ polls with a deadline.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import multiprocessing.queues
 import os
 import subprocess
 import sys
@@ -42,95 +40,47 @@ from cachier_like import BackendError, ConfigurationError, Entry, cached
 from cachier_like.cores import mongo as mongo_module
 from cachier_like.cores.mongo import TTL_INDEX_NAME, URL_ENV, MongoCore, close_clients
 from tests.backends.mongo_backend import real_server_uri
+from tests.support import FORK, ResultQueue, record, records, run_forked, wait_until, warnings_in
 
 pytestmark = pytest.mark.mongo
 
-FORK = multiprocessing.get_context("fork")
 DEADLINE_S = 30.0
 #: A port nothing listens on: connections are refused at once.
 DEAD_URL = "mongodb://127.0.0.1:1"
 #: pymongo re-checks server selection every 0.5 s, so a shorter timeout rounds up.
 PYMONGO_SELECTION_STEP_S = 0.5
-ResultQueue = multiprocessing.queues.Queue
 
 
 # -- helpers -----------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``condition`` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.002)
-
-
-def record(path: Path, line: str) -> None:
-    """Append one line to ``path`` with one O_APPEND write, from any thread or process."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    finally:
-        os.close(fd)
-
-
-def records(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
 def run_racers(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` for ``count`` racers at once; return the results in order.
+    """Run ``work(i)`` for ``count`` racers released at once; return the results in order.
 
     Racers are forked processes on a real server; on mongomock, whose data lives in
     this process, they are threads.
     """
-    if real_server_uri() is None:
-        results: list[Any] = [None] * count
-        errors: list[BaseException] = []
+    if real_server_uri() is not None:
+        return run_forked(count, work, start_together=True, timeout_s=DEADLINE_S)
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
 
-        def run(index: int) -> None:
-            try:
-                results[index] = work(index)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(DEADLINE_S)
-        assert not any(t.is_alive() for t in threads), "a racer hung"
-        assert not errors, errors
-        return results
-    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
-
-    def target(index: int) -> None:
+    def run(index: int) -> None:
         try:
-            queue.put((index, "ok", work(index)))
+            barrier.wait(DEADLINE_S)
+            results[index] = work(index)
         except BaseException as exc:
-            queue.put((index, "error", repr(exc)))
+            errors.append(exc)
 
-    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(DEADLINE_S)
-            if process.is_alive():
-                process.kill()
-    failed = [outcome for outcome in outcomes if outcome[1] != "ok"]
-    assert not failed, failed
-    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
-
-
-def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE_S)
+    assert not any(t.is_alive() for t in threads), "a racer hung"
+    assert not errors, errors
+    return results
 
 
 def fixed_key(key: str) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
@@ -185,13 +135,10 @@ def test_racing_callers_on_one_key_compute_once(portable: dict[str, Any], tmp_pa
     def f(x: int) -> str:
         record(counter, str(os.getpid()))
         # Hold the claim until every racer has made its call, so they all meet it.
-        wait_until(lambda: len(records(started)) >= racers)
+        wait_until(lambda: len(records(started)) >= racers, timeout_s=DEADLINE_S)
         return f"value-{x}-{os.getpid()}-{threading.get_ident()}"
 
-    barrier: Any = threading.Barrier(racers) if real_server_uri() is None else FORK.Barrier(racers)
-
     def racer(index: int) -> str:
-        barrier.wait(DEADLINE_S)
         record(started, str(index))
         return f(1)
 
@@ -217,15 +164,13 @@ def test_racing_refreshes_of_a_stale_entry_compute_once(
     @cached(**portable, stale_after=60, wait_for_calc_timeout=DEADLINE_S, hash_func=fixed_key("k"))
     def f(x: int) -> str:
         record(counter, str(os.getpid()))
-        wait_until(lambda: len(records(started)) >= racers)
+        wait_until(lambda: len(records(started)) >= racers, timeout_s=DEADLINE_S)
         return f"fresh-{os.getpid()}"
 
     # Stale by a long way; the refreshed value stays fresh while the racers finish.
     assert f.core.set("k", Entry("stale", time.time() - 120))
-    barrier = FORK.Barrier(racers)
 
     def racer(index: int) -> str:
-        barrier.wait(DEADLINE_S)
         record(started, str(index))
         return f(1)
 
@@ -355,7 +300,7 @@ def test_a_live_calculator_keeps_its_claim_past_the_lease(mongo_collection: Any)
         return now > first_until + 0.05 and current is not None and current["claim_until"] > now
 
     try:
-        wait_until(renewed_past_first_lease)
+        wait_until(renewed_past_first_lease, timeout_s=DEADLINE_S)
         assert calls == [1], "the waiter took over a claim that was being renewed"
     finally:
         release.set()

@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import multiprocessing.queues
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,77 +33,29 @@ from cachier_like import BackendError, Entry, cached, config
 from cachier_like.cores import pickle as pickle_module
 from cachier_like.cores.pickle import HEADER_SIZE, MAGIC, PickleCore, namespace_dirname
 from cachier_like.keys import stable_hash
+from tests.support import (
+    DEADLINE_S,
+    FORK,
+    ResultQueue,
+    StuckCalculator,
+    in_call,
+    key_windows,
+    library_warnings,
+    reap,
+    record,
+    records,
+    run_forked,
+    start_waiter,
+    wait_until,
+    warnings_in,
+)
 
 pytestmark = pytest.mark.pickle
 
-FORK = multiprocessing.get_context("fork")
-#: Generous bounds: they only matter when something hangs.
-DEADLINE_S = 60.0
 HELPER = Path(__file__).parent / "helpers" / "pickle_core_worker.py"
-
-ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def record(path: Path, line: str) -> None:
-    """Append one line to ``path`` atomically (one O_APPEND write), from any process."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    finally:
-        os.close(fd)
-
-
-def records(path: Path) -> list[str]:
-    """The lines appended to ``path`` so far."""
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``condition`` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-
-
-def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(index)`` in ``count`` forked processes; return results in index order.
-
-    A worker's exception fails the test with its repr; a hung worker fails it at the
-    deadline (and is killed).
-    """
-    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
-
-    def target(index: int) -> None:
-        try:
-            queue.put((index, "ok", work(index)))
-        except BaseException as exc:
-            queue.put((index, "error", repr(exc)))
-
-    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=DEADLINE_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    errors = [outcome for outcome in outcomes if outcome[1] != "ok"]
-    assert not errors, f"worker processes failed: {errors}"
-    assert [process.exitcode for process in processes] == [0] * count
-    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
 
 
 def entry_files(directory: str | None) -> list[Path]:
@@ -119,11 +70,6 @@ def tmp_files(directory: str | None) -> list[Path]:
     return sorted(Path(directory).rglob("*.tmp"))
 
 
-def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Messages of the warnings (or worse) captured so far."""
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-
-
 def fake_os(**overrides: Callable[..., Any]) -> types.ModuleType:
     """A stand-in for the ``os`` module with some functions replaced."""
     module = types.ModuleType("os")
@@ -131,17 +77,6 @@ def fake_os(**overrides: Callable[..., Any]) -> types.ModuleType:
     for name, function in overrides.items():
         setattr(module, name, function)
     return module
-
-
-class Collector(logging.Handler):
-    """A logging handler that keeps the records it is given."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def no_space(*args: Any, **kwargs: Any) -> Any:
@@ -158,7 +93,6 @@ def test_one_key_hammered_by_eight_processes_is_calculated_once(
     calls = tmp_path / "calls"
     arrived = tmp_path / "arrived"
     workers = 8
-    barrier = FORK.Barrier(workers)
 
     @cached(cache_dir=cache_dir)
     def slow(x: int) -> dict[str, int]:
@@ -168,11 +102,10 @@ def test_one_key_hammered_by_eight_processes_is_calculated_once(
         return {"x": x, "square": x * x}
 
     def work(index: int) -> Any:
-        barrier.wait(timeout=DEADLINE_S)
         record(arrived, str(index))
         return slow(7)
 
-    results = run_forked(workers, work)
+    results = run_forked(workers, work, start_together=True)
 
     assert results == [{"x": 7, "square": 49}] * workers
     assert len(records(calls)) == 1
@@ -188,27 +121,23 @@ def test_many_keys_hammered_by_eight_processes_are_each_calculated_once(
 ) -> None:
     calls = tmp_path / "calls"
     workers, per_worker, key_space = 8, 50, 100
-    barrier = FORK.Barrier(workers)
+    # Each key is asked for by about four processes.
+    windows = key_windows(workers, per_worker, step=12, key_space=key_space)
 
     @cached(cache_dir=cache_dir)
     def square(k: int) -> int:
         record(calls, str(k))
         return k * k + 7
 
-    def keys_of(index: int) -> list[int]:
-        # Overlapping windows: each key is asked for by about four processes.
-        return [(index * 12 + j) % key_space for j in range(per_worker)]
-
     def work(index: int) -> list[tuple[int, int]]:
-        barrier.wait(timeout=DEADLINE_S)
-        return [(k, square(k)) for k in keys_of(index)]
+        return [(k, square(k)) for k in windows[index]]
 
-    results = run_forked(workers, work)
+    results = run_forked(workers, work, start_together=True)
 
-    asked = {k for index in range(workers) for k in keys_of(index)}
+    asked = {k for window in windows for k in window}
     assert asked == set(range(key_space))
     for index, pairs in enumerate(results):
-        assert [k for k, _ in pairs] == keys_of(index)
+        assert [k for k, _ in pairs] == windows[index]
         assert all(value == k * k + 7 for k, value in pairs)
     assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
     assert len(entry_files(square.cache_dpath())) == len(asked)
@@ -221,79 +150,52 @@ def test_killed_calculator_is_taken_over_by_a_waiter(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiter_kind: str
 ) -> None:
     calls = tmp_path / "calls"
-    role = {"block": False}
-    started_r, started_w = FORK.Pipe(duplex=False)
+    stuck = StuckCalculator()
 
     @cached(cache_dir=cache_dir)
     def compute(x: int) -> str:
         record(calls, str(os.getpid()))
-        if role["block"]:
-            started_w.send("calculating")
-            threading.Event().wait()  # blocks until this process is killed
+        stuck.checkpoint()
         return f"value-{x}"
 
-    def calculator() -> None:
-        role["block"] = True
-        compute(3)
-
-    victim = FORK.Process(target=calculator, daemon=True)
-    victim.start()
     waiter_process: multiprocessing.process.BaseProcess | None = None
-    try:
-        assert started_r.poll(DEADLINE_S), "the calculator never started"
-        assert started_r.recv() == "calculating"
-        core = compute.core
-        original_wait = core.wait
+    with stuck.running(lambda: compute(3)) as victim:
+        try:
+            core = compute.core
+            if waiter_kind == "thread":
+                waiter, results = start_waiter(monkeypatch, core, lambda: compute(3))
+            else:
+                original_wait = core.wait
+                waiting_r, waiting_w = FORK.Pipe(duplex=False)
+                result_q: ResultQueue[str] = FORK.Queue()
 
-        if waiter_kind == "thread":
-            waiting = threading.Event()
-            results: list[str] = []
+                def waiter_main() -> None:
+                    def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
+                        waiting_w.send("waiting")
+                        return original_wait(key, timeout_s)  # type: ignore[no-any-return]
 
-            def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-                waiting.set()
-                return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+                    core.wait = wait_spy  # this process's copy of the core only
+                    result_q.put(compute(3))
 
-            monkeypatch.setattr(core, "wait", wait_spy)
-            waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
-            waiter.start()
-            assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
-        else:
-            waiting_r, waiting_w = FORK.Pipe(duplex=False)
-            result_q: ResultQueue[str] = FORK.Queue()
+                waiter_process = FORK.Process(target=waiter_main, daemon=True)
+                waiter_process.start()
+                assert waiting_r.poll(DEADLINE_S), "the waiter never started waiting"
 
-            def waiter_main() -> None:
-                def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-                    waiting_w.send("waiting")
-                    return original_wait(key, timeout_s)  # type: ignore[no-any-return]
+            stuck.kill()
+            killed_at = time.monotonic()
 
-                core.wait = wait_spy  # this process's copy of the core only
-                result_q.put(compute(3))
-
-            waiter_process = FORK.Process(target=waiter_main, daemon=True)
-            waiter_process.start()
-            assert waiting_r.poll(DEADLINE_S), "the waiter never started waiting"
-
-        assert victim.pid is not None
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.join(DEADLINE_S)
-        assert victim.exitcode == -signal.SIGKILL
-        killed_at = time.monotonic()
-
-        if waiter_kind == "thread":
-            waiter.join(DEADLINE_S)
-            assert not waiter.is_alive(), "the waiter never took over"
-            assert results == ["value-3"]
-        else:
-            assert waiter_process is not None
-            assert result_q.get(timeout=DEADLINE_S) == "value-3"
-            waiter_process.join(DEADLINE_S)
-            assert waiter_process.exitcode == 0
-        assert time.monotonic() - killed_at < 30, "the take-over was not prompt"
-    finally:
-        for process in (victim, waiter_process):
-            if process is not None and process.is_alive():
-                process.kill()
-                process.join()
+            if waiter_kind == "thread":
+                waiter.join(DEADLINE_S)
+                assert not waiter.is_alive(), "the waiter never took over"
+                assert results == ["value-3"]
+            else:
+                assert waiter_process is not None
+                assert result_q.get(timeout=DEADLINE_S) == "value-3"
+                waiter_process.join(DEADLINE_S)
+                assert waiter_process.exitcode == 0
+            assert time.monotonic() - killed_at < 30, "the take-over was not prompt"
+        finally:
+            reap(waiter_process)
 
     lines = records(calls)
     assert len(lines) == 2  # the killed calculation and the take-over
@@ -399,13 +301,12 @@ def test_forked_processes_rewriting_one_key_do_not_collide(
     start = FORK.Barrier(writers + 1)
 
     def writer(index: int) -> int:
-        handler = Collector(logging.WARNING)
-        logging.getLogger("cachier_like").addHandler(handler)
-        state["next"] = index * rounds + 1  # writer i writes markers i*rounds+1 ..
-        start.wait(timeout=DEADLINE_S)
-        for _ in range(rounds):
-            blob.refresh(0)
-        return len(handler.records)
+        with library_warnings() as warned:
+            state["next"] = index * rounds + 1  # writer i writes markers i*rounds+1 ..
+            start.wait(timeout=DEADLINE_S)
+            for _ in range(rounds):
+                blob.refresh(0)
+            return len(warned)
 
     outcome: list[list[Any]] = []
     runner = threading.Thread(target=lambda: outcome.append(run_forked(writers, writer)))
@@ -734,16 +635,6 @@ def make_core(claims_kind: str, cache_dir: Path) -> CoreFactory:
     return factory
 
 
-def in_call(thread_ident: int, code: types.CodeType) -> bool:
-    """Whether the thread ``thread_ident`` is currently executing ``code``."""
-    frame = sys._current_frames().get(thread_ident)
-    while frame is not None:
-        if frame.f_code is code:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_get_set_delete(make_core: CoreFactory, cache_dir: Path) -> None:
     core = make_core()
     assert core.get("k") is None
@@ -889,7 +780,7 @@ def test_exactly_one_of_two_racing_threads_claims(make_core: CoreFactory) -> Non
 def test_wait_returns_promptly_after_release(make_core: CoreFactory) -> None:
     holder, waiter = make_core(), make_core()
     assert holder.claim("k", 60)
-    waiting_thread = threading.get_ident()
+    waiting_thread = threading.current_thread()
 
     def finish() -> None:
         # Release only once the main thread is inside wait().

@@ -13,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.queues
 import os
-import signal
 import socket
 import threading
 import time
@@ -34,63 +31,22 @@ from cachier_like.cores import redis as redis_module
 from cachier_like.cores._redis_link import RETRY_AFTER_S, Link
 from cachier_like.cores.redis import HEADER_SIZE, MAGIC, RedisCore, key_tag
 from tests.backends.redis_backend import redis_url
+from tests.support import (
+    DEADLINE_S,
+    LIBRARY_LOGGER,
+    StuckCalculator,
+    key_windows,
+    run_forked,
+    spy_on_wait,
+    start_waiter,
+    wait_until,
+    warnings_in,
+)
 
 pytestmark = pytest.mark.redis
 
-FORK = multiprocessing.get_context("fork")
-#: Generous bounds: they only matter when something hangs.
-DEADLINE_S = 60.0
-
-ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
-
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``condition`` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-
-
-def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(index)`` in ``count`` forked processes; return results in index order."""
-    queue: ResultQueue[tuple[int, str, Any]] = FORK.Queue()
-
-    def target(index: int) -> None:
-        try:
-            queue.put((index, "ok", work(index)))
-        except BaseException as exc:
-            queue.put((index, "error", repr(exc)))
-
-    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=DEADLINE_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    errors = [outcome for outcome in outcomes if outcome[1] != "ok"]
-    assert not errors, f"worker processes failed: {errors}"
-    assert [process.exitcode for process in processes] == [0] * count
-    return [value for _, _, value in sorted(outcomes, key=lambda outcome: outcome[0])]
-
-
-def library_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.levelno >= logging.WARNING and r.name.startswith("cachier_like")
-    ]
 
 
 def keys_of(client: redis.Redis, prefix: str) -> list[str]:
@@ -203,7 +159,6 @@ def test_one_key_raced_by_eight_processes_is_calculated_once(
 ) -> None:
     workers = 8
     calls, arrived = f"{redis_prefix}:calls", f"{redis_prefix}:arrived"
-    barrier = FORK.Barrier(workers)
 
     @cached(**options())
     def slow(x: int) -> dict[str, int]:
@@ -213,11 +168,10 @@ def test_one_key_raced_by_eight_processes_is_calculated_once(
         return {"x": x, "pid": os.getpid()}
 
     def work(index: int) -> Any:
-        barrier.wait(timeout=DEADLINE_S)
         redis_test_client.incr(arrived)
         return slow(7)
 
-    results = run_forked(workers, work)
+    results = run_forked(workers, work, start_together=True)
 
     assert int(redis_test_client.get(calls) or 0) == 1
     assert len({r["pid"] for r in results}) == 1
@@ -229,25 +183,20 @@ def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
     options: Options, redis_test_client: redis.Redis, redis_prefix: str
 ) -> None:
     workers, per_worker, key_space = 8, 40, 80
+    windows = key_windows(workers, per_worker, step=10, key_space=key_space)
     counts = f"{redis_prefix}:counts"
-    barrier = FORK.Barrier(workers)
 
     @cached(**options())
     def square(k: int) -> int:
         redis_test_client.hincrby(counts, str(k), 1)
         return k * k + 7
 
-    def keys_for(index: int) -> list[int]:
-        return [(index * 10 + j) % key_space for j in range(per_worker)]
-
-    def work(index: int) -> list[int]:
-        barrier.wait(timeout=DEADLINE_S)
-        return [square(k) for k in keys_for(index)]
-
-    results = run_forked(workers, work)
+    results = run_forked(
+        workers, lambda index: [square(k) for k in windows[index]], start_together=True
+    )
 
     for index, values in enumerate(results):
-        assert values == [k * k + 7 for k in keys_for(index)]
+        assert values == [k * k + 7 for k in windows[index]]
     tally = {int(k): int(v) for k, v in redis_test_client.hgetall(counts).items()}
     assert tally == dict.fromkeys(range(key_space), 1)
     assert square.core.stats().entries == key_space
@@ -257,53 +206,23 @@ def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
 def test_killed_calculator_is_taken_over_once_its_lease_lapses(
     options: Options, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    role = {"block": False}
-    started_r, started_w = FORK.Pipe(duplex=False)
+    stuck = StuckCalculator()
 
     @cached(**options(lease=1))
     def compute(x: int) -> str:
-        if role["block"]:
-            started_w.send(os.getpid())
-            threading.Event().wait()  # blocks until this process is killed
+        stuck.checkpoint()
         return f"value-{x}-{os.getpid()}"
 
-    def calculator() -> None:
-        role["block"] = True
-        compute(3)
-
-    victim = FORK.Process(target=calculator, daemon=True)
-    victim.start()
-    try:
-        assert started_r.poll(DEADLINE_S), "the calculator never started"
-        started_r.recv()
-        core = compute.core
-        original_wait = core.wait
-        waiting = threading.Event()
-
-        def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-            waiting.set()
-            return original_wait(key, timeout_s)  # type: ignore[no-any-return]
-
-        monkeypatch.setattr(core, "wait", wait_spy)
-        results: list[str] = []
-        waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
-        waiter.start()
-        assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
+    with stuck.running(lambda: compute(3)):
+        waiter, results = start_waiter(monkeypatch, compute.core, lambda: compute(3))
         # The calculator keeps renewing its one-second lease while it lives.
-        assert core.is_claimed(call_key(compute, 3))
+        assert compute.core.is_claimed(call_key(compute, 3))
 
-        assert victim.pid is not None
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.join(DEADLINE_S)
-        assert victim.exitcode == -signal.SIGKILL
+        stuck.kill()
         killed_at = time.monotonic()
         waiter.join(DEADLINE_S)
         assert not waiter.is_alive(), "the waiter never took over"
         assert time.monotonic() - killed_at < 10, "the take-over was not prompt"
-    finally:
-        if victim.is_alive():
-            victim.kill()
-            victim.join()
     assert results == [f"value-3-{os.getpid()}"]
     assert compute(3) == results[0]
     assert compute.core.stats().claims == 0
@@ -349,7 +268,7 @@ def test_an_unreachable_server_fails_open_with_one_warning_then_recovers(
         assert double(1) == 2
         elapsed = time.monotonic() - began
     assert calls == [1] + [2] * 20 + [1]  # computed every time, never raised
-    warnings = library_warnings(caplog)
+    warnings = warnings_in(caplog, LIBRARY_LOGGER)
     assert len(warnings) == 1, warnings  # rate-limited: one, not one per call
     assert "Connection" in warnings[0]
     assert elapsed < 5, "a dead server stalled the calls"
@@ -395,7 +314,7 @@ def test_a_killed_server_connection_is_reopened_transparently(
         assert kill_connections() >= 1
         assert triple(2) == 6
     assert calls == [1, 2]
-    assert library_warnings(caplog) == []
+    assert warnings_in(caplog, LIBRARY_LOGGER) == []
 
 
 def test_a_server_that_cannot_be_reached_at_all_is_fail_open(
@@ -411,7 +330,7 @@ def test_a_server_that_cannot_be_reached_at_all_is_fail_open(
 
     with caplog.at_level(logging.WARNING, logger="cachier_like"):
         assert [inc(i) for i in range(10)] == list(range(1, 11))
-    assert len(library_warnings(caplog)) == 1
+    assert len(warnings_in(caplog, LIBRARY_LOGGER)) == 1
 
 
 # -- keys and isolation ----------------------------------------------------------------
@@ -532,14 +451,7 @@ def test_a_waiter_wakes_as_soon_as_the_value_lands(
         return x
 
     core = f.core
-    original_wait = core.wait
-    waiting = threading.Event()
-
-    def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-        waiting.set()
-        return original_wait(key, timeout_s)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(core, "wait", wait_spy)
+    waiting = spy_on_wait(monkeypatch, core)
 
     def one_round(x: int) -> float:
         """Seconds from the calculator's return to the waiter's return."""
@@ -688,7 +600,7 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
         with caplog.at_level(logging.WARNING, logger="cachier_like"):
             assert f.cached_entry(1) is None
             assert f(1) == 7
-        assert any(key in message for message in library_warnings(caplog))
+        assert any(key in message for message in warnings_in(caplog, LIBRARY_LOGGER))
         assert f(1) == 7  # replaced by a good entry
     assert calls == [1, 1, 1]
 
@@ -841,7 +753,7 @@ def test_a_decoding_client_is_refused(caplog: pytest.LogCaptureFixture) -> None:
 
     with caplog.at_level(logging.WARNING, logger="cachier_like"):
         assert f(1) == 1  # the factory's client is checked on first use: fail-open
-    assert any("decode" in m for m in library_warnings(caplog))
+    assert any("decode" in m for m in warnings_in(caplog, LIBRARY_LOGGER))
     decoding.close()
 
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import multiprocessing
-import multiprocessing.queues
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +34,21 @@ from cachier_like import BackendError, ConfigurationError, Entry, cached, cli
 from cachier_like.cores._sql_schema import key_text, namespace_text, split_table_name
 from cachier_like.cores.sql import SQL_URL_ENV, SQLCore
 from tests.backends.sql_backend import drop_table, server_url, unique_table
+from tests.support import (
+    DEADLINE_S,
+    StuckCalculator,
+    key_windows,
+    library_warnings,
+    record,
+    records,
+    run_forked,
+    start_waiter,
+    wait_until,
+)
 
 pytestmark = pytest.mark.sql
 
-FORK = multiprocessing.get_context("fork")
-DEADLINE_S = 60.0
 WORKERS = 8
-
-ResultQueue = multiprocessing.queues.Queue  # the runtime class, for annotations below
 
 
 # -- databases ------------------------------------------------------------------------
@@ -98,89 +102,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 # -- helpers --------------------------------------------------------------------------
 
 
-def record(path: Path, line: str) -> None:
-    """Append one line to ``path`` atomically (one O_APPEND write), from any process."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    finally:
-        os.close(fd)
-
-
-def records(path: Path) -> list[str]:
-    """The lines appended to ``path`` so far."""
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``condition`` until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
-
-
-class Collector(logging.Handler):
-    """Keeps the library's warnings (in whichever process it is installed)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextmanager
-def library_warnings() -> Iterator[list[str]]:
-    """Collect the warnings ``cachier_like`` logs inside the block."""
-    collector = Collector()
-    library = logging.getLogger("cachier_like")
-    library.addHandler(collector)
-    try:
-        yield collector.messages
-    finally:
-        library.removeHandler(collector)
-
-
-def run_forked(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(index)`` in ``count`` forked processes; return results in index order.
-
-    Each result comes back with the library warnings its process logged, which must
-    be none; a worker's exception fails the test with its repr.
-    """
-    queue: ResultQueue[tuple[int, str, Any, list[str]]] = FORK.Queue()
-
-    def target(index: int) -> None:
-        with library_warnings() as warned:
-            try:
-                queue.put((index, "ok", work(index), warned))
-            except BaseException as exc:
-                queue.put((index, "error", repr(exc), warned))
-
-    processes = [FORK.Process(target=target, args=(i,), daemon=True) for i in range(count)]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [queue.get(timeout=DEADLINE_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=DEADLINE_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert [o for o in outcomes if o[1] != "ok"] == [], "worker processes failed"
-    assert [o[3] for o in outcomes] == [[]] * count, "worker processes logged warnings"
-    assert [process.exitcode for process in processes] == [0] * count
-    return [value for _, _, value, _ in sorted(outcomes, key=lambda outcome: outcome[0])]
-
-
 @contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[str]]:
     """Record the SQL statements ``engine`` sends while the block runs."""
@@ -209,7 +130,6 @@ def closed_port() -> int:
 
 def test_one_key_raced_by_eight_processes_is_calculated_once(db: Database, tmp_path: Path) -> None:
     calls, arrived = tmp_path / "calls", tmp_path / "arrived"
-    barrier = FORK.Barrier(WORKERS)
 
     @cached(**db.options())
     def slow(x: int) -> dict[str, int]:
@@ -221,11 +141,11 @@ def test_one_key_raced_by_eight_processes_is_calculated_once(db: Database, tmp_p
     assert slow.cached_entry(7) is None  # the parent's pool now holds a connection
 
     def work(index: int) -> Any:
-        barrier.wait(timeout=DEADLINE_S)
         record(arrived, str(index))
         return slow(7)
 
-    assert run_forked(WORKERS, work) == [{"x": 7, "square": 49}] * WORKERS
+    results = run_forked(WORKERS, work, start_together=True, forbid_warnings=True)
+    assert results == [{"x": 7, "square": 49}] * WORKERS
     assert len(records(calls)) == 1
     assert slow(7) == {"x": 7, "square": 49}  # the parent's connections still work
     assert db.namespaces() == Counter({namespace_text(slow.namespace): 1})
@@ -236,34 +156,27 @@ def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
     db: Database, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls"
-    per_worker, key_space = 30, 60
-    barrier = FORK.Barrier(WORKERS)
+    # Each key is asked for by about four processes.
+    windows = key_windows(WORKERS, size=30, step=8, key_space=60)
 
     @cached(**db.options())
     def square(k: int) -> int:
         record(calls, str(k))
         return k * k + 7
 
-    def keys_of(index: int) -> list[int]:
-        # Overlapping windows: each key is asked for by about four processes.
-        return [(index * 8 + j) % key_space for j in range(per_worker)]
-
     def work(index: int) -> list[int]:
-        barrier.wait(timeout=DEADLINE_S)
-        return [square(k) for k in keys_of(index)]
+        return [square(k) for k in windows[index]]
 
-    results = run_forked(WORKERS, work)
+    results = run_forked(WORKERS, work, start_together=True, forbid_warnings=True)
     for index, values in enumerate(results):
-        assert values == [k * k + 7 for k in keys_of(index)]
-    asked = {k for index in range(WORKERS) for k in keys_of(index)}
+        assert values == [k * k + 7 for k in windows[index]]
+    asked = {k for window in windows for k in window}
     assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
     stats = square.core.stats()
     assert (stats.entries, stats.claims) == (len(asked), 0)
 
 
 def test_the_table_is_created_once_when_many_processes_start_together(db: Database) -> None:
-    barrier = FORK.Barrier(WORKERS)
-
     # A callable: each worker gets the (inherited) engine on its first call, and must
     # not use the parent's pooled connections.
     @cached(**db.options(sql_engine=lambda: db.engine))
@@ -273,11 +186,8 @@ def test_the_table_is_created_once_when_many_processes_start_together(db: Databa
     # Nothing has connected yet: every worker creates the table at the same moment.
     assert not sa.inspect(db.engine).has_table(db.table)
 
-    def work(index: int) -> int:
-        barrier.wait(timeout=DEADLINE_S)
-        return double(index)
-
-    assert run_forked(WORKERS, work) == [2 * i for i in range(WORKERS)]
+    results = run_forked(WORKERS, double, start_together=True, forbid_warnings=True)
+    assert results == [2 * i for i in range(WORKERS)]
     tables = [t for t in sa.inspect(db.engine).get_table_names() if t == db.table]
     assert tables == [db.table]
     assert double.core.stats().entries == WORKERS
@@ -287,53 +197,24 @@ def test_a_killed_calculator_is_taken_over_after_its_lease(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = tmp_path / "calls"
-    role = {"block": False}
-    started_r, started_w = FORK.Pipe(duplex=False)
+    stuck = StuckCalculator()
 
     @cached(**db.options(lease=1))
     def compute(x: int) -> str:
         record(calls, str(os.getpid()))
-        if role["block"]:
-            started_w.send("calculating")
-            threading.Event().wait()  # blocks until this process is killed
+        stuck.checkpoint()
         return f"value-{x}"
 
-    def calculator() -> None:
-        role["block"] = True
-        compute(3)
-
-    victim = FORK.Process(target=calculator, daemon=True)
-    victim.start()
-    try:
-        assert started_r.poll(DEADLINE_S), "the calculator never started"
-        core = compute.core
-        original_wait = core.wait
-        waiting = threading.Event()
-        results: list[str] = []
-
-        def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-            waiting.set()
-            return original_wait(key, timeout_s)  # type: ignore[no-any-return]
-
-        monkeypatch.setattr(core, "wait", wait_spy)
-        waiter = threading.Thread(target=lambda: results.append(compute(3)), daemon=True)
-        waiter.start()
-        assert waiting.wait(DEADLINE_S), "the waiter never started waiting"
+    with stuck.running(lambda: compute(3)) as victim:
+        waiter, results = start_waiter(monkeypatch, compute.core, lambda: compute(3))
         # The calculator's lease keeper renews its claim while it lives.
-        assert core.stats().claims == 1
-        assert victim.pid is not None
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.join(DEADLINE_S)
-        assert victim.exitcode == -signal.SIGKILL
+        assert compute.core.stats().claims == 1
+        stuck.kill()
         killed_at = time.monotonic()
         waiter.join(DEADLINE_S)
         assert not waiter.is_alive(), "the waiter never took over"
         assert results == ["value-3"]
         assert time.monotonic() - killed_at < 10, "the take-over waited far past the lease"
-    finally:
-        if victim.is_alive():
-            victim.kill()
-            victim.join()
     lines = records(calls)
     assert len(lines) == 2  # the killed calculation and the take-over
     assert lines[0] == str(victim.pid)
