@@ -106,8 +106,7 @@ class CachedFunction(Generic[P, R]):
             )
         self.namespace = namespace or f"{func.__module__}.{func.__qualname__}"
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
-        self._opts = self._resolver.resolve()
-        self._fast = self._opts.enabled and not self._opts.cleanup_stale and not self._is_async
+        self._opts, self._fast = self._resolve()
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refreshing: set[Hashable] = set()
@@ -128,11 +127,16 @@ class CachedFunction(Generic[P, R]):
 
     # -- the call path -----------------------------------------------------------
 
+    def _resolve(self) -> tuple[Options, bool]:
+        """The current options, and whether calls may take the inline hit path."""
+        opts = self._resolver.resolve()
+        return opts, opts.enabled and not opts.cleanup_stale and not self._is_async
+
     def _current(self) -> Options:
         opts = self._opts
         if opts.version != config._version:
-            opts = self._opts = self._resolver.resolve()
-            self._fast = opts.enabled and not opts.cleanup_stale and not self._is_async
+            opts, self._fast = self._resolve()
+            self._opts = opts
         return opts
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
