@@ -24,54 +24,58 @@ from typing import Any
 
 import xxhash
 
+#: A piece of an encoding: bytes, or a view of a buffer that is hashed without a copy.
+Chunk = bytes | memoryview
+
 _pack_double = struct.Struct("<d").pack
 _MISSING = object()
 
 
-def _encode_str(obj: str, out: list[bytes]) -> None:
+def _encode_str(obj: str, out: list[Chunk]) -> None:
     data = obj.encode("utf-8", "surrogatepass")
     out.append(b"s%d:" % len(data))
     out.append(data)
 
 
-def _encode_bytes(obj: bytes | bytearray | memoryview, out: list[bytes]) -> None:
+def _encode_bytes(obj: bytes | bytearray | memoryview, out: list[Chunk]) -> None:
     data = bytes(obj) if not isinstance(obj, bytes) else obj
     out.append(b"b%d:" % len(data))
     out.append(data)
 
 
-def _encode_int(obj: int, out: list[bytes]) -> None:
+def _encode_int(obj: int, out: list[Chunk]) -> None:
     out.append(b"i%d;" % obj)
 
 
-def _encode_float(obj: float, out: list[bytes]) -> None:
+def _encode_float(obj: float, out: list[Chunk]) -> None:
     out.append(b"f" + _pack_double(obj))
 
 
-def _encode_bool(obj: bool, out: list[bytes]) -> None:
+def _encode_bool(obj: bool, out: list[Chunk]) -> None:
     out.append(b"T" if obj else b"F")
 
 
-def _encode_none(obj: None, out: list[bytes]) -> None:
+def _encode_none(obj: None, out: list[Chunk]) -> None:
     out.append(b"N")
 
 
-def _encode_complex(obj: complex, out: list[bytes]) -> None:
+def _encode_complex(obj: complex, out: list[Chunk]) -> None:
     out.append(b"c" + _pack_double(obj.real) + _pack_double(obj.imag))
 
 
-def _little_endian(values: array[Any]) -> bytes:
+def _little_endian(values: array[Any]) -> memoryview:
+    # A view, not a copy: the hasher reads the buffer directly.
     if sys.byteorder == "big":
         values.byteswap()
-    return values.tobytes()
+    return memoryview(values).cast("B")
 
 
-def _encode_homogeneous(obj: Any, out: list[bytes]) -> bool:
+def _encode_homogeneous(obj: Any, out: list[Chunk]) -> bool:
     """Encode a long list of one exact scalar type in bulk, without a call per item."""
-    kinds = set(map(type, obj))
-    if len(kinds) != 1:
+    kind = type(obj[0])
+    if list(map(type, obj)).count(kind) != len(obj):  # faster than a set of the types
         return False
-    kind = kinds.pop()
+    packed: Chunk
     if kind is int:
         try:
             packed = _little_endian(array("q", obj))
@@ -98,8 +102,8 @@ def _encode_homogeneous(obj: Any, out: list[bytes]) -> bool:
 _BULK_THRESHOLD = 16
 
 
-def _encode_sequence(tag: bytes) -> Callable[[Any, list[bytes]], None]:
-    def encode(obj: Any, out: list[bytes]) -> None:
+def _encode_sequence(tag: bytes) -> Callable[[Any, list[Chunk]], None]:
+    def encode(obj: Any, out: list[Chunk]) -> None:
         out.append(tag + b"%d[" % len(obj))
         if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
             for item in obj:
@@ -110,12 +114,12 @@ def _encode_sequence(tag: bytes) -> Callable[[Any, list[bytes]], None]:
 
 
 def _encoded(obj: Any) -> bytes:
-    parts: list[bytes] = []
+    parts: list[Chunk] = []
     _encode(obj, parts)
     return b"".join(parts)
 
 
-def _encode_mapping(obj: Mapping[Any, Any], out: list[bytes], tag: bytes = b"d") -> None:
+def _encode_mapping(obj: Mapping[Any, Any], out: list[Chunk], tag: bytes = b"d") -> None:
     # Order-free: sort the encoded pairs, so insertion order never matters.
     pairs = sorted(_encoded(k) + _encoded(v) for k, v in obj.items())
     out.append(tag + b"%d{" % len(pairs))
@@ -123,7 +127,7 @@ def _encode_mapping(obj: Mapping[Any, Any], out: list[bytes], tag: bytes = b"d")
     out.append(b"}")
 
 
-def _encode_set(obj: set[Any] | frozenset[Any], out: list[bytes]) -> None:
+def _encode_set(obj: set[Any] | frozenset[Any], out: list[Chunk]) -> None:
     items = sorted(_encoded(item) for item in obj)
     out.append((b"S" if isinstance(obj, set) else b"Z") + b"%d{" % len(items))
     out.extend(items)
@@ -134,30 +138,30 @@ def _type_name(cls: type) -> bytes:
     return f"{cls.__module__}.{cls.__qualname__}".encode()
 
 
-def _encode_tagged_text(tag: bytes, text: str, out: list[bytes]) -> None:
+def _encode_tagged_text(tag: bytes, text: str, out: list[Chunk]) -> None:
     data = text.encode("utf-8", "surrogatepass")
     out.append(tag + b"%d:" % len(data))
     out.append(data)
 
 
-def _encode_datetime(obj: datetime | date | time, out: list[bytes]) -> None:
+def _encode_datetime(obj: datetime | date | time, out: list[Chunk]) -> None:
     # isoformat keeps the UTC offset, so equal wall times in different zones differ.
     _encode_tagged_text(b"D" + _type_name(type(obj)), obj.isoformat(), out)
 
 
-def _encode_timedelta(obj: timedelta, out: list[bytes]) -> None:
+def _encode_timedelta(obj: timedelta, out: list[Chunk]) -> None:
     out.append(b"t%d,%d,%d;" % (obj.days, obj.seconds, obj.microseconds))
 
 
-def _encode_decimal(obj: Decimal, out: list[bytes]) -> None:
+def _encode_decimal(obj: Decimal, out: list[Chunk]) -> None:
     _encode_tagged_text(b"m", str(obj), out)
 
 
-def _encode_uuid(obj: uuid.UUID, out: list[bytes]) -> None:
+def _encode_uuid(obj: uuid.UUID, out: list[Chunk]) -> None:
     out.append(b"u" + obj.bytes)
 
 
-_ENCODERS: dict[type, Callable[[Any, list[bytes]], None]] = {
+_ENCODERS: dict[type, Callable[[Any, list[Chunk]], None]] = {
     str: _encode_str,
     int: _encode_int,
     float: _encode_float,
@@ -181,7 +185,7 @@ _ENCODERS: dict[type, Callable[[Any, list[bytes]], None]] = {
 }
 
 
-def _encode_numpy(obj: Any, out: list[bytes]) -> bool:
+def _encode_numpy(obj: Any, out: list[Chunk]) -> bool:
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return False
@@ -203,7 +207,7 @@ def _encode_numpy(obj: Any, out: list[bytes]) -> bool:
     return False
 
 
-def _encode_pandas(obj: Any, out: list[bytes]) -> bool:
+def _encode_pandas(obj: Any, out: list[Chunk]) -> bool:
     pandas = sys.modules.get("pandas")
     if pandas is None or not isinstance(obj, (pandas.DataFrame, pandas.Series, pandas.Index)):
         return False
@@ -229,7 +233,7 @@ def _encode_pandas(obj: Any, out: list[bytes]) -> bool:
     return True
 
 
-def _encode_other(obj: Any, out: list[bytes]) -> None:
+def _encode_other(obj: Any, out: list[Chunk]) -> None:
     cls = type(obj)
     if isinstance(obj, enum.Enum):
         out.append(b"E" + _type_name(cls) + b".")
@@ -266,7 +270,7 @@ def _encode_other(obj: Any, out: list[bytes]) -> None:
         _encode_reduced(obj, out)
 
 
-def _encode_code(code: types.CodeType, out: list[bytes]) -> None:
+def _encode_code(code: types.CodeType, out: list[Chunk]) -> None:
     out.append(b"k%d:" % len(code.co_code) + code.co_code)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
@@ -275,7 +279,7 @@ def _encode_code(code: types.CodeType, out: list[bytes]) -> None:
             _encode(const, out)
 
 
-def _encode_function(func: types.FunctionType, out: list[bytes]) -> None:
+def _encode_function(func: types.FunctionType, out: list[Chunk]) -> None:
     """A module-level function is its name; a lambda or nested one also its code.
 
     Two lambdas of one scope share a qualified name, so their bytecode, constants
@@ -291,14 +295,14 @@ def _encode_function(func: types.FunctionType, out: list[bytes]) -> None:
                 out.append(b"-")
 
 
-def _encode_reduced(obj: Any, out: list[bytes]) -> None:
+def _encode_reduced(obj: Any, out: list[Chunk]) -> None:
     """Encode an arbitrary object by what ``__reduce_ex__`` says rebuilds it.
 
     The parts (constructor, arguments, state) go through the same content encoding, so
     a set or dict held by the object hashes by content, not by iteration order.
     """
     out.append(b"O" + _type_name(type(obj)))
-    parts: list[bytes] = []
+    parts: list[Chunk] = []
     try:
         reduced = obj.__reduce_ex__(4)
         if isinstance(reduced, str):  # a global singleton, named
@@ -316,7 +320,7 @@ def _encode_reduced(obj: Any, out: list[bytes]) -> None:
     out.extend(parts)
 
 
-def _encode(obj: Any, out: list[bytes]) -> None:
+def _encode(obj: Any, out: list[Chunk]) -> None:
     encoder = _ENCODERS.get(type(obj))
     if encoder is not None:
         encoder(obj, out)
@@ -333,7 +337,7 @@ def stable_hash(obj: Any) -> str:
         >>> stable_hash(1) == stable_hash(1.0) or stable_hash(1) == stable_hash(True)
         False
     """
-    parts: list[bytes] = []
+    parts: list[Chunk] = []
     _encode(obj, parts)
     hasher = xxhash.xxh3_128()
     for part in parts:
