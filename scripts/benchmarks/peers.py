@@ -73,6 +73,17 @@ def check_calls(impl: Impl, before: int, expected: int, what: str) -> str:
     return ""
 
 
+def verify_hits(impl: Impl, n: int) -> None:
+    """Raise unless a sample of ``n`` pre-stored keys ``f(i, 2)`` hit (right value, no call)."""
+    assert impl.func is not None
+    before = impl.counter.calls
+    for i in sorted({0, 1, n // 2, n - 1}):
+        if impl.func(i, 2) != i + 2:
+            raise RuntimeError(f"wrong value for key {i}")
+    if impl.counter.calls != before:
+        raise RuntimeError("pre-stored keys were recomputed (not hits)")
+
+
 def join_notes(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
 

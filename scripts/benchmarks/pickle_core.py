@@ -24,7 +24,7 @@ from typing import Any
 from cachier_like import cached
 
 from .measure import Settings
-from .peers import Counter, Impl, make_add, optional_module, timed_row
+from .peers import Counter, Impl, make_add, optional_module, timed_row, verify_hits
 from .report import (
     OURS,
     Report,
@@ -72,17 +72,6 @@ def populate_cachier_file(func: Any, cache_dir: Path, n: int) -> None:
         store[hash_func((), {"a": i, "b": 2})] = dataclasses.replace(template, value=i + 2)
     with files[0].open("wb") as handle:
         pickle.dump(store, handle, protocol=4)
-
-
-def verify_hits(impl: Impl, n: int) -> None:
-    """Raise unless a sample of the pre-populated keys hits without computing."""
-    assert impl.func is not None
-    before = impl.counter.calls
-    for i in sorted({0, 1, n // 2, n - 1}):
-        if impl.func(i, 2) != i + 2:
-            raise RuntimeError(f"wrong value for key {i}")
-    if impl.counter.calls != before:
-        raise RuntimeError("pre-populated keys were recomputed (not hits)")
 
 
 FLOOR_NAME = "floor: bare file per key, no hash/pickle/lock"

@@ -39,7 +39,7 @@ from cachier_like.cores._sql_schema import key_text, namespace_text
 from cachier_like.keys import KeyMaker
 
 from .measure import Settings
-from .peers import Counter, Impl, make_add, optional_module, timed_row
+from .peers import Counter, Impl, make_add, optional_module, timed_row, verify_hits
 from .report import OURS, Report, Row, Target, print_table, row_figures, section_rows
 
 NAME: str = "sql"
@@ -273,17 +273,6 @@ def build_impls(db: str, url: str, n: int, cleanup: list[Callable[[], None]]) ->
 def _drop(engine: sa.Engine, table: str) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-
-
-def verify_hits(impl: Impl, n: int) -> None:
-    """Raise unless a sample of the stored keys are hits (right value, no calculation)."""
-    assert impl.func is not None
-    before = impl.counter.calls
-    for i in sorted({0, 1, n // 2, n - 1}):
-        if impl.func(i, 2) != i + 2:
-            raise RuntimeError(f"wrong value for key {i}")
-    if impl.counter.calls != before:
-        raise RuntimeError("stored keys were recomputed (not hits)")
 
 
 def run(report: Report, settings: Settings, workdir: Path) -> None:
