@@ -139,11 +139,6 @@ def version() -> int:
     return _version
 
 
-def option_names() -> frozenset[str]:
-    """Every name accepted by :func:`set_default_params`."""
-    return frozenset(_DEFAULTS)
-
-
 def default_cache_dir() -> Path:
     """Where the pickle core writes when no ``cache_dir`` is given.
 
