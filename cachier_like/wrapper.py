@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from . import config
 from .alerts import FailureReporter
 from .entry import Entry
+from .identity import function_namespace
 from .options import OptionResolver, Options
 from .policy import (
     CORE,
@@ -104,7 +105,7 @@ class CachedFunction(Generic[P, R]):
                 "its cache would be shared by every instance. Pass "
                 "allow_non_static_methods=True to cache it anyway (self is left out of keys)."
             )
-        self.namespace = namespace or f"{func.__module__}.{func.__qualname__}"
+        self.namespace = namespace or function_namespace(func)
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
         self._opts, self._fast = self._resolve()
         self._reporter = FailureReporter(self.namespace)

@@ -1,0 +1,72 @@
+"""A cached function's identity (its namespace): module and qualified name.
+
+Functions of an importable module are ``module.qualname``. Functions defined in a
+script run as ``python path/to/run.py`` live in the module ``__main__`` (and, in a
+child started with ``spawn`` or ``forkserver``, in ``__mp_main__``), so two scripts
+would share one namespace; theirs is derived from the script itself instead:
+
+* run as ``python -m pkg.mod``: ``pkg.mod.qualname``, as if it had been imported;
+* run as ``python path/to/run.py``: ``/resolved/path/to/run.py:qualname``.
+
+Both are the same in every run of the script and in its spawned children, and the
+CLI can name a script's function by its path without running it
+(``cachier-like ls path/to/run.py:featurize``). Code with no file (the REPL,
+``python -c``, a notebook) keeps ``__main__.qualname``: pass ``namespace=`` there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SCRIPT_MODULES", "function_namespace", "script_namespace"]
+
+#: The module names a script's code runs under (``__mp_main__``: a spawned child).
+SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
+def script_namespace(path: str | os.PathLike[str], qualname: str) -> str:
+    """The namespace of the function ``qualname`` defined in the script at ``path``.
+
+    Example:
+        >>> script_namespace("/srv/jobs/train/run.py", "featurize")
+        '/srv/jobs/train/run.py:featurize'
+    """
+    return f"{Path(path).resolve()}:{qualname}"
+
+
+def _script_identity(module_name: str) -> tuple[str, str] | None:
+    """``(module name, "")`` under ``-m``, ``("", script path)`` for a file, else None."""
+    module: Any = sys.modules.get(module_name)
+    if module is None:
+        return None
+    spec = getattr(module, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name and name not in SCRIPT_MODULES:
+        return name, ""  # python -m pkg.mod (and its spawned children)
+    path = getattr(module, "__file__", None)
+    if isinstance(path, str) and path:
+        return "", path
+    return None
+
+
+def function_namespace(func: Callable[..., Any]) -> str:
+    """The namespace ``@cached`` gives ``func`` when no ``namespace=`` is passed.
+
+    Example:
+        >>> import json
+        >>> function_namespace(json.dumps)
+        'json.dumps'
+    """
+    module_name = getattr(func, "__module__", None) or "__main__"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", "function")
+    if module_name in SCRIPT_MODULES:
+        found = _script_identity(module_name)
+        if found is not None:
+            name, path = found
+            return f"{name}.{qualname}" if name else script_namespace(path, qualname)
+        module_name = "__main__"  # interactive: the same in a spawned child
+    return f"{module_name}.{qualname}"
