@@ -15,9 +15,13 @@ class BackendError(CachierLikeError):
     """
 
 
-class MissingDriverError(CachierLikeError, ImportError):
-    """A core's driver is not installed; the message names the extra to install."""
-
-
 class ConfigurationError(CachierLikeError, ValueError):
-    """An option or default parameter has an invalid name or value."""
+    """An option or default parameter has an invalid name or value.
+
+    Raised to the caller, at decoration or at the first call that needs the option
+    (a store resolved lazily): a configuration mistake is never "failed open".
+    """
+
+
+class MissingDriverError(ConfigurationError, ImportError):
+    """A core's driver is not installed; the message names the extra to install."""

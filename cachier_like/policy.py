@@ -18,6 +18,7 @@ from typing import Any
 
 from .alerts import FailureReporter
 from .entry import Entry
+from .errors import ConfigurationError
 from .leases import KEEPER
 from .options import Options
 
@@ -184,6 +185,8 @@ def drive_sync(flow: Flow) -> Any:
                 send = fn.wait(*args)
             else:
                 send = fn(*args)
+        except ConfigurationError as exc:
+            error = exc  # a mistake to fix, not a store failing: never failed open
         except Exception as exc:
             error = exc if kind == COMPUTE else CoreFailure(exc)
         except BaseException as exc:
@@ -210,6 +213,8 @@ async def drive_async(flow: Flow, blocking: bool) -> Any:
                 send = await asyncio.to_thread(fn, *args)
             else:
                 send = fn(*args)
+        except ConfigurationError as exc:
+            error = exc  # a mistake to fix, not a store failing: never failed open
         except Exception as exc:
             error = exc if kind == COMPUTE else CoreFailure(exc)
         except BaseException as exc:

@@ -16,6 +16,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from . import config
 from .alerts import FailureReporter
 from .entry import Entry
+from .errors import ConfigurationError
 from .identity import function_namespace
 from .options import OptionResolver, Options
 from .policy import (
@@ -149,6 +150,8 @@ class CachedFunction(Generic[P, R]):
             key = opts.keys.key(args, kwargs)
             try:
                 entry = opts.core.get(key)
+            except ConfigurationError:
+                raise
             except Exception as exc:
                 self._reporter.report("read", exc, opts.raise_on_error)
                 return self._func(*args, **kwargs)
