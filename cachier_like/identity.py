@@ -62,7 +62,7 @@ def function_namespace(func: Callable[..., Any]) -> str:
         'json.dumps'
     """
     module_name = getattr(func, "__module__", None) or "__main__"
-    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", "function")
+    qualname = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", "function"))
     if module_name in SCRIPT_MODULES:
         found = _script_identity(module_name)
         if found is not None:
