@@ -193,24 +193,61 @@ def drive_sync(flow: Flow) -> Any:
             error = exc
 
 
+async def _finish_in_thread(
+    fn: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[asyncio.Future[Any], asyncio.CancelledError | None]:
+    """Run ``fn(*args)`` in a thread and wait for it to end, even through cancellation.
+
+    A thread cannot be stopped: a claim it takes after the caller was cancelled would
+    leak. So the operation always finishes, and the cancellation it outlived is
+    returned for the driver to deliver to the flow once the flow knows the result.
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    cancelled: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.wait((future,))  # never cancels the future itself
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    return future, cancelled
+
+
 async def drive_async(flow: Flow, blocking: bool) -> Any:
-    """Run a flow in the event loop: await the function, thread off blocking core work."""
+    """Run a flow in the event loop: await the function, thread off blocking core work.
+
+    Cancellation is safe at any point: a core operation already running finishes and
+    its result reaches the flow, which goes on through its core steps until it next
+    asks for the function or a wait; the cancellation is thrown in there (or raised
+    once the flow ends), so its ``finally`` clauses release what it took.
+    """
     send: Any = None
     error: BaseException | None = None
+    pending: asyncio.CancelledError | None = None  # to throw into the flow next
+    unwinding = False  # a cancellation is in the flow: what it yields now is clean-up
     while True:
         try:
             step = flow.send(send) if error is None else flow.throw(error)
         except StopIteration as stop:
+            if pending is not None:
+                raise pending from None
             return stop.value
         error = send = None
         kind, fn, args = step
+        if kind != CORE and (pending is not None or unwinding):
+            # Only the function and waits are cut short; core steps are bounded, and
+            # one of them may be the release a ``finally`` needs.
+            error, pending, unwinding = pending or asyncio.CancelledError(), None, True
+            continue
         try:
             if kind == COMPUTE:
                 send = await fn(*args[0], **args[1])
             elif kind == WAIT:
                 send = await fn.wait_async(*args)
             elif blocking:
-                send = await asyncio.to_thread(fn, *args)
+                future, cancelled = await _finish_in_thread(fn, args)
+                if not unwinding:  # during clean-up, the first cancellation is enough
+                    pending = pending or cancelled
+                send = future.result()
             else:
                 send = fn(*args)
         except ConfigurationError as exc:
@@ -219,3 +256,4 @@ async def drive_async(flow: Flow, blocking: bool) -> Any:
             error = exc if kind == COMPUTE else CoreFailure(exc)
         except BaseException as exc:
             error = exc
+            unwinding = unwinding or isinstance(exc, asyncio.CancelledError)
