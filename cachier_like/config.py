@@ -36,6 +36,8 @@ _DEFAULTS: dict[str, Any] = {
     "raise_on_error": False,
     "lease": 60.0,
     "caching_enabled": True,
+    # Longest wait at exit for pending next_time refreshes, all together (seconds).
+    "refresh_exit_timeout": 30.0,
     # Core-specific options; each core takes the ones listed in cores.BACKEND_OPTIONS.
     "max_entries": None,
     "redis_client": None,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -30,6 +29,7 @@ from .policy import (
     drive_sync,
     miss_flow,
 )
+from .refreshes import Refresher
 
 logger = logging.getLogger("cachier_like")
 
@@ -111,9 +111,8 @@ class CachedFunction(Generic[P, R]):
         self._opts, self._fast = self._resolve()
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
-        self._refreshing: set[Hashable] = set()
-        self._refresh_lock = threading.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresher = Refresher(self.namespace)
+        self._cleanup_lock = threading.Lock()
         self._next_cleanup = 0.0
         if self._is_async and hasattr(inspect, "markcoroutinefunction"):
             inspect.markcoroutinefunction(self)
@@ -248,50 +247,18 @@ class CachedFunction(Generic[P, R]):
 
     def _start_refresh(self, job: Job, seen: Entry) -> None:
         """Refresh ``job.key`` in the background unless this process already is."""
-        key = job.key
-        with self._refresh_lock:
-            if key in self._refreshing:
-                return
-            self._refreshing.add(key)
-        flow = background_refresh_flow(job, seen)
         if self._is_async:
-            coro = self._refresh_async(key, flow, job.opts)
-            task = asyncio.get_running_loop().create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            make_flow = functools.partial(background_refresh_flow, job, seen)
+            self._refresher.start_task(job.key, make_flow, job.opts.core.blocking)
         else:
-            thread = threading.Thread(
-                target=self._refresh_sync,
-                args=(key, flow),
-                name=f"cachier_like-refresh-{self.namespace}",
-                daemon=True,
-            )
-            thread.start()
-
-    def _refresh_sync(self, key: Hashable, flow: Flow) -> None:
-        try:
-            drive_sync(flow)
-        except Exception:
-            logger.warning("%s: background refresh failed", self.namespace, exc_info=True)
-        finally:
-            with self._refresh_lock:
-                self._refreshing.discard(key)
-
-    async def _refresh_async(self, key: Hashable, flow: Flow, opts: Options) -> None:
-        try:
-            await drive_async(flow, opts.core.blocking)
-        except Exception:
-            logger.warning("%s: background refresh failed", self.namespace, exc_info=True)
-        finally:
-            with self._refresh_lock:
-                self._refreshing.discard(key)
+            self._refresher.start_thread(job.key, background_refresh_flow(job, seen))
 
     def _maybe_cleanup(self, opts: Options) -> None:
         """At most once per ``cleanup_interval``, purge stale entries in a thread."""
         now = time.time()
         if opts.stale_after is None or now < self._next_cleanup:
             return
-        with self._refresh_lock:
+        with self._cleanup_lock:
             if now < self._next_cleanup:
                 return
             self._next_cleanup = now + opts.cleanup_interval
