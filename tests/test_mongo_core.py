@@ -594,8 +594,8 @@ def test_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert peek["envdb"][mongo_module.DEFAULT_COLLECTION].count_documents({}) == 1
 
 
-def test_no_mongetter_and_no_environment_fails_open(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_no_mongetter_and_no_environment_is_raised_at_the_first_call(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(URL_ENV, raising=False)
 
@@ -603,9 +603,9 @@ def test_no_mongetter_and_no_environment_fails_open(
     def f(x: int) -> int:
         return x
 
-    with caplog.at_level(logging.WARNING, logger="cachier_like"):
-        assert f(3) == 3
-    assert any(URL_ENV in message for message in warnings_in(caplog))
+    # A configuration mistake, not a store failing: raised, never failed open.
+    with pytest.raises(ConfigurationError, match=URL_ENV):
+        f(3)
 
 
 @pytest.mark.parametrize(
@@ -701,7 +701,7 @@ def test_a_corrupted_payload_is_a_miss_and_a_warning(
     with caplog.at_level(logging.WARNING):
         assert f.cached_entry(1) is None
         assert f(1) == 1
-    assert any("unreadable" in message for message in warnings_in(caplog))
+    assert any("damaged cache entry" in message for message in warnings_in(caplog))
     assert calls == [1, 1]
     assert f(1) == 1 and calls == [1, 1]  # rewritten
 

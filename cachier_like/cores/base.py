@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from ..alerts import RateLimitedLog
 from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 
 T = TypeVar("T")
+logger = logging.getLogger("cachier_like.cores")
+#: What :meth:`Core.decode` returns for a payload that cannot be read.
+UNREADABLE: Any = object()
 _POLL_MIN_S = 0.001
 _POLL_MAX_S = 0.05
 
@@ -86,6 +91,31 @@ class Core(abc.ABC):
         #: Largest serialized value stored, in bytes (None: no limit); set by the
         #: decorator, which may change it without rebuilding the core.
         self.size_limit: int | None = None
+        self._damage_log = RateLimitedLog(logger)
+
+    def warn_damaged(self, where: str, problem: str, kind: object = None) -> None:
+        """Warn that a stored entry cannot be read: rate-limited per function and ``kind``.
+
+        An entry that is damaged for good is met by every call: one warning per
+        interval says so, with the count of those held back. ``kind`` (the problem
+        itself by default) tells damages apart, such as a bad header from a payload
+        the serializer rejects.
+        """
+        self._damage_log.warn(
+            problem if kind is None else kind,
+            "%s: ignoring a damaged cache entry %s: %s",
+            self.namespace,
+            where,
+            problem,
+        )
+
+    def decode(self, payload: Any, where: str) -> Any:
+        """The value ``payload`` holds, or :data:`UNREADABLE` after a rate-limited warning."""
+        try:
+            return self.serializer.loads(payload)
+        except Exception as exc:
+            self.warn_damaged(where, repr(exc), kind=type(exc))
+            return UNREADABLE
 
     @abc.abstractmethod
     def get(self, key: Hashable) -> Entry | None:

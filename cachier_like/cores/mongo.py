@@ -33,7 +33,7 @@ from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
 from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
-from .base import Core, CoreStats, EntryInfo
+from .base import UNREADABLE, Core, CoreStats, EntryInfo
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,17 @@ class MongoCore(Core):
         )
         if doc is None or "value" not in doc:
             return None
+        where = f"{self.namespace}/{key}"
         try:
             stamp = float(doc["ts"])
-            if self._ttl is not None and time.time() - stamp >= self._ttl:
-                return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
-            return Entry(self.serializer.loads(bytes(doc["value"])), stamp)
-        except Exception as exc:
-            logger.warning("ignoring unreadable cache entry %s/%s: %r", self.namespace, key, exc)
+            payload = bytes(doc["value"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self.warn_damaged(where, repr(exc))
             return None
+        if self._ttl is not None and time.time() - stamp >= self._ttl:
+            return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
+        value = self.decode(payload, where)
+        return None if value is UNREADABLE else Entry(value, stamp)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry's fields, leaving any claim on the document as it is."""

@@ -32,7 +32,7 @@ from ..errors import BackendError
 from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
-from .base import Core, CoreStats, EntryInfo
+from .base import UNREADABLE, Core, CoreStats, EntryInfo
 
 logger = logging.getLogger(__name__)
 
@@ -152,15 +152,10 @@ class PickleCore(Core):
         if data is None:
             return None
         if len(data) < HEADER_SIZE or data[:8] != MAGIC:
-            logger.warning("ignoring corrupted cache entry %s (bad header)", path)
+            self.warn_damaged(path, "bad header")
             return None
-        timestamp = _HEADER.unpack_from(data)[1]
-        try:
-            value = self.serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
-        except Exception as exc:
-            logger.warning("ignoring unreadable cache entry %s: %r", path, exc)
-            return None
-        return Entry(value, timestamp)
+        value = self.decode(memoryview(data)[HEADER_SIZE:], path)
+        return None if value is UNREADABLE else Entry(value, _HEADER.unpack_from(data)[1])
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""

@@ -44,7 +44,7 @@ from ._redis_keys import (
     new_token,
 )
 from ._redis_link import URL_ENV, Client, ClientSource, Link, link_for
-from .base import Core, CoreStats, EntryInfo
+from .base import UNREADABLE, Core, CoreStats, EntryInfo
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 
@@ -146,14 +146,10 @@ class RedisCore(Core):
 
     def _decode(self, suffix: str, data: bytes) -> Entry | None:
         if len(data) < HEADER_SIZE or data[:4] != MAGIC:
-            logger.warning("ignoring corrupted cache entry %s%s (bad header)", self._v, suffix)
+            self.warn_damaged(self._v + suffix, "bad header")
             return None
-        try:
-            value = self.serializer.loads(memoryview(data)[HEADER_SIZE:])  # type: ignore[arg-type]
-        except Exception as exc:
-            logger.warning("ignoring unreadable cache entry %s%s: %r", self._v, suffix, exc)
-            return None
-        return Entry(value, HEADER.unpack_from(data)[1])
+        value = self.decode(memoryview(data)[HEADER_SIZE:], self._v + suffix)
+        return None if value is UNREADABLE else Entry(value, HEADER.unpack_from(data)[1])
 
     def get(self, key: Hashable) -> Entry | None:
         """One ``GET``; an unreadable entry is a miss and a warning.

@@ -27,7 +27,7 @@ from ._sql_engines import SQL_URL_ENV, adopt, engine_source, set_up
 from ._sql_runner import Runner
 from ._sql_schema import DEFAULT_TABLE, key_text, make_table, namespace_text
 from ._sql_statements import Statements
-from .base import Backoff, Core, CoreStats, EntryInfo
+from .base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
 
 __all__ = ["SQL_URL_ENV", "SQLCore"]
 
@@ -103,12 +103,8 @@ class SQLCore(Core):
     def _entry(self, value: bytes | None, timestamp: float | None) -> Entry | None:
         if value is None:
             return None  # a row that only holds a claim
-        try:
-            loaded = self.serializer.loads(value)
-        except Exception as exc:
-            logger.warning("%s: ignoring an unreadable cache entry: %r", self.namespace, exc)
-            return None
-        return Entry(loaded, float(timestamp or 0.0))
+        loaded = self.decode(value, f"in table {self.table.name}")
+        return None if loaded is UNREADABLE else Entry(loaded, float(timestamp or 0.0))
 
     def get(self, key: Hashable) -> Entry | None:
         """One indexed SELECT by primary key."""
