@@ -493,12 +493,12 @@ def test_a_full_disk_fails_open_and_leaves_no_temporary_file(
             no_space()
         return os.open(path, flags, mode)
 
-    overrides: dict[str, Callable[..., Any]] = {
-        "open": open_tmp_fails,
-        "write": no_space,
-        "replace": no_space,
+    overrides: dict[str, dict[str, Callable[..., Any]]] = {
+        "open": {"open": open_tmp_fails},
+        "write": {"write": no_space, "writev": no_space},
+        "replace": {"replace": no_space},
     }
-    monkeypatch.setattr(pickle_module, "os", fake_os(**{failing: overrides[failing]}))
+    monkeypatch.setattr(pickle_module, "os", fake_os(**overrides[failing]))
     with caplog.at_level(logging.WARNING):
         assert tenfold(2) == 20
     assert calls == [1, 2]
@@ -922,3 +922,15 @@ def test_long_namespaces_get_a_hash_suffix(make_core: CoreFactory, cache_dir: Pa
         assert core.set("k", Entry(name, 1.0))
         assert core.get("k") == Entry(name, 1.0)
         assert Path(core.location()).parent == cache_dir.absolute()
+
+
+def test_an_ordinary_first_store_records_the_full_namespace(cache_dir: Path) -> None:
+    long_name = "tests.pickle_core." + "very_long_module_name." * 12 + "f"
+
+    @cached(cache_dir=cache_dir, namespace=long_name)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1  # claim (which makes the directory), compute, store
+    assert len(Path(f.cache_dpath()).name) < len(long_name)  # the directory name is cut
+    assert PickleCore.namespaces(cache_dir=cache_dir) == [long_name]

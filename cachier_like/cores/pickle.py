@@ -80,9 +80,15 @@ def namespace_dirname(namespace: str) -> str:
     return name
 
 
-def encode_entry(timestamp: float, payload: bytes) -> bytes:
-    """The bytes of an entry file."""
-    return _HEADER.pack(MAGIC, timestamp) + payload
+def write_entry(fd: int, timestamp: float, payload: bytes) -> None:
+    """Write an entry file's header and payload to ``fd``, never copying the payload."""
+    header = _HEADER.pack(MAGIC, timestamp)
+    written = os.writev(fd, (header, payload))
+    while written < HEADER_SIZE:  # a short write within the header itself (rare)
+        written += os.write(fd, header[written:])
+    view = memoryview(payload)[written - HEADER_SIZE :]
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class PickleCore(Core):
@@ -111,6 +117,7 @@ class PickleCore(Core):
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
         self.size_limit = size_limit
+        self._named = False  # whether this process saw the namespace file written
 
     def location(self) -> str:
         """The directory holding this function's entries."""
@@ -173,12 +180,12 @@ class PickleCore(Core):
                 self._make_directory()
                 fd = os.open(tmp, flags, 0o666)
             try:
-                view = memoryview(encode_entry(entry.timestamp, payload))
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_entry(fd, entry.timestamp, payload)
             finally:
                 os.close(fd)
             os.replace(tmp, final)
+            if not self._named:
+                self._write_namespace_file()
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -187,10 +194,21 @@ class PickleCore(Core):
 
     def _make_directory(self) -> None:
         os.makedirs(self._dir, exist_ok=True)
-        # The full namespace, for listing stores without importing code (the directory
-        # name may be shortened).
-        with open(os.path.join(self._dir, _NAMESPACE_FILE), "w", encoding="utf-8") as handle:
-            handle.write(self.namespace)
+
+    def _write_namespace_file(self) -> None:
+        """Record the full namespace beside the entries, once per process and function.
+
+        The CLI lists stores without importing code, and the directory name may be
+        shortened. The directory may have been made by a claim rather than by a store,
+        so this runs after the first store, whoever made the directory.
+        """
+        path = os.path.join(self._dir, _NAMESPACE_FILE)
+        if not os.path.exists(path):
+            tmp = f"{path}.{_process_tag}.{threading.get_ident()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(self.namespace)
+            os.replace(tmp, path)
+        self._named = True
 
     def delete(self, key: Hashable) -> None:
         """Remove one entry file."""
