@@ -932,5 +932,5 @@ def test_an_ordinary_first_store_records_the_full_namespace(cache_dir: Path) -> 
         return x
 
     assert f(1) == 1  # claim (which makes the directory), compute, store
-    assert len(Path(f.cache_dpath()).name) < len(long_name)  # the directory name is cut
+    assert len(Path(str(f.cache_dpath())).name) < len(long_name)  # the directory name is cut
     assert PickleCore.namespaces(cache_dir=cache_dir) == [long_name]
