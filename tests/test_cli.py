@@ -26,12 +26,14 @@ from typing import Any
 
 import pytest
 
+import cachier_like
 from cachier_like.cores.pickle import namespace_dirname
 from cachier_like.serialize import DEFAULT_SERIALIZER
 
 pytestmark = pytest.mark.pickle
 
 CLI = Path(sys.executable).parent / "cachier-like"
+PACKAGE_ROOT = Path(cachier_like.__file__).resolve().parent.parent
 MODULE = "clitarget_mod"
 #: Generous bounds: they only matter when something hangs.
 TIMEOUT_S = 60.0
@@ -118,7 +120,9 @@ class Project:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["CACHIER_LIKE_CACHE_DIR"] = str(self.default_cache)
-        env.pop("PYTHONPATH", None)
+        # Only the package under test (this checkout's, not whichever one the console
+        # script's environment has installed) and the working directory are importable.
+        env["PYTHONPATH"] = str(PACKAGE_ROOT)
         return env
 
     def cli(self, *args: str, stdin: int | None = subprocess.DEVNULL) -> CLIResult:
