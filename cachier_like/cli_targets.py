@@ -160,7 +160,8 @@ def check_store_flags(backend: str, args: Any, default: bool) -> None:
     for dest, owners in STORE_FLAG_BACKENDS.items():
         if getattr(args, dest, None) and backend not in owners:
             chosen = f"the default backend {backend}" if default else f"--backend {backend}"
-            fix = f"add --backend {owners[0]}" if default and len(owners) == 1 else "drop it"
+            either = " or ".join(", ".join(owners).rsplit(", ", 1))
+            fix = f"add --backend {either}" if default else f"drop it, or use --backend {either}"
             raise TargetError(
                 f"{flag(dest)} is an option of --backend {' / '.join(owners)}, "
                 f"not of {chosen}: {fix}"

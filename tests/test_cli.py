@@ -962,12 +962,11 @@ def test_a_store_flag_of_another_backend_is_an_error_naming_its_backend(
     chosen = ["--backend", backend] if backend else []
     line = project.cli("ls", flag, value, *chosen).assert_one_line_error()
     assert f"{flag} is an option of --backend {' / '.join(owners)}" in line, line
+    either = " or ".join(", ".join(owners).rsplit(", ", 1))
     if backend is None:
-        assert "the default backend pickle" in line
-        if len(owners) == 1:
-            assert f"add --backend {owners[0]}" in line
+        assert f"not of the default backend pickle: add --backend {either}" in line
     else:
-        assert f"not of --backend {backend}" in line
+        assert f"not of --backend {backend}: drop it, or use --backend {either}" in line
 
 
 def test_clear_with_a_redis_prefix_but_no_backend_clears_nothing(project: Project) -> None:
