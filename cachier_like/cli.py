@@ -1,7 +1,8 @@
 """The ``cachier-like`` command: clear and inspect caches from a shell.
 
-Targets are either an importable cached function (``package.module:function``) or,
-without importing user code, a store named by ``--backend`` and its connection flags.
+Targets are an importable cached function (``package.module:function``), a script's
+function named by its path (``path/to/run.py:function``, never run), or, without
+importing user code, a store named by ``--backend`` and its connection flags.
 """
 
 from __future__ import annotations
@@ -13,14 +14,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from .cli_output import format_age, format_size, parse_duration, print_json, print_table
-from .cli_targets import Target, TargetError, function_target, store_targets
+from .cli_targets import (
+    STORE_FLAG_BACKENDS,
+    Target,
+    TargetError,
+    flag,
+    function_target,
+    is_script_target,
+    open_store,
+    script_target,
+    store_targets,
+)
 from .errors import CachierLikeError
 
 _DRIVER_MODULES = ("redis", "sqlalchemy", "pymongo", "psycopg", "pymysql")
 
 
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("store (instead of a TARGET; nothing is imported)")
+    group = parser.add_argument_group(
+        "store (for a script TARGET, or instead of a TARGET; nothing is imported)"
+    )
     group.add_argument("--backend", choices=["pickle", "redis", "sql", "mongo"])
     group.add_argument("--cache-dir", help="pickle: the cache directory (default: as the library)")
     group.add_argument("--url", help="redis/sql/mongo: the server URL (default: its env var)")
@@ -28,7 +41,9 @@ def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--table", help="sql: the table name")
     group.add_argument("--db", help="mongo: the database name")
     group.add_argument("--collection", help="mongo: the collection name")
-    group.add_argument("--function", help="only this function (its namespace, module.qualname)")
+    group.add_argument(
+        "--function", help="only this function of the store (its namespace, module.qualname)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cachier-like", description="Clear and inspect cachier_like caches."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    target_help = "package.module:function, or path/to/script.py:function"
     # --debug is accepted after the command too; SUPPRESS keeps the top-level value.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -45,11 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     clear = commands.add_parser("clear", help="remove cached entries", parents=[common])
-    clear.add_argument("target", nargs="?", help="package.module:function")
+    clear.add_argument("target", nargs="?", help=target_help)
     _add_store_flags(clear)
     which = clear.add_mutually_exclusive_group()
     which.add_argument("--stale-only", action="store_true", help="only entries past stale_after")
-    which.add_argument("--older-than", metavar="AGE", help="only entries older than AGE (3d, 12h)")
+    which.add_argument(
+        "--older-than", metavar="AGE", help="only entries older than AGE (3d, 12h, '90 minutes')"
+    )
     clear.add_argument("--yes", action="store_true", help="clear a whole store without asking")
     clear.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     clear.add_argument("--json", action="store_true", help="print JSON")
@@ -57,35 +75,42 @@ def build_parser() -> argparse.ArgumentParser:
     claims = commands.add_parser(
         "clear-claims", help="reset stuck in-progress markers", parents=[common]
     )
-    claims.add_argument("target", nargs="?", help="package.module:function")
+    claims.add_argument("target", nargs="?", help=target_help)
     _add_store_flags(claims)
     claims.add_argument("--json", action="store_true", help="print JSON")
 
-    listing = commands.add_parser("ls", help="list cached functions of a store", parents=[common])
+    listing = commands.add_parser(
+        "ls", help="list cached functions: count, size, ages", parents=[common]
+    )
+    listing.add_argument("target", nargs="?", help=target_help)
     _add_store_flags(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
 
     show = commands.add_parser("show", help="list one function's entries", parents=[common])
-    show.add_argument("target", nargs="?", help="package.module:function")
+    show.add_argument("target", nargs="?", help=target_help)
     _add_store_flags(show)
     show.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-_STORE_FLAGS = ("backend", "cache_dir", "url", "prefix", "table", "db", "collection", "function")
+_STORE_FLAGS = ("backend", *STORE_FLAG_BACKENDS, "function")
 
 
 def _targets(args: argparse.Namespace) -> list[Target]:
-    target = getattr(args, "target", None)
+    target = args.target
+    if target and is_script_target(target):
+        if args.function:
+            raise TargetError("give either a TARGET or --function, not both")
+        return [script_target(target, open_store(args))]
     if target:
-        given = [f"--{name.replace('_', '-')}" for name in _STORE_FLAGS if getattr(args, name)]
+        given = [flag(name) for name in _STORE_FLAGS if getattr(args, name)]
         if given:
             raise TargetError(
                 f"give either a TARGET or store flags ({', '.join(given)}), not both: "
                 "an imported function uses its own storage options"
             )
         return [function_target(target)]
-    return store_targets(args.backend or "pickle", args)
+    return store_targets(open_store(args), args.function)
 
 
 def _confirm_whole_store(args: argparse.Namespace, targets: list[Target]) -> None:
@@ -98,9 +123,9 @@ def _confirm_whole_store(args: argparse.Namespace, targets: list[Target]) -> Non
         raise TargetError("nothing cleared")
 
 
-def _bound(args: argparse.Namespace, target: Target) -> float | None:
-    if args.older_than:
-        return parse_duration(args.older_than)
+def _bound(args: argparse.Namespace, older_than: float | None, target: Target) -> float | None:
+    if older_than is not None:
+        return older_than
     if args.stale_only:
         if target.stale_after is None:
             raise TargetError(
@@ -112,12 +137,18 @@ def _bound(args: argparse.Namespace, target: Target) -> float | None:
 
 def cmd_clear(args: argparse.Namespace) -> None:
     """``clear``: remove entries (all, stale, or older than an age)."""
+    older_than = parse_duration(args.older_than) if args.older_than is not None else None
+    if args.stale_only and (not args.target or is_script_target(args.target)):
+        raise TargetError(
+            "--stale-only needs an imported package.module:function, whose stale_after the "
+            "CLI reads; for a store or a script's function use --older-than AGE"
+        )
     targets = _targets(args)
+    bounds = [_bound(args, older_than, target) for target in targets]
     _confirm_whole_store(args, targets)
     now = time.time()
     results: list[dict[str, Any]] = []
-    for target in targets:
-        bound = _bound(args, target)
+    for target, bound in zip(targets, bounds, strict=True):
         if args.dry_run:
             ages = [now - info.timestamp for info in target.core.entries()]
             count = sum(1 for age in ages if bound is None or age > bound)
@@ -151,7 +182,7 @@ def cmd_clear_claims(args: argparse.Namespace) -> None:
 def cmd_ls(args: argparse.Namespace) -> None:
     """``ls``: every function in a store with entry count, size and ages."""
     rows: list[dict[str, Any]] = []
-    for target in store_targets(args.backend or "pickle", args):
+    for target in _targets(args):
         stats = target.core.stats()
         rows.append(
             {
@@ -184,7 +215,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     """``show``: one function's entries with key, age, size and staleness."""
     targets = _targets(args)
     if len(targets) != 1:
-        raise TargetError("show needs one function: a TARGET, or --backend with --function")
+        raise TargetError("show needs one function: a TARGET, or store flags with --function")
     target = targets[0]
     now = time.time()
     rows: list[dict[str, Any]] = []
@@ -230,10 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 success, 1 error, 2 usage, 130 interrupted).
 
     Example:
-        >>> main(["ls", "--cache-dir", "/nonexistent/cachier-like-doc"])
+        >>> import tempfile
+        >>> main(["ls", "--cache-dir", tempfile.mkdtemp()])
         function  entries  size  oldest  newest
         --------  -------  ----  ------  ------
         0
+        >>> main(["ls", "--cache-dir", "/nonexistent/cachier-like-doc"])  # one line on stderr
+        1
     """
     args = build_parser().parse_args(argv)
     try:

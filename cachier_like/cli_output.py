@@ -9,21 +9,34 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+_UNIT_SECONDS = {
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 604800),
+}
+DURATION_FORMS = (
+    "seconds (90), or a number and a unit: 30s, 15m, 12h, 3d, 2w, '90 minutes', "
+    "'1.5 hours', '3 days', '2 weeks'"
+)
 
 
 def parse_duration(text: str) -> float:
-    """Parse ``30s``, ``15m``, ``12h``, ``3d`` or ``2w`` into seconds.
+    """Parse an age such as ``90``, ``12h``, ``3d``, ``"90 minutes"`` or ``"1.5 hours"``.
+
+    A bare number is seconds; ``m`` is minutes (there is no month: use days).
 
     Example:
-        >>> parse_duration("3d"), parse_duration("1.5h")
-        (259200.0, 5400.0)
+        >>> parse_duration("3d"), parse_duration("1.5 hours"), parse_duration("90")
+        (259200.0, 5400.0, 90.0)
     """
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 12h, 3d, 2w)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    match = _DURATION.fullmatch(text.strip().lower())
+    unit = _UNIT_SECONDS.get(match.group(2)) if match else None
+    if match is None or unit is None:
+        raise ValueError(f"not a duration: {text!r}; use {DURATION_FORMS}")
+    return float(match.group(1)) * unit
 
 
 def format_age(timestamp: float | None, now: float | None = None) -> str:

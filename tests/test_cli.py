@@ -26,12 +26,14 @@ from typing import Any
 
 import pytest
 
+import cachier_like
 from cachier_like.cores.pickle import namespace_dirname
 from cachier_like.serialize import DEFAULT_SERIALIZER
 
 pytestmark = pytest.mark.pickle
 
 CLI = Path(sys.executable).parent / "cachier-like"
+PACKAGE_ROOT = Path(cachier_like.__file__).resolve().parent.parent
 MODULE = "clitarget_mod"
 #: Generous bounds: they only matter when something hangs.
 TIMEOUT_S = 60.0
@@ -107,6 +109,38 @@ NOT_A_FUNCTION = 3
 '''
 
 
+SCRIPT_SOURCE = '''
+"""A script with cached functions (written by tests/test_cli.py); run, never imported."""
+
+import sys
+from pathlib import Path
+
+from cachier_like import cached
+
+HERE = Path(__file__).resolve().parent
+
+# Every run leaves a line here, so tests can tell whether the CLI ran the script.
+with open(HERE / "runs.log", "a", encoding="utf-8") as _log:
+    _log.write("run\\n")
+
+
+@cached()
+def featurize(x: int) -> dict[str, object]:
+    """On the default cache directory ($CACHIER_LIKE_CACHE_DIR)."""
+    return {"x": x, "by": HERE.name}
+
+
+@cached(cache_dir=HERE / "cache")
+def local(x: int) -> int:
+    return x
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(featurize(int(arg))["by"], local(int(arg)))
+'''
+
+
 @dataclass(frozen=True)
 class Project:
     """A directory holding the test module, its cache and the default cache."""
@@ -118,15 +152,29 @@ class Project:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["CACHIER_LIKE_CACHE_DIR"] = str(self.default_cache)
-        env.pop("PYTHONPATH", None)
+        # Only the package under test (this checkout's, not whichever one the console
+        # script's environment has installed) and the working directory are importable.
+        env["PYTHONPATH"] = str(PACKAGE_ROOT)
         return env
 
-    def cli(self, *args: str, stdin: int | None = subprocess.DEVNULL) -> CLIResult:
-        """Run the console script in ``root``."""
+    def cli(
+        self,
+        *args: str,
+        stdin: int | None = subprocess.DEVNULL,
+        cwd: Path | None = None,
+        env: dict[str, str | None] | None = None,
+    ) -> CLIResult:
+        """Run the console script in ``root`` (or ``cwd``); ``env`` changes (None: unset)."""
+        environment = self.env()
+        for name, value in (env or {}).items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
         completed = subprocess.run(
             [str(CLI), *args],
-            cwd=self.root,
-            env=self.env(),
+            cwd=cwd or self.root,
+            env=environment,
             stdin=stdin,
             capture_output=True,
             text=True,
@@ -618,13 +666,20 @@ def test_ls_total_size_is_the_sum_of_the_entry_sizes_show_lists(project: Project
         assert totals[ns(function)] == sum(sizes.values()), function
 
 
-def test_ls_empty_and_missing_store(project: Project) -> None:
-    result = project.cli("ls", "--cache-dir", str(project.root / "nowhere"))
+def test_ls_empty_store(project: Project) -> None:
+    (project.root / "empty").mkdir()
+    result = project.cli("ls", "--cache-dir", str(project.root / "empty"))
     result.assert_ok()
     headers, rows = result.table()
     assert headers == ["function", "entries", "size", "oldest", "newest"]
     assert rows == []
-    assert project.cli_json("ls", "--cache-dir", str(project.root / "nowhere")) == {"functions": []}
+    assert project.cli_json("ls", "--cache-dir", str(project.root / "empty")) == {"functions": []}
+
+
+def test_ls_of_one_imported_function(project: Project) -> None:
+    project.store(aged_entries(time.time()))
+    data = project.cli_json("ls", f"{MODULE}:f_extra")
+    assert [(row["function"], row["entries"]) for row in data["functions"]] == [(ns("f_extra"), 2)]
 
 
 def test_show_table_lists_keys_with_age_size_and_staleness(project: Project) -> None:
@@ -790,7 +845,20 @@ ERROR_CASES: dict[str, ErrorCase] = {
         {},
     ),
     "bad duration": ErrorCase(
-        ["clear", f"{MODULE}:f", "--older-than", "3 fortnights"], ["not a duration", "3d"], {}
+        ["clear", f"{MODULE}:f", "--older-than", "3 fortnights"],
+        ["not a duration: '3 fortnights'", "seconds (90)", "3d", "'90 minutes'"],
+        {},
+    ),
+    "missing cache directory": ErrorCase(
+        ["clear", "--cache-dir", "nowhere", "--yes"], ["no cache directory nowhere"], {}
+    ),
+    "redis prefix on the default backend": ErrorCase(
+        ["ls", "--prefix", "shop"], ["--prefix is an option of --backend redis"], {}
+    ),
+    "typo in a script's function": ErrorCase(
+        ["show", "script_run.py:featurise"],
+        ["defines no function 'featurise'", "featurize"],
+        {"script_run.py": SCRIPT_SOURCE},
     ),
     "unknown function in a store": ErrorCase(
         ["clear", "--cache-dir", "cache", "--function", "nobody.here", "--yes"],
@@ -810,8 +878,9 @@ def test_errors_are_one_line_without_traceback(project: Project, case: ErrorCase
     assert result.stdout == ""
     for fragment in case.expect:
         assert fragment in line, (fragment, line)
-    # Nothing was removed.
+    # Nothing was removed, and no script was run.
     assert project.entry_files(ns("f")) == ["new1", "old1", "old2"]
+    assert not (project.root / "runs.log").exists()
 
     debug = project.cli("--debug", *case.args)
     assert debug.returncode != 0
@@ -828,3 +897,386 @@ def test_unreachable_redis_is_one_line(project: Project) -> None:
     debug = project.cli("--debug", *args)
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr, debug.stderr
+
+
+# -- wrong inputs: one-line errors, never an empty answer ------------------------------
+
+COMMANDS = ["ls", "show", "clear", "clear-claims"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_missing_cache_dir_is_an_error(project: Project, command: str) -> None:
+    project.store(aged_entries(time.time()))
+    missing = project.root / "nowhere"
+    result = project.cli(command, "--cache-dir", str(missing), "--function", ns("f"))
+    line = result.assert_one_line_error()
+    assert f"no cache directory {missing} (--cache-dir)" in line
+    assert result.stdout == ""
+    assert not missing.exists()
+
+
+def test_a_missing_default_cache_dir_is_an_error_naming_where_it_came_from(
+    project: Project,
+) -> None:
+    missing = project.root / "unset-cache"
+    result = project.cli("ls", env={"CACHIER_LIKE_CACHE_DIR": str(missing)})
+    line = result.assert_one_line_error()
+    assert f"no cache directory {missing} ($CACHIER_LIKE_CACHE_DIR)" in line
+    assert "--cache-dir" in line
+
+
+def test_a_cache_dir_that_is_a_file_is_an_error(project: Project) -> None:
+    a_file = project.root / "a-file"
+    a_file.write_text("not a directory", encoding="utf-8")
+    line = project.cli("ls", "--cache-dir", str(a_file)).assert_one_line_error()
+    assert f"{a_file} (--cache-dir) is not a directory" in line
+
+
+#: Each store flag, a value for it, and the backends that use it.
+FLAG_OWNERS: dict[str, tuple[str, list[str]]] = {
+    "--cache-dir": ("cache", ["pickle"]),
+    # Port 1 is closed: a flag check that came after connecting would show.
+    "--url": ("redis://127.0.0.1:1", ["redis", "sql", "mongo"]),
+    "--prefix": ("shop", ["redis"]),
+    "--table": ("entries", ["sql"]),
+    "--db": ("shop", ["mongo"]),
+    "--collection": ("entries", ["mongo"]),
+}
+MISPLACED_FLAGS = [
+    (flag, backend)
+    for flag, (_, owners) in FLAG_OWNERS.items()
+    for backend in [None, "pickle", "redis", "sql", "mongo"]
+    if (backend or "pickle") not in owners
+]
+
+
+@pytest.mark.parametrize(
+    ("flag", "backend"),
+    MISPLACED_FLAGS,
+    ids=[f"{flag}-{backend or 'default'}" for flag, backend in MISPLACED_FLAGS],
+)
+def test_a_store_flag_of_another_backend_is_an_error_naming_its_backend(
+    project: Project, flag: str, backend: str | None
+) -> None:
+    value, owners = FLAG_OWNERS[flag]
+    chosen = ["--backend", backend] if backend else []
+    line = project.cli("ls", flag, value, *chosen).assert_one_line_error()
+    assert f"{flag} is an option of --backend {' / '.join(owners)}" in line, line
+    either = " or ".join(", ".join(owners).rsplit(", ", 1))
+    if backend is None:
+        assert f"not of the default backend pickle: add --backend {either}" in line
+    else:
+        assert f"not of --backend {backend}: drop it, or use --backend {either}" in line
+
+
+def test_clear_with_a_redis_prefix_but_no_backend_clears_nothing(project: Project) -> None:
+    """It used to clear the whole default pickle store."""
+    project.call("g", 1, 2)
+    line = project.cli("clear", "--prefix", "shop", "--yes").assert_one_line_error()
+    assert "--prefix" in line and "add --backend redis" in line
+    assert len(project.entry_files(ns("g"), project.default_cache)) == 2
+
+
+SERVER_URLS = {
+    "redis": ("CACHIER_LIKE_REDIS_URL", "server: pass --url redis://"),
+    "sql": ("CACHIER_LIKE_SQL_URL", "database: pass --url postgresql+psycopg://"),
+    "mongo": ("CACHIER_LIKE_MONGO_URL", "server: pass --url mongodb://"),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(SERVER_URLS))
+def test_a_server_backend_without_a_url_says_to_pass_url(project: Project, backend: str) -> None:
+    variable, example = SERVER_URLS[backend]
+    result = project.cli("ls", "--backend", backend, env={variable: None})
+    line = result.assert_one_line_error()
+    assert f"--backend {backend} needs the {example}" in line, line
+    assert f"${variable}" in line
+    for decorator_option in ("redis_client", "sql_engine", "mongetter"):
+        assert decorator_option not in line
+
+
+@pytest.mark.parametrize(
+    ("backend", "url", "expect"),
+    [
+        ("redis", "http://127.0.0.1:6379", "--url 'http://127.0.0.1:6379' is not a Redis URL"),
+        ("sql", "not a url", "--url 'not a url' is not a database URL"),
+        ("mongo", "http://127.0.0.1:27017", "is not a MongoDB URL"),
+    ],
+)
+def test_a_malformed_url_is_an_error(project: Project, backend: str, url: str, expect: str) -> None:
+    line = project.cli("ls", "--backend", backend, "--url", url).assert_one_line_error()
+    assert expect in line, line
+
+
+def _sqlite_store(project: Project) -> str:
+    """A SQLite database holding two entries of ``sqldemo.f``; return its URL."""
+    url = f"sqlite:///{project.root / 'cache.db'}"
+    project.python(
+        f"""
+        from cachier_like import cached
+
+        @cached(backend="sql", sql_engine={url!r}, namespace="sqldemo.f")
+        def f(x: int) -> int:
+            return x
+
+        f(1)
+        f(2)
+        """
+    )
+    return url
+
+
+@pytest.mark.sql
+def test_a_missing_sql_table_is_an_error(project: Project) -> None:
+    url = _sqlite_store(project)
+    store = ["--backend", "sql", "--url", url]
+    data = project.cli_json("ls", *store)
+    assert [(row["function"], row["entries"]) for row in data["functions"]] == [("sqldemo.f", 2)]
+    for command in COMMANDS:
+        result = project.cli(command, *store, "--table", "nope", "--function", "sqldemo.f")
+        line = result.assert_one_line_error()
+        assert "no table 'nope' in sqlite:///" in line and "check --table" in line, line
+    assert project.cli_json("show", *store, "--function", "sqldemo.f")["entries"] != []
+
+
+@pytest.mark.sql
+def test_a_sqlite_database_without_the_cache_table_is_an_error(project: Project) -> None:
+    other = project.root / "other.db"
+    project.python(
+        f"import sqlite3; sqlite3.connect({str(other)!r}).execute('CREATE TABLE t (x INT)')"
+    )
+    result = project.cli("ls", "--backend", "sql", "--url", f"sqlite:///{other}")
+    line = result.assert_one_line_error()
+    assert "no table 'cachier_like_entries'" in line and "pass --table" in line, line
+
+
+@pytest.mark.sql
+def test_a_missing_sqlite_file_is_an_error_and_is_not_created(project: Project) -> None:
+    missing = project.root / "missing.db"
+    result = project.cli("ls", "--backend", "sql", "--url", f"sqlite:///{missing}")
+    line = result.assert_one_line_error()
+    assert f"no SQLite database file {missing} (--url)" in line
+    assert not missing.exists()
+
+
+@pytest.mark.sql
+def test_a_missing_postgres_table_is_an_error(project: Project, postgres_engine: Any) -> None:
+    import sqlalchemy as sa
+
+    from tests.backends.sql_backend import server_url, unique_table
+
+    table = unique_table()
+    store = ["--backend", "sql", "--url", server_url("postgres"), "--table", table]
+    line = project.cli("ls", *store).assert_one_line_error()
+    assert f"no table {table!r} in postgresql" in line, line
+    assert not sa.inspect(postgres_engine).has_table(table)
+
+
+@pytest.mark.mongo
+def test_a_missing_mongo_collection_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No MongoDB server here: mongomock stands in for pymongo, so the CLI runs in-process."""
+    mongomock = pytest.importorskip("mongomock")
+    import pymongo
+
+    from cachier_like import cached
+    from cachier_like.cli import main
+
+    monkeypatch.delenv("CACHIER_LIKE_MONGO_URL", raising=False)
+    url = "mongodb://mongo.test:27017"
+    with mongomock.patch(servers=(("mongo.test", 27017),)):
+
+        @cached(backend="mongo", mongetter=url, namespace="mongodemo.f")
+        def f(x: int) -> int:
+            return x
+
+        f(1)
+        assert main(["ls", "--backend", "mongo", "--url", url, "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["functions"]
+        assert [(row["function"], row["entries"]) for row in rows] == [("mongodemo.f", 1)]
+        for wrong in (["--db", "shop"], ["--collection", "nope"]):
+            assert main(["ls", "--backend", "mongo", "--url", url, *wrong]) == 1
+            captured = capsys.readouterr()
+            assert captured.out == ""
+            assert captured.err.count("\n") == 1, captured.err
+            assert "no collection" in captured.err and "check --db and --collection" in captured.err
+        client: Any = pymongo.MongoClient(url)
+        assert "shop" not in client.list_database_names()  # nothing was created
+        assert client["cachier_like"].list_collection_names() == ["entries"]
+
+
+# -- --older-than ----------------------------------------------------------------------
+
+#: An age, and how many of f's entries (2 h, 1 h and 0 s old) are older than it.
+AGES = {
+    "3 days": 0,
+    "3d": 0,
+    "2 weeks": 0,
+    "12h": 0,
+    "90 minutes": 1,
+    "1.5 hours": 1,
+    "5400": 1,
+    "30m": 2,
+    "1800 seconds": 2,
+    "0.5 Hours": 2,
+}
+
+
+def test_older_than_accepts_units_in_words_and_plain_seconds(project: Project) -> None:
+    project.store(aged_entries(time.time()))
+    for age, older in AGES.items():
+        data = project.cli_json("clear", f"{MODULE}:f", "--older-than", age, "--dry-run")
+        assert data["functions"] == [{"function": ns("f"), "removed": older}], age
+    data = project.cli_json("clear", f"{MODULE}:f", "--older-than", "90 minutes")
+    assert data["functions"] == [{"function": ns("f"), "removed": 1}]
+    assert project.entry_files(ns("f")) == ["new1", "old2"]
+
+
+def test_a_bad_age_is_an_error_even_when_nothing_would_be_cleared(project: Project) -> None:
+    (project.root / "empty").mkdir()
+    args = ["clear", "--cache-dir", str(project.root / "empty"), "--yes"]
+    line = project.cli(*args, "--older-than", "1 month").assert_one_line_error()
+    assert "not a duration: '1 month'" in line and "'90 minutes'" in line, line
+
+
+# -- a script's functions, named by the script's path -----------------------------------
+
+
+def write_script(project: Project, relative: str) -> Path:
+    """Write the test script at ``root/relative``; return its path."""
+    path = project.root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SCRIPT_SOURCE, encoding="utf-8")
+    return path
+
+
+def run_script(project: Project, script: Path, *args: str) -> list[str]:
+    """Run ``python script ARGS`` in ``root``; return which script computed each value."""
+    completed = subprocess.run(
+        [sys.executable, str(script.relative_to(project.root)), *args],
+        cwd=project.root,
+        env=project.env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return [line.split()[0] for line in completed.stdout.splitlines()]
+
+
+def script_runs(script: Path) -> int:
+    log = script.parent / "runs.log"
+    return len(log.read_text(encoding="utf-8").splitlines()) if log.exists() else 0
+
+
+def test_a_scripts_function_is_named_by_its_path_and_never_run(project: Project) -> None:
+    script = write_script(project, "jobs/train/run.py")
+    assert run_script(project, script, "1", "2") == ["train", "train"]
+    namespace = f"{script.resolve()}:featurize"
+    runs = script_runs(script)
+
+    data = project.cli_json("ls", "jobs/train/run.py:featurize")
+    assert [(row["function"], row["entries"]) for row in data["functions"]] == [(namespace, 2)]
+    assert namespace in [row["function"] for row in project.cli_json("ls")["functions"]]
+    shown = project.cli_json("show", f"{script}:featurize")  # an absolute path
+    assert shown["function"] == namespace
+    assert len(shown["entries"]) == 2
+    result = project.cli("show", "train/run.py:featurize", cwd=project.root / "jobs")
+    result.assert_ok()  # relative to the command's working directory
+    assert len(result.table()[1]) == 2
+
+    cleared = project.cli_json("clear", "jobs/train/run.py:featurize")
+    assert cleared["functions"] == [{"function": namespace, "removed": 2}]
+    assert project.cli_json("show", "jobs/train/run.py:featurize")["entries"] == []
+    assert script_runs(script) == runs  # the CLI read the script, never ran it
+
+
+def test_a_scripts_function_on_the_store_the_flags_name(project: Project) -> None:
+    script = write_script(project, "jobs/run.py")
+    run_script(project, script, "1", "2", "3")
+    cache = str(project.root / "jobs" / "cache")
+    target = "jobs/run.py:local"
+    data = project.cli_json("ls", target, "--cache-dir", cache)
+    assert [row["entries"] for row in data["functions"]] == [3]
+    data = project.cli_json("clear", target, "--cache-dir", cache, "--older-than", "1h")
+    assert data["functions"] == [{"function": f"{script.resolve()}:local", "removed": 0}]
+    data = project.cli_json("clear", target, "--cache-dir", cache)
+    assert data["functions"] == [{"function": f"{script.resolve()}:local", "removed": 3}]
+    # The function defined in the script, but nothing stored on this store: empty.
+    assert project.cli_json("show", target)["entries"] == []
+
+
+def test_two_scripts_with_a_function_of_the_same_name_keep_apart(project: Project) -> None:
+    train = write_script(project, "train/run.py")
+    evaluate = write_script(project, "eval/run.py")
+    assert run_script(project, train, "1") == ["train"]
+    assert run_script(project, evaluate, "1") == ["eval"]  # not train's value
+    assert run_script(project, train, "1", "2") == ["train", "train"]
+    counts = {row["function"]: row["entries"] for row in project.cli_json("ls")["functions"]}
+    assert counts == {f"{train.resolve()}:featurize": 2, f"{evaluate.resolve()}:featurize": 1}
+    data = project.cli_json("clear", "train/run.py:featurize")
+    assert data["functions"] == [{"function": f"{train.resolve()}:featurize", "removed": 2}]
+    assert len(project.cli_json("show", "eval/run.py:featurize")["entries"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["show", "run.py:featurise"], ["run.py defines no function 'featurise'", "featurize"]),
+        (["show", "nowhere/run.py:featurize"], ["no script nowhere/run.py"]),
+        (["clear", "run.py:featurize", "--function", "x"], ["either a TARGET or --function"]),
+        (["clear", "run.py:featurize", "--stale-only"], ["stale_after", "--older-than"]),
+        (["ls", "run.py:featurize", "--prefix", "shop"], ["--prefix is an option of"]),
+        (["ls", "run.py:featurize", "--cache-dir", "nowhere"], ["no cache directory nowhere"]),
+        (["show", "jobs/run:featurize"], ["is not a module name", "jobs/run.py:featurize"]),
+    ],
+)
+def test_script_target_errors(project: Project, args: list[str], expect: list[str]) -> None:
+    script = write_script(project, "run.py")
+    result = project.cli(*args)
+    line = result.assert_one_line_error()
+    for fragment in expect:
+        assert fragment in line, (fragment, line)
+    assert script_runs(script) == 0
+
+
+# -- temporary files of interrupted writes ----------------------------------------------
+
+
+def _temporaries(project: Project, function: str) -> tuple[Path, Path]:
+    """An abandoned (two hours old) and a fresh temporary file in ``function``'s directory."""
+    directory = project.cache / namespace_dirname(ns(function))
+    abandoned = directory / "old1.123-abcd0123.456.tmp"
+    fresh = directory / "new1.123-abcd0123.789.tmp"
+    for path in (abandoned, fresh):
+        path.write_bytes(b"half a write")
+    stamp = time.time() - 2 * HOUR
+    os.utime(abandoned, (stamp, stamp))
+    return abandoned, fresh
+
+
+@pytest.mark.parametrize(
+    ("how", "removed"),
+    [(["--stale-only"], 1), (["--older-than", "1d"], 0), ([], 2)],
+    ids=["stale-only", "older-than", "all"],
+)
+def test_clear_removes_temporary_files_over_an_hour_old(
+    project: Project, how: list[str], removed: int
+) -> None:
+    project.store(aged_entries(time.time()))
+    abandoned, fresh = _temporaries(project, "f_extra")
+    data = project.cli_json("clear", f"{MODULE}:f_extra", *how)
+    assert data["functions"] == [{"function": ns("f_extra"), "removed": removed}]  # entries only
+    assert not abandoned.exists()
+    assert fresh.exists()  # it may be a write in progress
+
+
+def test_stale_only_of_an_empty_store_is_still_an_error(project: Project) -> None:
+    (project.root / "empty").mkdir()
+    args = ["clear", "--cache-dir", str(project.root / "empty"), "--stale-only", "--yes"]
+    line = project.cli(*args).assert_one_line_error()
+    assert "--stale-only needs an imported package.module:function" in line
+    assert "--older-than" in line

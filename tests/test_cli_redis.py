@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,53 @@ def test_ls_show_and_clear_a_redis_store(redis_test_client: redis.Redis, redis_p
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
     assert f2.cached_entry(1) is not None
+
+
+def test_a_scripts_function_on_a_redis_store(
+    tmp_path: Path, redis_test_client: redis.Redis, redis_prefix: str
+) -> None:
+    """A script run as ``python job.py`` stores in Redis; the CLI names it by path."""
+    url = redis_url()
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+
+            from cachier_like import cached
+
+
+            @cached(backend="redis", redis_client={url!r}, key_prefix={redis_prefix!r})
+            def featurize(x: int) -> int:
+                return x * 10
+
+
+            print(featurize(int(sys.argv[1])))
+            """
+        ),
+        encoding="utf-8",
+    )
+    for x in ("1", "2"):
+        ran = subprocess.run(
+            [sys.executable, "job.py", x],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+    target = f"{script}:featurize"
+    store = ["--backend", "redis", "--url", url, "--prefix", redis_prefix]
+    namespace = f"{script.resolve()}:featurize"
+    values = f"*{redis_prefix}*:v:*"
+    assert len(list(redis_test_client.scan_iter(values))) == 2
+
+    listed = run_cli("ls", target, *store, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["functions"]
+    assert [(row["function"], row["entries"]) for row in rows] == [(namespace, 2)]
+    cleared = run_cli("clear", target, *store, "--json")
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout)["functions"] == [{"function": namespace, "removed": 2}]
+    assert list(redis_test_client.scan_iter(values)) == []

@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import multiprocessing.queues
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -673,6 +674,8 @@ def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
         other.set(i, Entry(i, 1.0))
     stray = core.directory / "deadbeef.1.2.tmp"
     stray.write_bytes(b"half a write")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(stray, (two_hours_ago, two_hours_ago))  # abandoned, not a write in progress
     assert core.claim(0, 60)
     try:
         assert core.clear() == 4
@@ -922,6 +925,123 @@ def test_long_namespaces_get_a_hash_suffix(make_core: CoreFactory, cache_dir: Pa
         assert core.set("k", Entry(name, 1.0))
         assert core.get("k") == Entry(name, 1.0)
         assert Path(core.location()).parent == cache_dir.absolute()
+
+
+# -- temporary files of interrupted writes ------------------------------------------
+
+TWO_HOURS_S = 2 * 3600.0
+
+
+def make_old(path: Path) -> None:
+    """Backdate ``path`` past the age at which a temporary file counts as abandoned."""
+    stamp = time.time() - TWO_HOURS_S
+    os.utime(path, (stamp, stamp))
+
+
+def sigkilled_writer(core: PickleCore, key: str) -> Path:
+    """Kill (SIGKILL) a forked writer of ``key`` between its write and its rename.
+
+    Returns the temporary file it leaves.
+    """
+    written = FORK.Event()
+
+    def writer() -> None:
+        def block(src: str, dst: str) -> None:
+            written.set()
+            threading.Event().wait()  # until killed
+
+        pickle_module.os = fake_os(replace=block)  # type: ignore[attr-defined]
+        core.set(key, Entry("never renamed", time.time()))
+
+    process = FORK.Process(target=writer, daemon=True)
+    process.start()
+    try:
+        assert written.wait(DEADLINE_S), "the writer never reached its rename"
+        process.kill()
+        process.join(DEADLINE_S)
+        assert process.exitcode == -signal.SIGKILL
+    finally:
+        reap(process)
+    (left,) = tmp_files(core.location())
+    assert left.name.startswith(f"{key}.{process.pid}-"), left.name
+    return left
+
+
+def test_a_sigkilled_writers_temporary_file_is_removed_once_an_hour_old(
+    make_core: CoreFactory,
+) -> None:
+    core = make_core()
+    core.set("kept", Entry("kept", time.time()))
+    left = sigkilled_writer(core, "k")
+    # Fresh: it could be a write in progress, so neither clean-up touches it.
+    assert core.purge_stale(TWO_HOURS_S, time.time()) == 0
+    assert left.exists()
+    assert core.clear() == 1  # the count is of entries, never of temporary files
+    assert left.exists()
+    now = time.time()
+    core.set("kept", Entry("kept", now))
+    make_old(left)
+    assert core.purge_stale(TWO_HOURS_S, now) == 0
+    assert not left.exists()
+    assert core.get("kept") == Entry("kept", now)  # the fresh entry stays
+
+    other = sigkilled_writer(core, "k2")
+    make_old(other)
+    assert core.clear() == 1
+    assert tmp_files(core.location()) == []
+
+
+def test_clear_leaves_a_write_in_progress_to_finish(
+    make_core: CoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent clear must not delete the temporary file a live writer renames next."""
+    core = make_core()
+    core.set("old", Entry("old", 1.0))
+    written, go = threading.Event(), threading.Event()
+
+    def paused_replace(src: str, dst: str) -> None:
+        written.set()
+        assert go.wait(DEADLINE_S)
+        os.replace(src, dst)
+
+    monkeypatch.setattr(pickle_module, "os", fake_os(replace=paused_replace))
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            outcome.append(core.set("k", Entry("new", 2.0)))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert written.wait(DEADLINE_S)
+        assert core.clear() == 1
+        assert core.purge_stale(0.0, time.time()) == 0  # nothing left but the write
+    finally:
+        go.set()
+        writer.join(DEADLINE_S)
+    assert outcome == [True]
+    assert core.get("k") == Entry("new", 2.0)
+    assert tmp_files(core.location()) == []
+
+
+def test_cleanup_stale_removes_abandoned_temporary_files(cache_dir: Path) -> None:
+    @cached(cache_dir=cache_dir, stale_after=3600, cleanup_stale=True, cleanup_interval=0)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(1) == 2
+    directory = Path(str(double.cache_dpath()))
+    abandoned, in_progress = directory / "a.1-0.1.tmp", directory / "b.1-0.1.tmp"
+    abandoned.write_bytes(b"half")
+    in_progress.write_bytes(b"half")
+    make_old(abandoned)
+    assert double(1) == 2  # a hit starts the clean-up in the background
+    wait_until(lambda: not abandoned.exists())
+    assert in_progress.exists()
+    assert double.cached_entry(1) is not None
 
 
 def test_an_ordinary_first_store_records_the_full_namespace(cache_dir: Path) -> None:

@@ -22,6 +22,7 @@ import re
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -225,14 +226,19 @@ class PickleCore(Core):
             return
 
     def clear(self) -> int:
-        """Remove this function's entry files and leftover temporary files."""
+        """Remove this function's entry files (and abandoned temporary files).
+
+        Returns how many entries were removed. Temporary files younger than
+        :attr:`TEMP_MAX_AGE_S` stay: they may be writes in progress.
+        """
         removed = 0
-        for item in list(self._files(_ENTRY_SUFFIX)) + list(self._files(".tmp")):
+        for item in list(self._files(_ENTRY_SUFFIX)):
             try:
                 os.unlink(item.path)
-                removed += item.name.endswith(_ENTRY_SUFFIX)
+                removed += 1
             except FileNotFoundError:
                 pass
+        self._remove_abandoned_temporaries()
         return removed
 
     # -- claims --------------------------------------------------------------------
@@ -265,6 +271,27 @@ class PickleCore(Core):
 
     # -- maintenance ---------------------------------------------------------------
 
+    #: Age (by modification time) after which a temporary file is taken to be the
+    #: leftover of a writer that died between writing and renaming it; a live writer
+    #: touches its file as it writes, so a younger one is left for its rename.
+    TEMP_MAX_AGE_S = 3600.0
+    _TEMP_SUFFIX = ".tmp"  # as ``set`` names them
+
+    def _remove_abandoned_temporaries(self) -> int:
+        # Ages by the real clock, like the file system's: not a caller's ``now``.
+        now = time.time()
+        removed = 0
+        for item in list(self._files(self._TEMP_SUFFIX)):
+            try:
+                if now - item.stat().st_mtime > self.TEMP_MAX_AGE_S:
+                    os.unlink(item.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        if removed:
+            logger.debug("removed %d abandoned temporary file(s) under %s", removed, self._dir)
+        return removed
+
     def _stamp(self, path: str) -> float | None:
         try:
             with open(path, "rb") as handle:
@@ -276,7 +303,12 @@ class PickleCore(Core):
         return float(_HEADER.unpack(header)[1])
 
     def purge_stale(self, older_than_s: float, now: float) -> int:
-        """Remove entry files (and corrupted ones) calculated before ``now - older_than_s``."""
+        """Remove entry files (and corrupted ones) calculated before ``now - older_than_s``.
+
+        Returns how many entries were removed; abandoned temporary files (older than
+        :attr:`TEMP_MAX_AGE_S`) go too.
+        """
+        self._remove_abandoned_temporaries()
         removed = 0
         for item in list(self._files(_ENTRY_SUFFIX)):
             stamp = self._stamp(item.path)
