@@ -1,9 +1,11 @@
 """Keeping calculation claims alive on cores whose claims are leases (server cores).
 
-A claim on Redis, SQL or MongoDB expires after ``lease`` seconds unless renewed, so a
-calculator that dies stops blocking others within one lease. A live calculator must
-therefore renew its claims while it computes: one daemon thread per process renews
-every held lease at a third of its length.
+A claim on Redis, SQL or MongoDB expires after ``lease`` seconds (10 by default) unless
+renewed, so a calculator that dies stops blocking others within one lease. A live
+calculator must therefore renew its claims while it computes: one daemon thread per
+process renews every held lease at a third of its length, and retries a renewal that
+failed (the store briefly unreachable) after a tenth of it, so a claim survives an
+outage of up to about two thirds of a lease.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cachier_like")
 
 _RENEW_FRACTION = 1 / 3
+_RETRY_FRACTION = 1 / 10
 
 
 class LeaseKeeper:
@@ -103,6 +106,7 @@ class LeaseKeeper:
                     kept = core.renew(key, lease_s)
                 except Exception as exc:
                     logger.warning("%s: could not renew a claim: %r", core.namespace, exc)
+                    self._retry_soon(token, lease_s)
                     continue
                 if not kept:
                     logger.warning(
@@ -111,6 +115,12 @@ class LeaseKeeper:
                         core.namespace,
                     )
                     self.drop(token)
+
+    def _retry_soon(self, token: int, lease_s: float) -> None:
+        with self._cond:
+            held = self._leases.get(token)
+            if held is not None:
+                self._leases[token] = (*held[:3], time.monotonic() + lease_s * _RETRY_FRACTION)
 
     def _after_fork(self) -> None:
         # The child has no renewal thread and holds none of the parent's claims.
