@@ -26,6 +26,8 @@ logger = logging.getLogger("cachier_like")
 
 _RENEW_FRACTION = 1 / 3
 _RETRY_FRACTION = 1 / 10
+#: A store that stays down fails every retry: one warning per function this often.
+_WARN_EVERY_S = 30.0
 
 
 class LeaseKeeper:
@@ -49,6 +51,7 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         # When the renewal thread next wakes by itself (inf: only when notified).
         self._wake_at = math.inf
+        self._warned: dict[str, float] = {}  # namespace -> when a failed renewal was logged
 
     def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
         """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`."""
@@ -105,7 +108,7 @@ class LeaseKeeper:
                 try:
                     kept = core.renew(key, lease_s)
                 except Exception as exc:
-                    logger.warning("%s: could not renew a claim: %r", core.namespace, exc)
+                    self._warn(core.namespace, exc)
                     self._retry_soon(token, lease_s)
                     continue
                 if not kept:
@@ -115,6 +118,12 @@ class LeaseKeeper:
                         core.namespace,
                     )
                     self.drop(token)
+
+    def _warn(self, namespace: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(namespace, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._warned[namespace] = now
+            logger.warning("%s: could not renew a claim (retrying): %r", namespace, error)
 
     def _retry_soon(self, token: int, lease_s: float) -> None:
         with self._cond:
@@ -128,6 +137,7 @@ class LeaseKeeper:
         self._leases = {}
         self._thread = None
         self._wake_at = math.inf
+        self._warned = {}
 
 
 KEEPER = LeaseKeeper()

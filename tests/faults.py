@@ -9,6 +9,8 @@ binaries are missing.
 - :func:`private_redis`: ``redis-server --port N --save ''``.
 - :func:`private_postgres`: ``initdb`` into a temporary directory, then ``postgres`` on
   a free port, as the ``postgres`` user when the tests run as root.
+- :func:`private_mariadb`: ``mariadb-install-db``, then ``mariadbd`` on a free port
+  (``--skip-grant-tables``: ``root`` without a password), as ``mysql`` under root.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,32 +64,48 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     hung: list[int] = field(default_factory=list)
+    stop_signal: int = signal.SIGTERM  # PostgreSQL: SIGINT (SIGTERM waits for its clients)
+    resumed_at: float = 0.0  # time.monotonic() of the last resume
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def pids(self) -> list[int]:
         """The server's process and its children."""
         return [self.process.pid, *children_of(self.process.pid)]
 
-    def hang(self) -> None:
-        """``SIGSTOP`` every process of the server: it stops answering, connections stay."""
-        assert not self.hung, "already hung"
-        os.kill(self.process.pid, signal.SIGSTOP)  # first, so it forks no more children
-        self.hung = self.pids()
-        for pid in self.hung[1:]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
+    def hang(self, for_s: float | None = None) -> None:
+        """``SIGSTOP`` every process of the server: it stops answering, connections stay.
+
+        With ``for_s``, a timer resumes it that much later, whatever the test is doing
+        (so code that blocks on the hung server cannot block the test forever).
+        """
+        with self._lock:
+            assert not self.hung, "already hung"
+            os.kill(self.process.pid, signal.SIGSTOP)  # first, so it forks no more children
+            self.hung = self.pids()
+            for pid in self.hung[1:]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+        if for_s is not None:
+            timer = threading.Timer(for_s, self.resume)
+            timer.daemon = True
+            timer.start()
 
     def resume(self) -> None:
-        """``SIGCONT`` every process ``hang`` stopped."""
-        for pid in reversed(self.hung):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-        self.hung = []
+        """``SIGCONT`` every process ``hang`` stopped (nothing if it is not hung)."""
+        with self._lock:
+            if not self.hung:
+                return
+            for pid in reversed(self.hung):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            self.hung = []
+            self.resumed_at = time.monotonic()
 
     def stop(self) -> None:
         """Resume if hung, then end the server by its PID."""
         self.resume()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # PostgreSQL: fast shutdown; Redis: exit
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(START_S)
             except subprocess.TimeoutExpired:
@@ -185,12 +204,70 @@ def private_postgres() -> Iterator[Server]:
             command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        server = Server("postgres", url, process)
+        server = Server("postgres", url, process, stop_signal=signal.SIGINT)
 
         def probe() -> None:
             psycopg.connect(
                 host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2
             ).close()
+
+        _wait_until_up(server, probe)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _sbin(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+@contextlib.contextmanager
+def private_mariadb() -> Iterator[Server]:
+    """A MariaDB server of this test's own, with a database ``test``."""
+    import sqlalchemy as sa
+
+    server_binary = _binary(_sbin("mariadbd"), "mariadbd")
+    install = _binary(_sbin("mariadb-install-db"), "mariadb-install-db")
+    user = "mysql" if os.geteuid() == 0 else None
+    base = tempfile.mkdtemp(prefix="cachier-like-mariadb-")
+    if user is not None:
+        os.chown(base, pwd.getpwnam(user).pw_uid, -1)
+    data, port = os.path.join(base, "data"), free_port()
+    as_user = [f"--user={user}"] if user is not None else []
+    server: Server | None = None
+    try:
+        subprocess.run(
+            [install, "--no-defaults", f"--datadir={data}", "--skip-test-db", *as_user],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        command = [
+            server_binary,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={base}/mariadb.sock",
+            f"--pid-file={base}/mariadb.pid",
+            "--skip-grant-tables",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            *as_user,
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = Server("mariadbd", f"mysql+pymysql://root@127.0.0.1:{port}/test", process)
+
+        def probe() -> None:
+            url = f"mysql+pymysql://root@127.0.0.1:{port}/"
+            engine = sa.create_engine(url, connect_args={"connect_timeout": 2})
+            try:
+                with engine.begin() as connection:
+                    connection.execute(sa.text("CREATE DATABASE IF NOT EXISTS test"))
+            finally:
+                engine.dispose()
 
         _wait_until_up(server, probe)
         yield server

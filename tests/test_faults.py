@@ -15,12 +15,13 @@ Each test prints what it measured (run with ``-s`` to see it).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,11 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from cachier_like import cached
-from tests.faults import Server, private_postgres, private_redis
-from tests.support import DEADLINE_S, StuckCalculator, start_waiter, wait_until
+from cachier_like import BackendError, cached
+from cachier_like.cores.memory import MemoryCore
+from cachier_like.leases import LeaseKeeper
+from tests.faults import Server, private_mariadb, private_postgres, private_redis
+from tests.support import DEADLINE_S, StuckCalculator, start_waiter, wait_until, warnings_in
 
 #: The promises under test.
 HANG_S = 10.0
@@ -52,6 +55,12 @@ def redis_server() -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[Server]:
     with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mariadb_server() -> Iterator[Server]:
+    with private_mariadb() as server:
         yield server
 
 
@@ -85,10 +94,9 @@ def call_through_hang(
     """Hang ``server`` for HANG_S while calling ``call`` in a loop; time it and the resume."""
     blocked = longest = 0.0
     calls = 0
-    server.hang()
+    server.hang(for_s=HANG_S)
     try:
-        began = time.monotonic()
-        while time.monotonic() - began < HANG_S:
+        while server.hung:
             start = time.monotonic()
             call()
             took = time.monotonic() - start
@@ -96,9 +104,8 @@ def call_through_hang(
             time.sleep(PACE_S)
     finally:
         server.resume()
-    answered = time.monotonic()
     wait_until(is_hit, timeout_s=DEADLINE_S)
-    return Outage(blocked, longest, calls, time.monotonic() - answered)
+    return Outage(blocked, longest, calls, time.monotonic() - server.resumed_at)
 
 
 class Counted:
@@ -156,9 +163,9 @@ def test_a_hung_redis_blocks_each_of_many_threads_once(redis_server: Server) -> 
     workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
-    redis_server.hang()
+    redis_server.hang(for_s=HANG_S / 2)
     try:
-        stop.wait(HANG_S / 2)
+        wait_until(lambda: not redis_server.hung, timeout_s=DEADLINE_S)
     finally:
         redis_server.resume()
         stop.set()
@@ -202,6 +209,19 @@ def test_a_hung_postgresql_blocks_a_calling_thread_briefly_and_caching_resumes(
 
 
 @pytest.mark.sql
+def test_a_hung_mariadb_blocks_a_calling_thread_briefly_and_caching_resumes(
+    mariadb_server: Server,
+) -> None:
+    counted = Counted()
+    table = unique("hang")
+    f = cached(backend="sql", sql_engine=mariadb_server.url, table_name=table)(counted)
+    assert f(1) == 2 and counted.hit(f, 1)
+    outage = call_through_hang(mariadb_server, lambda: f(1), lambda: counted.hit(f, 1))
+    assert_bounded(outage, "MariaDB (URL engine, PyMySQL), one thread")
+    assert outage.calls > 100
+
+
+@pytest.mark.sql
 def test_a_statement_waiting_on_a_busy_postgresql_is_not_cut(postgres_server: Server) -> None:
     # The watchdog must tell a server that answers (here: a row lock held by another
     # session) from one that hangs, and leave a slow statement on the former alone.
@@ -225,7 +245,7 @@ def test_a_statement_waiting_on_a_busy_postgresql_is_not_cut(postgres_server: Se
         session.rollback()
     writer.join(DEADLINE_S)
     assert stored == [True]
-    assert not core._ready.runner.down  # type: ignore[attr-defined]
+    assert not core._ready.runner.down
     other.dispose()
 
 
@@ -317,3 +337,35 @@ def test_a_mongodb_that_never_answers_blocks_only_the_first_call() -> None:
     # server afterwards, re-checking it in the background at most every PROBE_MAX_S.
     assert longest <= 2.0 + PROBE_MAX_S
     assert blocked - longest <= 0.5
+
+
+def test_a_failed_renewal_is_retried_soon_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The keeper's own logic, on a core whose store refuses three renewals in a row.
+    lease = 1.5
+    attempts: list[float] = []
+
+    class Flaky(MemoryCore):
+        leases = True
+
+        def renew(self, key: Hashable, lease_s: float) -> bool:
+            attempts.append(time.monotonic())
+            if len(attempts) <= 3:
+                raise BackendError("the store is down")
+            return True
+
+    keeper = LeaseKeeper()
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        held_at = time.monotonic()
+        token = keeper.hold(Flaky("tests.flaky"), "k", lease)
+        wait_until(lambda: len(attempts) >= 4)
+        keeper.drop(token)
+    gaps = [b - a for a, b in zip([held_at, *attempts], attempts, strict=False)]
+    assert gaps[0] >= lease / 3 * 0.9  # the first renewal: a third of the lease in
+    # Each retry comes a tenth of a lease after the failure, not a third: three failed
+    # renewals in a row still leave time for a fourth before the lease lapses.
+    assert all(gap < lease / 3 * 0.8 for gap in gaps[1:]), gaps
+    assert attempts[-1] - held_at < lease
+    renewals = [m for m in warnings_in(caplog) if "could not renew" in m]
+    assert len(renewals) == 1, renewals
