@@ -665,7 +665,7 @@ def test_a_missing_or_wrong_sql_engine_is_a_configuration_error(
         SQLCore("f", sql_engine="not a url")
     with pytest.raises(ConfigurationError, match="knows no database or driver 'nosuchdb'"):
         SQLCore("f", sql_engine="nosuchdb://host/db")
-    with pytest.raises(ConfigurationError, match=r"postgresql\.nosuchdriver"):
+    with pytest.raises(ConfigurationError, match=r"postgresql\+nosuchdriver"):
         SQLCore("f", sql_engine="postgresql+nosuchdriver://host/db")
     memory_per_thread = sa.create_engine("sqlite://")
     with pytest.raises(ConfigurationError, match="StaticPool"):
