@@ -82,11 +82,11 @@ class Runner(Breaker):
         dialect = engine.dialect
         dbapi = dialect.loaded_dbapi
         self._dbapi_error: type[Exception] = dbapi.Error
-        #: Errors meaning the server is unreachable or not answering (the breaker trips).
+        #: Errors meaning the server is unreachable or not answering (the breaker trips);
+        #: not the pool's TimeoutError: a busy pool is the application's, not an outage.
         self._unreachable: tuple[type[Exception], ...] = (
             sa.exc.OperationalError,
             sa.exc.InterfaceError,
-            sa.exc.TimeoutError,  # no pooled connection came free
             *(getattr(dbapi, name) for name in _DBAPI_UNREACHABLE if hasattr(dbapi, name)),
         )
         self._is_disconnect = dialect.is_disconnect

@@ -112,15 +112,14 @@ def _is_collection(obj: object) -> bool:
 class _ClientBreaker(Breaker):
     """The breaker of one client (shared by every core on it); the probe is a ``ping``."""
 
-    def __init__(self, client: Any, database: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = weakref.ref(client)
-        self._database = weakref.ref(database)
         self._init_breaker("MongoDB")
 
     def probe(self) -> None:
-        database = self._database()
-        if database is not None:
-            database.command("ping")
+        client = self.client()
+        if client is not None:  # else no core uses it any more
+            client.admin.command("ping")
 
     def run(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.down:
@@ -143,14 +142,13 @@ _breakers: dict[int, _ClientBreaker] = {}
 
 
 def _breaker_for(coll: Any) -> _ClientBreaker:
-    database = coll.database
-    client = database.client
+    client = coll.database.client
     with _clients_lock:
         breaker = _breakers.get(id(client))
         if breaker is None or breaker.client() is not client:
             for key in [k for k, b in _breakers.items() if b.client() is None]:
                 del _breakers[key]
-            breaker = _breakers[id(client)] = _ClientBreaker(client, database)
+            breaker = _breakers[id(client)] = _ClientBreaker(client)
         return breaker
 
 
