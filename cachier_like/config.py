@@ -34,7 +34,7 @@ _DEFAULTS: dict[str, Any] = {
     "cleanup_interval": timedelta(days=1),
     "allow_non_static_methods": False,
     "raise_on_error": False,
-    "lease": 60.0,
+    "lease": 10.0,  # renewed every third while computing; a dead calculator's key frees within it
     "caching_enabled": True,
     # Longest wait at exit for pending next_time refreshes, all together (seconds).
     "refresh_exit_timeout": 30.0,

@@ -1,9 +1,11 @@
 """Keeping calculation claims alive on cores whose claims are leases (server cores).
 
-A claim on Redis, SQL or MongoDB expires after ``lease`` seconds unless renewed, so a
-calculator that dies stops blocking others within one lease. A live calculator must
-therefore renew its claims while it computes: one daemon thread per process renews
-every held lease at a third of its length.
+A claim on Redis, SQL or MongoDB expires after ``lease`` seconds (10 by default) unless
+renewed, so a calculator that dies stops blocking others within one lease. A live
+calculator must therefore renew its claims while it computes: one daemon thread per
+process renews every held lease at a third of its length, and retries a renewal that
+failed (the store briefly unreachable) after a tenth of it, so a claim survives an
+outage of up to about two thirds of a lease.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cachier_like")
 
 _RENEW_FRACTION = 1 / 3
+_RETRY_FRACTION = 1 / 10
+#: A store that stays down fails every retry: one warning per function this often.
+_WARN_EVERY_S = 30.0
 
 
 class LeaseKeeper:
@@ -46,6 +51,7 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         # When the renewal thread next wakes by itself (inf: only when notified).
         self._wake_at = math.inf
+        self._warned: dict[str, float] = {}  # namespace -> when a failed renewal was logged
 
     def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
         """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`."""
@@ -102,7 +108,8 @@ class LeaseKeeper:
                 try:
                     kept = core.renew(key, lease_s)
                 except Exception as exc:
-                    logger.warning("%s: could not renew a claim: %r", core.namespace, exc)
+                    self._warn(core.namespace, exc)
+                    self._retry_soon(token, lease_s)
                     continue
                 if not kept:
                     logger.warning(
@@ -112,12 +119,25 @@ class LeaseKeeper:
                     )
                     self.drop(token)
 
+    def _warn(self, namespace: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(namespace, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._warned[namespace] = now
+            logger.warning("%s: could not renew a claim (retrying): %r", namespace, error)
+
+    def _retry_soon(self, token: int, lease_s: float) -> None:
+        with self._cond:
+            held = self._leases.get(token)
+            if held is not None:
+                self._leases[token] = (*held[:3], time.monotonic() + lease_s * _RETRY_FRACTION)
+
     def _after_fork(self) -> None:
         # The child has no renewal thread and holds none of the parent's claims.
         self._cond = threading.Condition(threading.Lock())
         self._leases = {}
         self._thread = None
         self._wake_at = math.inf
+        self._warned = {}
 
 
 KEEPER = LeaseKeeper()

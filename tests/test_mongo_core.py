@@ -546,7 +546,8 @@ def test_url_mongetter_builds_its_client_on_first_use(monkeypatch: pytest.Monkey
 
     assert built == []
     assert f(2) == 6
-    assert built == [("mongodb://nowhere.invalid:27017", {"serverSelectionTimeoutMS": 2000})]
+    timeouts = {"serverSelectionTimeoutMS": 2000, "socketTimeoutMS": 1000, "connectTimeoutMS": 1000}
+    assert built == [("mongodb://nowhere.invalid:27017", timeouts)]
     assert client["db1"]["c1"].find_one({"ns": f.namespace}) is not None
 
 
@@ -594,18 +595,59 @@ def test_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert peek["envdb"][mongo_module.DEFAULT_COLLECTION].count_documents({}) == 1
 
 
-def test_no_mongetter_and_no_environment_is_raised_at_the_first_call(
+def test_no_mongetter_and_no_environment_is_a_configuration_error_at_the_first_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(URL_ENV, raising=False)
+    calls: list[int] = []
 
     @cached(backend="mongo")  # decorating needs nothing yet
     def f(x: int) -> int:
+        calls.append(x)
         return x
 
-    # A configuration mistake, not a store failing: raised, never failed open.
     with pytest.raises(ConfigurationError, match=URL_ENV):
-        f(3)
+        f(3)  # a mistake to fix: raised, not "failed open"
+    assert calls == []
+
+
+@pytest.mark.usefixtures("url_clients")
+def test_the_url_may_be_set_after_decoration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(URL_ENV, raising=False)
+
+    @cached(backend="mongo")  # a module imported before load_dotenv()
+    def f(x: int) -> int:
+        return x * 5
+
+    monkeypatch.setenv(URL_ENV, "mongodb://late-mongo.example:27017/latedb")
+    with mongomock.patch(servers=(("late-mongo.example", 27017),)):
+        assert f(2) == 10
+        peek: Any = pymongo.MongoClient("mongodb://late-mongo.example:27017")
+        assert peek["latedb"][mongo_module.DEFAULT_COLLECTION].count_documents({}) == 1
+
+
+@pytest.mark.usefixtures("url_clients")
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mongetter": "mongodb://127.0.0.1:notaport/"},
+        {"mongetter": DEAD_URL, "backend_options": {"server_selection_timeout_ms": "soon"}},
+    ],
+    ids=["bad-port", "bad-timeout"],
+)
+def test_an_invalid_url_or_option_is_a_configuration_error_at_the_first_call(
+    options: dict[str, Any],
+) -> None:
+    calls: list[int] = []
+
+    @cached(backend="mongo", **options)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    with pytest.raises(ConfigurationError, match="invalid MongoDB URL"):
+        f(1)
+    assert calls == []
 
 
 @pytest.mark.parametrize(

@@ -712,29 +712,44 @@ def test_a_callable_client_is_called_once_on_first_use(redis_prefix: str) -> Non
     made[0].close()
 
 
-def test_the_url_comes_from_the_environment_without_a_client(
+def test_the_url_comes_from_the_environment_at_the_first_call(
     redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(redis_module.URL_ENV, redis_url())
+    # Decorated before the variable is set (a module imported before load_dotenv()).
+    monkeypatch.delenv(redis_module.URL_ENV, raising=False)
 
     @cached(backend="redis", key_prefix=redis_prefix)
     def f(x: int) -> int:
         return x - 1
 
+    monkeypatch.setenv(redis_module.URL_ENV, redis_url())
     assert f(5) == 4
     assert f.cached_entry(5) is not None
+    assert f.core.stats().entries == 1  # stored on the server the variable names
 
-    monkeypatch.delenv(redis_module.URL_ENV)
+
+def test_no_server_anywhere_is_a_configuration_error_at_the_first_call(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(redis_module.URL_ENV, raising=False)
+    calls: list[int] = []
+
+    @cached(backend="redis", key_prefix=redis_prefix)  # decorating needs nothing yet
+    def g(x: int) -> int:
+        calls.append(x)
+        return x
+
     with pytest.raises(ConfigurationError, match=redis_module.URL_ENV):
-
-        @cached(backend="redis", key_prefix=redis_prefix)
-        def g(x: int) -> int:
-            return x
+        g(1)  # raised to the caller, not "failed open"
+    monkeypatch.setenv(redis_module.URL_ENV, "http://localhost:6379")
+    with pytest.raises(ConfigurationError, match="must be a URL starting with"):
+        g(1)
+    assert calls == []
 
 
 @pytest.mark.parametrize(
     ("client", "message"),
-    [(42, "not int"), ("http://localhost", "must start with"), (b"redis://", "not bytes")],
+    [(42, "not int"), ("http://localhost", "URL starting with"), (b"redis://", "not bytes")],
     ids=["number", "http-url", "bytes"],
 )
 def test_an_invalid_client_is_a_configuration_error(client: Any, message: str) -> None:
@@ -754,6 +769,15 @@ def test_a_decoding_client_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="decode"):
         f(1)  # the factory's client is checked on first use: a mistake, raised
     decoding.close()
+
+
+def test_an_invalid_url_option_is_a_configuration_error_at_the_first_call() -> None:
+    @cached(backend="redis", redis_client=f"{redis_url()}?socket_timeout=soon")
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(ConfigurationError, match="socket_timeout"):
+        f(1)
 
 
 # -- Redis Cluster (when one is given) ---------------------------------------------------

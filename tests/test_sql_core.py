@@ -652,18 +652,136 @@ def test_a_missing_or_wrong_sql_engine_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(SQL_URL_ENV, raising=False)
+    from_environment = SQLCore("f")  # the variable is read on first use
     with pytest.raises(ConfigurationError, match=SQL_URL_ENV):
-        SQLCore("f")
+        from_environment.get("k")
+    monkeypatch.setenv(SQL_URL_ENV, "nosuchdb://host/db")
+    with pytest.raises(ConfigurationError, match="nosuchdb"):
+        from_environment.get("k")
+    # What needs no server nor environment is checked at once.
     with pytest.raises(ConfigurationError, match="sql_engine"):
         SQLCore("f", sql_engine=42)
     with pytest.raises(ConfigurationError, match="URL"):
         SQLCore("f", sql_engine="not a url")
+    with pytest.raises(ConfigurationError, match="knows no database or driver 'nosuchdb'"):
+        SQLCore("f", sql_engine="nosuchdb://host/db")
+    with pytest.raises(ConfigurationError, match=r"postgresql\+nosuchdriver"):
+        SQLCore("f", sql_engine="postgresql+nosuchdriver://host/db")
     memory_per_thread = sa.create_engine("sqlite://")
     with pytest.raises(ConfigurationError, match="StaticPool"):
         SQLCore("f", sql_engine=memory_per_thread)
     bad_factory = SQLCore("f", sql_engine=lambda: "sqlite://")
     with pytest.raises(ConfigurationError, match="Engine"):
         bad_factory.get("k")
+
+
+def test_the_url_comes_from_the_environment_at_the_first_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decorated before the variable is set (a module imported before load_dotenv()).
+    monkeypatch.delenv(SQL_URL_ENV, raising=False)
+    calls: list[int] = []
+
+    @cached(backend="sql")
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    with pytest.raises(ConfigurationError, match=SQL_URL_ENV):
+        f(1)  # raised to the caller, not "failed open"
+    monkeypatch.setenv(SQL_URL_ENV, f"sqlite:///{tmp_path / 'env.sqlite'}")
+    assert f(1) == 2 and f(1) == 2
+    assert calls == [1]
+    assert (tmp_path / "env.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/test?no_such_option=1", "no_such_option"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/test?connect_timeout=soon", "soon"),
+        ("mysql+pymysql://root@127.0.0.1:3306/test?no_such_option=1", "no_such_option"),
+        ("mysql+pymysql://root@127.0.0.1:3306/test?connect_timeout=soon", "soon"),
+    ],
+    ids=["postgres-unknown", "postgres-bad-value", "mysql-unknown", "mysql-bad-value"],
+)
+def test_an_invalid_url_option_is_a_configuration_error_at_the_first_call(
+    url: str, message: str
+) -> None:
+    calls: list[int] = []
+
+    @cached(backend="sql", sql_engine=url, table_name=unique_table())
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    with pytest.raises(ConfigurationError, match=message):
+        f(1)
+    assert calls == []
+
+
+_WITHOUT_DRIVER = """
+import sys
+sys.modules[{module!r}] = None  # importing the driver now fails, as if not installed
+from cachier_like import MissingDriverError, cached
+
+@cached(backend="sql", sql_engine={url!r})  # decorating needs no driver
+def f(x):
+    return x + 1
+
+try:
+    f(1)
+except MissingDriverError as exc:
+    print(exc)
+else:
+    print("no error: the call failed open")
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "url", "advice"),
+    [
+        (
+            "psycopg",
+            "postgresql+psycopg://u@127.0.0.1:1/db",
+            "pip install 'cachier_like[postgres]'",
+        ),
+        ("psycopg", "postgresql://u@127.0.0.1:1/db", "pip install 'cachier_like[postgres]'"),
+        ("pymysql", "mysql+pymysql://u@127.0.0.1:1/db", "pip install 'cachier_like[mysql]'"),
+        ("MySQLdb", "mysql://u@127.0.0.1:1/db", "use mysql+pymysql:// and pip install"),
+        ("pyodbc", "mssql+pyodbc://u@127.0.0.1:1/db", "driver module 'pyodbc'"),
+    ],
+    ids=["psycopg", "postgresql-default", "pymysql", "mysqldb", "other-dialect"],
+)
+def test_a_missing_driver_is_raised_naming_what_to_install(
+    module: str, url: str, advice: str
+) -> None:
+    code = _WITHOUT_DRIVER.format(module=module, url=url)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert advice in done.stdout, done.stdout
+    assert module in done.stdout
+
+
+def test_a_server_that_is_down_at_run_time_still_fails_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # free once closed: nothing listens there
+    calls: list[int] = []
+
+    @cached(backend="sql", sql_engine=f"postgresql+psycopg://postgres@127.0.0.1:{port}/test")
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 3
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert [f(2), f(2), f(2)] == [6, 6, 6]
+    assert calls == [2, 2, 2]
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "refused" in warned[0], warned
 
 
 def test_in_memory_sqlite_is_shared_by_the_threads_of_a_process() -> None:

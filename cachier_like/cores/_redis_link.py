@@ -9,9 +9,10 @@ settings (host, auth, TLS, database, timeouts, retry), when the client is a
 Sentinel, a ``BlockingConnectionPool``, client-side caching) runs them through its own
 ``execute_command``, keeping its routing and limits.
 
-A link is shared by every core that uses the same client, and it stops calling a server
-that just failed to connect or answer for :data:`RETRY_AFTER_S`, so a dead server costs
-one timeout per second rather than one per call.
+A link is shared by every core that uses the same client. It is a circuit breaker
+(:mod:`._breaker`): once the server fails to connect or answer in time, calls fail at
+once while a background thread pings it, and resume when it answers; so a dead or hung
+server costs the calls in flight one timeout each, not one timeout per call.
 """
 
 from __future__ import annotations
@@ -36,17 +37,20 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import BackendError, ConfigurationError
+from ._breaker import Breaker
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
 """Environment variable holding the server URL when no ``redis_client`` is given."""
 Client = redis.Redis | RedisCluster
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
-#: After a connection error or timeout, calls fail at once for this long.
+#: After a failure to build a client (a RedisCluster connects as it is built), the
+#: next attempt waits this long.
 RETRY_AFTER_S = 1.0
-#: Socket timeouts of clients built from a URL (the URL's query parameters win).
-URL_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 5.0}
+#: Timeouts of clients built from a URL (the URL's query parameters win): a server that
+#: stops answering costs a call half a second before the breaker opens.
+URL_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 SCAN_COUNT = 500
-#: Longest single blocking read of a waiter (kept under half the socket timeout).
+#: Longest single blocking read of a waiter (cut to half the socket timeout).
 MAX_BLOCK_S = 1.0
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FAST_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
@@ -82,22 +86,18 @@ def _checked(client: Client) -> Client:
 
 
 class ClientSource:
-    """What ``redis_client=`` names, checked at once, made into a client on first use."""
+    """What ``redis_client=`` names, checked at once, made into a client on first use.
+
+    With none given, ``$CACHIER_LIKE_REDIS_URL`` is read on first use too, so it may be
+    set after the decorated function's module is imported (by ``load_dotenv()``, say).
+    """
 
     def __init__(self, given: Any) -> None:
-        if given is None:
-            given = os.environ.get(URL_ENV) or None
-            if given is None:
-                raise ConfigurationError(
-                    "the redis backend needs a server: pass redis_client= (a redis.Redis, "
-                    f"a RedisCluster, a callable returning one, or a URL) or set ${URL_ENV} "
-                    "(e.g. redis://127.0.0.1:6379/0)"
-                )
-        if isinstance(given, str) and not given.startswith(_URL_SCHEMES):
-            raise ConfigurationError(f"redis_client URL must start with {_URL_SCHEMES}")
-        if isinstance(given, (redis.Redis, RedisCluster)):
+        if isinstance(given, str):
+            _check_url(given, "redis_client")
+        elif isinstance(given, (redis.Redis, RedisCluster)):
             _checked(given)
-        elif not isinstance(given, str) and not callable(given):
+        elif given is not None and not callable(given):
             raise ConfigurationError(
                 "redis_client must be a redis.Redis, a RedisCluster, a callable "
                 f"returning one, or a URL, not {type(given).__name__}"
@@ -106,10 +106,23 @@ class ClientSource:
         self._retry_at = 0.0
 
     def resolve(self) -> Client:
-        """The client: given, built from the URL (shared per URL), or the callable's."""
+        """The client: given, built from the URL (shared per URL), or the callable's.
+
+        Raises ``ConfigurationError`` when no server is named (neither ``redis_client``
+        nor ``$CACHIER_LIKE_REDIS_URL``) or what is named is not a usable client.
+        """
         given = self.given
         if isinstance(given, (redis.Redis, RedisCluster)):
             return given
+        if given is None:
+            given = os.environ.get(URL_ENV) or None
+            if given is None:
+                raise ConfigurationError(
+                    "the redis backend needs a server: pass redis_client= (a redis.Redis, "
+                    f"a RedisCluster, a callable returning one, or a URL) or set ${URL_ENV} "
+                    "(e.g. redis://127.0.0.1:6379/0)"
+                )
+            _check_url(given, f"${URL_ENV}")
         if time.monotonic() < self._retry_at:
             raise BackendError(f"Redis client not rebuilt within {RETRY_AFTER_S:g} s of a failure")
         try:
@@ -123,6 +136,11 @@ class ClientSource:
                 f"redis_client callable returned {type(client).__name__}, not a client"
             )
         return _checked(client)
+
+
+def _check_url(url: str, where: str) -> None:
+    if not url.startswith(_URL_SCHEMES):
+        raise ConfigurationError(f"{where} must be a URL starting with {_URL_SCHEMES}: {url!r}")
 
 
 def client_from_url(url: str) -> Client:
@@ -139,13 +157,18 @@ def client_from_url(url: str) -> Client:
             cluster = any(k == "cluster" and v.lower() in _TRUE for k, v in query)
             rest = urlencode([(k, v) for k, v in query if k != "cluster"])
             plain = urlunsplit(parts._replace(query=rest))
-            # One quick retry re-opens a connection the server closed; no back-off.
-            options = {**URL_DEFAULTS, "retry": Retry(NoBackoff(), 1)}
-            client = (
-                RedisCluster.from_url(plain, **options)
-                if cluster
-                else redis.Redis.from_url(plain, **options)
-            )
+            # One quick retry re-opens a connection the server closed; no back-off, and
+            # none after a timeout (that would double the wait on a hung server).
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+            options = {**URL_DEFAULTS, "retry": retry}
+            try:
+                client = (
+                    RedisCluster.from_url(plain, **options)
+                    if cluster
+                    else redis.Redis.from_url(plain, **options)
+                )
+            except (TypeError, ValueError) as exc:  # a bad query parameter
+                raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
             _url_clients[url] = client
         return client
 
@@ -155,7 +178,11 @@ def link_for(client: Client) -> Link:
     with _lock:
         link = _links.get(client)
         if link is None:
-            link = _links[client] = Link(client)
+            try:
+                link = Link(client)
+            except TypeError as exc:  # an option redis-py's connections do not take
+                raise ConfigurationError(f"invalid Redis connection option: {exc}") from exc
+            _links[client] = link
         return link
 
 
@@ -180,14 +207,13 @@ class _Slot:
         self.used = False  # has answered at least once since it (re)connected
 
 
-class Link:
+class Link(Breaker):
     """Runs commands for the cores of one client (see the module docstring)."""
 
     def __init__(self, client: Client) -> None:
         self._client = weakref.ref(client)  # the cores hold the client itself
         self._local = threading.local()
-        self._retry_at = 0.0
-        self._last_error = ""
+        self._init_breaker("Redis")
         pool = getattr(client, "connection_pool", None)
         self._factory: type[Connection] | None = None
         if (
@@ -212,27 +238,39 @@ class Link:
 
     def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run commands in one round trip (not a transaction); an error reply raises."""
-        if self._retry_at:
-            if time.monotonic() < self._retry_at:
-                raise BackendError(
-                    f"Redis not retried within {RETRY_AFTER_S:g} s of: {self._last_error}"
-                )
-            self._retry_at = 0.0
+        if self.down:
+            raise self.refusal()
         with self.errors():
             try:
                 if self._factory is not None:
                     return self._private(commands)
-                client: Any = self.client()  # redis-py leaves execute_command untyped
-                if len(commands) == 1:
-                    return [client.execute_command(*commands[0])]
-                pipe = client.pipeline(transaction=False)
-                for command in commands:
-                    pipe.execute_command(*command)
-                return list(pipe.execute())
+                return self._through_client(commands)
             except NETWORK_ERRORS as exc:
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                self.trip(exc)
                 raise
+
+    def _through_client(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        client: Any = self.client()  # redis-py leaves execute_command untyped
+        if len(commands) == 1:
+            return [client.execute_command(*commands[0])]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute())
+
+    def probe(self) -> None:
+        """``PING`` the server past the breaker, on a connection of the probing thread."""
+        try:
+            with self.errors():
+                if self._factory is not None:
+                    self._private((("PING",),))
+                else:
+                    self._through_client((("PING",),))
+        finally:
+            slot: _Slot | None = getattr(self._local, "slot", None)
+            if slot is not None:
+                slot.conn.disconnect()
+                del self._local.slot
 
     @staticmethod
     @contextlib.contextmanager

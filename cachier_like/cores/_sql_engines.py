@@ -4,6 +4,11 @@ Per process and engine, the table is created (if missing) and its statements com
 once, however many functions share them; functions given the same URL share one
 engine, hence one connection pool. After ``fork()`` the child disposes every engine the
 cores use (``dispose(close=False)``: the parent's connections are left alone).
+
+What can be checked without a server is checked as the function is decorated (the
+type of ``sql_engine``, a URL's syntax and dialect); ``$CACHIER_LIKE_SQL_URL``, the
+driver and the connection options are checked on first use, and a mistake there is a
+``ConfigurationError`` (``MissingDriverError`` for a driver) raised to the caller.
 """
 
 from __future__ import annotations
@@ -17,12 +22,29 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MissingDriverError
 from ._sql_runner import Runner, is_memory_sqlite
 from ._sql_statements import Statements
 
 SQL_URL_ENV = "CACHIER_LIKE_SQL_URL"
 """Environment variable with the database URL used when ``sql_engine`` is not given."""
+
+#: Connection options of engines built from URLs, by driver (a URL query parameter of
+#: the same name wins): a server that does not answer fails a new connection in 2 s
+#: (libpq's least). PyMySQL's read/write timeouts only back the watchdog up: a longer
+#: silence than any statement of the core needs.
+URL_CONNECT_ARGS: dict[str, dict[str, Any]] = {
+    "psycopg": {"connect_timeout": 2},
+    "psycopg2": {"connect_timeout": 2},
+    "pymysql": {"connect_timeout": 2, "read_timeout": 30, "write_timeout": 30},
+    "mysqldb": {"connect_timeout": 2},
+}
+#: The extra that installs each dialect's usual driver, and that driver's URL scheme.
+_EXTRAS = {
+    "postgresql": ("postgres", "postgresql+psycopg", "psycopg"),
+    "mysql": ("mysql", "mysql+pymysql", "pymysql"),
+    "mariadb": ("mysql", "mariadb+pymysql", "pymysql"),
+}
 
 _lock = threading.Lock()
 #: URL (with password) -> the engine the core built for it.
@@ -40,15 +62,49 @@ def engine_from_url(url: sa.URL) -> sa.Engine:
 
     In autocommit mode a hit is a single round trip (no BEGIN, no ROLLBACK on return to
     the pool). An in-memory SQLite database lives in one connection, shared by every
-    thread of this process.
+    thread of this process. Connections get :data:`URL_CONNECT_ARGS`.
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
     if is_memory_sqlite(url):
         options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        defaults = URL_CONNECT_ARGS.get(url.get_dialect().driver, {})
+        connect_args = {k: v for k, v in defaults.items() if k not in url.query}
+        if connect_args:
+            options["connect_args"] = connect_args
     try:
-        return sa.create_engine(url, skip_autocommit_rollback=True, **options)
-    except TypeError:  # SQLAlchemy before 2.0.43
-        return sa.create_engine(url, **options)
+        try:
+            return sa.create_engine(url, skip_autocommit_rollback=True, **options)
+        except TypeError:  # SQLAlchemy before 2.0.43
+            return sa.create_engine(url, **options)
+    except ImportError as exc:
+        raise MissingDriverError(missing_driver_advice(url, exc)) from exc
+    except (sa.exc.ArgumentError, TypeError, ValueError) as exc:
+        shown = url.render_as_string(hide_password=True)
+        raise ConfigurationError(f"sql_engine URL {shown!r} is not usable: {exc}") from exc
+
+
+def missing_driver_advice(url: sa.URL, error: ImportError) -> str:
+    """What to install for ``url``'s driver, which failed to import with ``error``.
+
+    Example:
+        >>> url = sa.make_url("postgresql+psycopg://db/cache")
+        >>> print(missing_driver_advice(url, ModuleNotFoundError(name="psycopg")))
+        the postgresql+psycopg URL needs the psycopg driver: pip install 'cachier_like[postgres]'
+    """
+    module = error.name or url.get_dialect().driver
+    scheme = url.drivername
+    extra = _EXTRAS.get(url.get_backend_name())
+    if extra is None:
+        return f"the {scheme} URL needs the driver module {module!r}, which is not installed"
+    name, usual, driver = extra
+    advice = f"the {scheme} URL needs the {module} driver: "
+    if url.get_dialect().driver == driver:
+        return advice + f"pip install 'cachier_like[{name}]'"
+    return advice + (
+        f"install the package that provides {module!r}, or use {usual}:// and "
+        f"pip install 'cachier_like[{name}]'"
+    )
 
 
 def shared_engine(url: sa.URL) -> sa.Engine:
@@ -79,20 +135,41 @@ def _checked_engine(engine: object) -> sa.Engine:
     return engine
 
 
-def engine_source(spec: object) -> sa.Engine | Callable[[], sa.Engine]:
-    """Validate ``sql_engine`` now: the engine itself, or what gets it on first use."""
+def parse_url(spec: str | sa.URL, where: str = "sql_engine") -> sa.URL:
+    """``spec`` as a URL whose dialect SQLAlchemy knows (its driver is checked later)."""
+    try:
+        url = sa.make_url(spec)
+        url.get_dialect()  # imports the dialect's module, not the driver
+    except sa.exc.NoSuchModuleError as exc:
+        raise ConfigurationError(
+            f"{where}: SQLAlchemy knows no database or driver {sa.make_url(spec).drivername!r} "
+            "(e.g. sqlite:///path, postgresql+psycopg://..., mysql+pymysql://...)"
+        ) from exc
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(f"{where} is not a database URL: {exc}") from None
+    return url
+
+
+def _from_environment() -> sa.Engine:
+    spec = os.environ.get(SQL_URL_ENV) or None
     if spec is None:
-        spec = os.environ.get(SQL_URL_ENV) or None
-        if spec is None:
-            raise ConfigurationError(
-                "backend 'sql' needs sql_engine= (an Engine, a callable returning one, or "
-                f"a database URL), or the database URL in ${SQL_URL_ENV}"
-            )
+        raise ConfigurationError(
+            "backend 'sql' needs sql_engine= (an Engine, a callable returning one, or "
+            f"a database URL), or the database URL in ${SQL_URL_ENV}"
+        )
+    return shared_engine(parse_url(spec, f"${SQL_URL_ENV}"))
+
+
+def engine_source(spec: object) -> sa.Engine | Callable[[], sa.Engine]:
+    """Validate ``sql_engine`` now: the engine itself, or what gets it on first use.
+
+    With none, ``$CACHIER_LIKE_SQL_URL`` is read on first use, so it may be set after
+    the decorated function's module is imported (by ``load_dotenv()``, say).
+    """
+    if spec is None:
+        return _from_environment
     if isinstance(spec, (str, sa.URL)):
-        try:
-            url = sa.make_url(spec)
-        except sa.exc.ArgumentError as exc:
-            raise ConfigurationError(f"sql_engine is not a database URL: {exc}") from None
+        url = parse_url(spec)
         return lambda: shared_engine(url)
     if isinstance(spec, sa.Engine) or hasattr(spec, "sync_engine"):
         return _checked_engine(spec)
@@ -121,13 +198,21 @@ def adopt(engine: sa.Engine, inherited: bool) -> sa.Engine:
 
 def _create_table(engine: sa.Engine, table: sa.Table) -> None:
     try:
-        with engine.begin() as connection:
+        connection = engine.connect()
+    except (TypeError, ValueError, sa.exc.ProgrammingError) as exc:
+        # An option the driver refuses (psycopg: a ProgrammingError; PyMySQL: TypeError).
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(f"the driver refused the options of {shown!r}: {exc}") from exc
+    try:
+        with connection.begin():
             connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
     except sa.exc.DBAPIError:
         # A concurrent creation (PostgreSQL may report a race on its catalog), or no
         # CREATE privilege on a table a DBA made: fine if the table is there.
         if not sa.inspect(engine).has_table(table.name, schema=table.schema):
             raise
+    finally:
+        connection.close()
 
 
 def set_up(engine: sa.Engine, table: sa.Table) -> tuple[Runner, Statements]:
@@ -137,7 +222,15 @@ def set_up(engine: sa.Engine, table: sa.Table) -> tuple[Runner, Statements]:
         _SETUPS[engine] = (runner, tables)
         statements = tables.get(table.fullname)
     if statements is None:
-        _create_table(engine, table)  # connects first, so the dialect knows the server
+        if runner.down:
+            raise runner.refusal()
+        try:
+            _create_table(engine, table)  # connects first, so the dialect knows the server
+        except Exception as exc:
+            outage = runner.failed(exc)
+            if outage is None:
+                raise
+            raise outage from exc
         statements = Statements(table, engine.dialect)
         with _lock:
             tables[table.fullname] = statements

@@ -9,6 +9,11 @@ Either way a connection the server dropped is invalidated (with the rest of its 
 generation) and the statement retried once on a fresh one, so the cache resumes by
 itself when the database comes back; deadlocks are retried too. Every other error
 propagates, and the decorator fails open.
+
+A runner is also a circuit breaker (:mod:`._breaker`): when the server cannot be
+reached or does not answer, calls fail at once while a background thread probes it
+with ``SELECT 1``. A :class:`~._sql_watchdog.Watchdog` unblocks statements on a server
+that hangs, which no timeout of libpq bounds (SQLite, a local file, has neither).
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..errors import BackendError
+from ._breaker import Breaker
 from ._sql_statements import Params, Prepared
+from ._sql_watchdog import Watchdog
 
 _ATTEMPTS = 3
 #: Deadlock and serialization failures (PostgreSQL SQLSTATEs, MySQL error numbers).
 _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _TRANSIENT_MYSQL_ERRORS = frozenset({1205, 1213})
+_DBAPI_UNREACHABLE = ("OperationalError", "InterfaceError")
 
 
 class _Retry(Exception):  # noqa: N818 - a signal, not an error to users
@@ -65,13 +74,21 @@ def _needs_commit(connection: Any) -> bool:
     return not autocommit if isinstance(autocommit, bool) else True
 
 
-class Runner:
+class Runner(Breaker):
     """Runs prepared statements on one engine; returns rows or a row count."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = engine.dialect
-        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+        dbapi = dialect.loaded_dbapi
+        self._dbapi_error: type[Exception] = dbapi.Error
+        #: Errors meaning the server is unreachable or not answering (the breaker trips);
+        #: not the pool's TimeoutError: a busy pool is the application's, not an outage.
+        self._unreachable: tuple[type[Exception], ...] = (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            *(getattr(dbapi, name) for name in _DBAPI_UNREACHABLE if hasattr(dbapi, name)),
+        )
         self._is_disconnect = dialect.is_disconnect
         # psycopg switches autocommit client-side (no round trip): one statement per
         # operation needs no BEGIN/COMMIT pair, so use it and switch back afterwards.
@@ -79,6 +96,10 @@ class Runner:
         #: In-memory SQLite shares one connection between threads: one at a time.
         self.memory = is_memory_sqlite(engine.url)
         self._lock = threading.Lock() if self.memory else None
+        self._init_breaker(f"the {dialect.name} database")
+        # SQLite is a local file: its errors ("database is locked") are no outage.
+        self._networked = dialect.name != "sqlite"
+        self._watchdog = Watchdog(engine, self.trip) if self._networked else None
 
     def after_fork(self) -> None:
         """Drop a lock another thread of the parent may have held."""
@@ -87,6 +108,8 @@ class Runner:
 
     def run(self, prepared: Prepared, params: Params) -> Any:
         """Run one statement: its rows (a list) if it returns rows, else its row count."""
+        if self.down:
+            raise self.refusal()
         attempt = 1
         while True:
             try:
@@ -95,11 +118,50 @@ class Runner:
                 with self._lock:
                     return self._once(prepared, params)
             except _Retry as retry:
-                if attempt >= _ATTEMPTS:
-                    raise retry.error from None
+                if attempt >= _ATTEMPTS or self.down:
+                    outage = self.failed(retry.error)
+                    if outage is None:
+                        raise retry.error from None
+                    raise outage from retry.error
                 if is_transient(retry.error):
                     time.sleep(random.uniform(0.0, 0.002 * attempt))
                 attempt += 1
+            except Exception as exc:
+                outage = self.failed(exc)
+                if outage is None:
+                    raise
+                raise outage from exc
+
+    def failed(self, error: BaseException) -> BackendError | None:
+        """If ``error`` says the server cannot be reached: open the breaker, and return
+        the ``BackendError`` to raise instead (one error type per outage, so the
+        warnings about it are rate-limited together)."""
+        if not self._networked or not isinstance(error, self._unreachable):
+            return None
+        if is_transient(getattr(error, "orig", None) or error):
+            return None
+        self.trip(error)
+        return BackendError(f"{self._breaker_name}: {type(error).__name__}: {error}")
+
+    def probe(self) -> None:
+        """``SELECT 1`` past the breaker (watched, like every statement)."""
+        fairy: Any = self.engine.raw_connection()
+        connection = fairy.dbapi_connection
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.enter(connection)
+        try:
+            cursor = fairy.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+        except Exception as exc:
+            fairy.invalidate(exc)
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.leave(connection)
+            fairy.close()
 
     def _once(self, prepared: Prepared, params: Params) -> Any:
         engine = self.engine
@@ -110,11 +172,23 @@ class Runner:
     def _via_connection(self, prepared: Prepared, params: Params) -> Any:
         try:
             with self.engine.connect() as connection:
-                result = connection.execute(prepared.statement, dict(params))
-                out = result.fetchall() if prepared.returns_rows else result.rowcount
-                if prepared.write:
-                    connection.commit()
-                return out
+                dbapi_connection = connection.connection.dbapi_connection
+                watchdog = self._watchdog
+                if watchdog is not None:
+                    watchdog.enter(dbapi_connection)
+                try:
+                    result = connection.execute(prepared.statement, dict(params))
+                    out = result.fetchall() if prepared.returns_rows else result.rowcount
+                    if prepared.write:
+                        connection.commit()
+                    return out
+                except sa.exc.DBAPIError as exc:
+                    if watchdog is not None and watchdog.was_cut(dbapi_connection):
+                        raise _hung(exc) from exc
+                    raise
+                finally:
+                    if watchdog is not None:
+                        watchdog.leave(dbapi_connection)
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated or is_transient(exc.orig):
                 raise _Retry(exc) from exc
@@ -125,6 +199,9 @@ class Runner:
         connection: Any = fairy.dbapi_connection
         cursor: Any = None
         toggled = invalidated = False
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.enter(connection)
         try:
             if (
                 self._toggle_autocommit
@@ -140,6 +217,10 @@ class Runner:
                 connection.commit()
             return out
         except self._dbapi_error as exc:
+            if watchdog is not None and watchdog.was_cut(connection):
+                invalidated = True
+                fairy.invalidate(exc)
+                raise _hung(exc) from exc  # no retry: the server hangs, it did not restart
             if self._is_disconnect(exc, connection, cursor):  # type: ignore[arg-type]
                 invalidated = True
                 # Invalidate this connection's whole generation: its siblings are dead too.
@@ -149,8 +230,14 @@ class Runner:
                 raise _Retry(exc) from exc
             raise
         finally:
+            if watchdog is not None:
+                watchdog.leave(connection)
             if not invalidated:
                 _restore(fairy, connection, toggled)
+
+
+def _hung(error: BaseException) -> BackendError:
+    return BackendError(f"the database stopped answering; statement cut ({error!r})")
 
 
 def _restore(fairy: Any, connection: Any, toggled: bool) -> None:

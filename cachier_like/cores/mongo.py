@@ -11,6 +11,10 @@ A unique index on ``(ns, key)`` makes the claim a conditional upsert that exactl
 caller wins; a document with claim fields but no ``value`` is a calculation in progress,
 never an entry. ``ts`` (float seconds) is the entry's exact timestamp; ``time`` is the
 same moment as a BSON date (millisecond precision) for people and queries.
+
+The core reaches its collection through the breaker of the collection's client
+(:mod:`._breaker`): after a connection failure or a timeout, operations fail at once
+while a background thread pings the server, and resume when it answers.
 """
 
 from __future__ import annotations
@@ -20,19 +24,23 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Hashable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pymongo
+import pymongo.errors
 from bson.binary import Binary
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from ..config import as_seconds
 from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
 from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
+from ._breaker import Breaker
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
 
 logger = logging.getLogger(__name__)
@@ -42,6 +50,13 @@ URL_ENV = "CACHIER_LIKE_MONGO_URL"
 DEFAULT_DATABASE = "cachier_like"
 DEFAULT_COLLECTION = "entries"
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
+#: Socket timeouts of clients built from URLs (a URL option of the same name wins): an
+#: operation on a server that stops answering fails within a second.
+URL_TIMEOUTS_MS = {"socketTimeoutMS": 1000, "connectTimeoutMS": 1000}
+#: The time budget of operations over many documents (clear, purge, stats, listings,
+#: index creation), which the socket timeout above would cut on a large collection;
+#: each first pings the server within the short timeouts.
+MAINTENANCE_S = 600.0
 INDEX_NAME = "cachier_like_ns_key"
 TTL_INDEX_NAME = "cachier_like_expires_at"
 # Unset when an entry is removed from a claimed document (``expires_at`` stays: the
@@ -92,6 +107,93 @@ def _is_collection(obj: object) -> bool:
         callable(getattr(type(obj), name, None))
         for name in ("find_one", "update_one", "create_index")
     )
+
+
+class _ClientBreaker(Breaker):
+    """The breaker of one client (shared by every core on it); the probe is a ``ping``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = weakref.ref(client)
+        self._init_breaker("MongoDB")
+
+    def probe(self) -> None:
+        client = self.client()
+        if client is not None:  # else no core uses it any more
+            client.admin.command("ping")
+
+    def run(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.down:
+            raise self.refusal()
+        try:
+            return method(*args, **kwargs)
+        except ConnectionFailure as exc:  # unreachable, timed out, no server selected
+            self.trip(exc)
+            raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
+
+    def run_long(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # A ping with the client's short timeouts first: the long budget below would
+        # also be how long pymongo waits to select a server that is down.
+        self.run(self.probe, (), {})
+        with pymongo.timeout(MAINTENANCE_S):
+            return self.run(method, args, kwargs)
+
+
+_breakers: dict[int, _ClientBreaker] = {}
+
+
+def _breaker_for(coll: Any) -> _ClientBreaker:
+    client = coll.database.client
+    with _clients_lock:
+        breaker = _breakers.get(id(client))
+        if breaker is None or breaker.client() is not client:
+            for key in [k for k, b in _breakers.items() if b.client() is None]:
+                del _breakers[key]
+            breaker = _breakers[id(client)] = _ClientBreaker(client)
+        return breaker
+
+
+class _Guarded:
+    """A collection whose operations go through its client's breaker."""
+
+    __slots__ = ("_breaker", "_coll")
+
+    def __init__(self, coll: Any) -> None:
+        self._coll = coll
+        self._breaker = _breaker_for(coll)
+
+    # Operations on one document: the client's own timeouts.
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run(self._coll.find_one, args, kwargs)
+
+    def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run(self._coll.update_one, args, kwargs)
+
+    def delete_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run(self._coll.delete_one, args, kwargs)
+
+    # Operations over many documents: a longer budget.
+    def create_index(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.create_index, args, kwargs)
+
+    def update_many(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.update_many, args, kwargs)
+
+    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.delete_many, args, kwargs)
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.find, args, kwargs)
+
+    def distinct(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.distinct, args, kwargs)
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(
+            lambda *a, **k: list(self._coll.aggregate(*a, **k)), args, kwargs
+        )
+
+    def count_documents(self, *args: Any, **kwargs: Any) -> Any:
+        return self._breaker.run_long(self._coll.count_documents, args, kwargs)
 
 
 def _date(seconds: float) -> datetime:
@@ -179,13 +281,14 @@ class MongoCore(Core):
             if not getter:
                 raise ConfigurationError(f"backend 'mongo' needs a mongetter or ${URL_ENV}")
         if isinstance(getter, str):
-            coll = self._from_url(getter)
+            raw = self._from_url(getter)
         elif _is_collection(getter):
-            coll = getter
+            raw = getter
         else:
-            coll = getter()
-            if not hasattr(coll, "update_one"):
-                raise ConfigurationError(f"mongetter returned {coll!r}, not a collection")
+            raw = getter()
+            if not hasattr(raw, "update_one"):
+                raise ConfigurationError(f"mongetter returned {raw!r}, not a collection")
+        coll = _Guarded(raw)
         coll.create_index([("ns", 1), ("key", 1)], unique=True, name=INDEX_NAME)
         if self._ttl is not None:
             coll.create_index("expires_at", expireAfterSeconds=0, name=TTL_INDEX_NAME)
@@ -194,16 +297,21 @@ class MongoCore(Core):
     def _from_url(self, url: str) -> Any:
         if not _is_url(url):
             raise ConfigurationError(f"not a mongodb:// URL: {url!r}")
-        options: dict[str, Any] = {}
-        # A timeout in the URL itself (?serverSelectionTimeoutMS=...) wins over ours.
-        if self._timeout_ms is not None and "serverselectiontimeoutms" not in url.lower():
+        options: dict[str, Any] = dict(URL_TIMEOUTS_MS)
+        if self._timeout_ms is not None:
             options["serverSelectionTimeoutMS"] = self._timeout_ms
+        # A timeout in the URL itself (?serverSelectionTimeoutMS=...) wins over ours.
+        given = {name.lower() for name, _ in parse_qsl(urlsplit(url).query)}
+        options = {k: v for k, v in options.items() if k.lower() not in given}
         slot = (url, self._timeout_ms)
         with _clients_lock:
             client = _clients.get(slot)
             if client is None:
-                # Looked up on the module at call time, so mongomock.patch can stand in.
-                client = _clients[slot] = pymongo.MongoClient(url, **options)
+                try:
+                    # Looked up on the module at call time, so mongomock.patch can stand in.
+                    client = _clients[slot] = pymongo.MongoClient(url, **options)
+                except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
+                    raise ConfigurationError(f"invalid MongoDB URL {url!r}: {exc}") from exc
         if self._database:
             database = client[self._database]
         else:  # the URL's own database (mongodb://host/<db>), else ours

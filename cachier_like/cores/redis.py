@@ -84,8 +84,8 @@ class RedisCore(Core):
 
     ``redis_client``: a ``redis.Redis``, a ``redis.cluster.RedisCluster``, a
     zero-argument callable returning one (called on first use), or a URL; when None,
-    the URL in ``$CACHIER_LIKE_REDIS_URL``. ``server_ttl`` gives entries a server-side
-    expiry. Nothing connects until the first call.
+    the URL in ``$CACHIER_LIKE_REDIS_URL``, read on first use. ``server_ttl`` gives
+    entries a server-side expiry. Nothing connects until the first call.
 
     Example:
         >>> import os
