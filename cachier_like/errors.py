@@ -21,3 +21,11 @@ class MissingDriverError(CachierLikeError, ImportError):
 
 class ConfigurationError(CachierLikeError, ValueError):
     """An option or default parameter has an invalid name or value."""
+
+
+class UnkeyableArgumentError(CachierLikeError, TypeError):
+    """A call's arguments cannot be made into a cache key (a generator, a lock, ...).
+
+    Raised only with ``raise_on_error=True``; otherwise the call runs without the cache
+    and a warning names the function, the argument and its type.
+    """

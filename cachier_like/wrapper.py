@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -15,7 +16,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from . import config
 from .alerts import FailureReporter
+from .cores.memory import MemoryCore
 from .entry import Entry
+from .errors import UnkeyableArgumentError
 from .identity import function_namespace
 from .options import OptionResolver, Options
 from .policy import (
@@ -146,7 +149,11 @@ class CachedFunction(Generic[P, R]):
             opts = self._current()
         if self._fast and (not kwargs or self._controls.isdisjoint(kwargs)):
             # The hit fast path: one key, one core read, one freshness check.
-            key = opts.keys.key(args, kwargs)
+            try:
+                key = opts.keys.key(args, kwargs)
+            except Exception as exc:
+                self._unkeyable(exc, args, kwargs, opts)
+                return self._func(*args, **kwargs)
             try:
                 entry = opts.core.get(key)
             except Exception as exc:
@@ -190,8 +197,29 @@ class CachedFunction(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
     ) -> Job:
         allow_none = opts.allow_none if controls.allow_none is None else controls.allow_none
-        key = opts.keys.key(args, kwargs)
+        try:
+            key: Hashable = opts.keys.key(args, kwargs)
+        except Exception as exc:
+            opts, key = self._unkeyable(exc, args, kwargs, opts), None
         return Job(self._reporter, opts, key, (self._func, args, kwargs), allow_none)
+
+    def _unkeyable(
+        self, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options
+    ) -> Options:
+        """No key for this call: warn (or raise), and return options that run it uncached.
+
+        A call that does not bind is not warned about: running it makes Python raise
+        its own error, naming the function, as the undecorated call would.
+        """
+        failure = opts.keys.failure(args, kwargs, error)
+        if failure is not None:
+            if opts.raise_on_error:
+                raise UnkeyableArgumentError(
+                    f"{self.namespace}: cannot make a cache key: {failure} ({error})"
+                ) from error
+            self._reporter.report(f"key ({failure})", error, raise_on_error=False)
+        # A store of the call's own, dropped with it: the flows compute and keep nothing.
+        return dataclasses.replace(opts, core=MemoryCore(self.namespace))
 
     def _take_controls(self, kwargs: dict[str, Any]) -> CallControls:
         found = {name: kwargs.pop(name) for name in self._controls if name in kwargs}

@@ -27,7 +27,7 @@ import pytest
 
 from cachier_like import CachedFunction, cached
 from cachier_like.hashing import UnhashableValueError
-from cachier_like.keys import ArgumentBinder, KeyMaker, stable_hash
+from cachier_like.keys import LOCAL_KEY_MAX_LEN, ArgumentBinder, KeyMaker, stable_hash
 
 pytestmark = pytest.mark.memory
 
@@ -687,6 +687,38 @@ def test_local_keys_never_share_between_one_one_point_zero_and_true() -> None:
     assert [g(1), g(1.0), g(True)] == ["int", "float", "bool"]
     assert [g(True), g(1.0), g(1)] == ["bool", "float", "int"]
     assert len(calls) == 3
+
+
+def test_local_keys_digest_long_str_and_bytes_instead_of_holding_them() -> None:
+    def f(a: Any, b: Any = 0) -> None: ...
+
+    keys = KeyMaker(f, stable=False)
+    limit = LOCAL_KEY_MAX_LEN
+    short = b"s" * limit
+    assert keys.key((short,), {}) == (short, 0)  # at the limit: the value itself
+    big = b"a" * (limit + 1)
+    refs = sys.getrefcount(big)
+    key = keys.key((big,), {})
+    assert sys.getrefcount(big) == refs  # the key does not refer to the argument
+    assert all(part is not big for part in key)  # type: ignore[attr-defined]
+    assert keys.key((b"a" * (limit + 1),), {}) == key  # an equal copy: the same key
+    candidates = [
+        (b"a" * (limit + 1),),
+        ("a" * (limit + 1),),
+        (b"a" * (limit + 2),),
+        (b"a" * limit + b"b",),
+        (b"a" * (limit + 1), 1),
+        ("é" * (limit + 1),),
+        (short,),
+        ("s" * limit,),
+        (b"a" * (limit + 1), "a" * (limit + 1)),
+        ("a" * (limit + 1), b"a" * (limit + 1)),
+        (b"a" * (limit + 1), 1.5),  # a non-local type too: the stable digest
+    ]
+    local = [keys.key(args, {}) for args in candidates]
+    assert len(set(local)) == len(candidates)
+    hashable: Hashable = key
+    assert hash(hashable) == hash(keys.key((b"a" * (limit + 1),), {}))
 
 
 # -- custom hash_func --------------------------------------------------------------------------
