@@ -19,7 +19,13 @@ from .config import (
 )
 from .decorator import cached, cachier
 from .entry import Entry
-from .errors import BackendError, CachierLikeError, ConfigurationError, MissingDriverError
+from .errors import (
+    BackendError,
+    CachierLikeError,
+    ConfigurationError,
+    MissingDriverError,
+    UnkeyableArgumentError,
+)
 from .keys import stable_hash
 from .serialize import PickleSerializer, Serializer
 from .wrapper import CachedFunction
@@ -33,6 +39,7 @@ __all__ = [
     "MissingDriverError",
     "PickleSerializer",
     "Serializer",
+    "UnkeyableArgumentError",
     "cached",
     "cachier",
     "disable_caching",

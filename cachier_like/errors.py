@@ -25,3 +25,11 @@ class ConfigurationError(CachierLikeError, ValueError):
 
 class MissingDriverError(ConfigurationError, ImportError):
     """A core's driver is not installed; the message names the extra to install."""
+
+
+class UnkeyableArgumentError(CachierLikeError, TypeError):
+    """A call's arguments cannot be made into a cache key (a generator, a lock, ...).
+
+    Raised only with ``raise_on_error=True``; otherwise the call runs without the cache
+    and a warning names the function, the argument and its type.
+    """

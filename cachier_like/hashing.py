@@ -3,7 +3,8 @@
 ``1``, ``1.0``, ``True`` and ``"1"`` encode differently; dicts and sets encode by
 content, whatever their order; numpy and pandas objects by dtype, shape and data.
 Nothing depends on ``PYTHONHASHSEED`` or the process, so digests agree across runs
-and machines.
+and machines. A container met again inside itself (``a = []; a.append(a)``) is encoded
+as a back-reference to it, so self-referential values hash by structure.
 """
 
 from __future__ import annotations
@@ -24,42 +25,93 @@ from typing import Any
 
 import xxhash
 
+from .errors import CachierLikeError
+
 #: A piece of an encoding: bytes, or a view of a buffer that is hashed without a copy.
 Chunk = bytes | memoryview
+#: The ids of the mutable containers and objects enclosing the value being encoded,
+#: outermost first. Only those can close a cycle (an immutable tuple cannot contain
+#: itself except through one of them), so tuples and sets are not recorded.
+Path = list[int]
+Encoder = Callable[[Any, list[Chunk], Path], None]
 
 _pack_double = struct.Struct("<d").pack
-_MISSING = object()
 
 
-def _encode_str(obj: str, out: list[Chunk]) -> None:
+class UnhashableValueError(CachierLikeError, TypeError):
+    """A value with no content to hash: it has no encoder, and neither reduces nor pickles.
+
+    A generator, a lock, a socket, an object whose ``__reduce__`` raises. ``value_type``
+    is the type of that value (which may sit deep inside the argument).
+
+    Example:
+        >>> import threading
+        >>> try:
+        ...     stable_hash([1, threading.Lock()])
+        ... except UnhashableValueError as error:
+        ...     print(error.value_type.__name__)
+        lock
+    """
+
+    def __init__(self, value_type: type, cause: BaseException) -> None:
+        super().__init__(f"cannot hash a {type_label(value_type)!r} object: {cause}")
+        self.value_type = value_type
+
+
+def type_label(cls: type) -> str:
+    """``cls``'s qualified name, with its module unless it is a builtin.
+
+    Example:
+        >>> import threading
+        >>> type_label(list), type_label(type(threading.Lock()))
+        ('list', '_thread.lock')
+    """
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
+
+
+def _enter(obj: Any, out: list[Chunk], path: Path) -> bool:
+    """Record ``obj`` on the path; if it already is, encode a back-reference and say so.
+
+    The back-reference counts enclosing containers, so it is the same in every process.
+    """
+    ident = id(obj)
+    if ident in path:
+        out.append(b"^%d;" % (len(path) - path.index(ident)))
+        return False
+    path.append(ident)
+    return True
+
+
+def _encode_str(obj: str, out: list[Chunk], path: Path) -> None:
     data = obj.encode("utf-8", "surrogatepass")
     out.append(b"s%d:" % len(data))
     out.append(data)
 
 
-def _encode_bytes(obj: bytes | bytearray | memoryview, out: list[Chunk]) -> None:
+def _encode_bytes(obj: bytes | bytearray | memoryview, out: list[Chunk], path: Path) -> None:
     data = bytes(obj) if not isinstance(obj, bytes) else obj
     out.append(b"b%d:" % len(data))
     out.append(data)
 
 
-def _encode_int(obj: int, out: list[Chunk]) -> None:
+def _encode_int(obj: int, out: list[Chunk], path: Path) -> None:
     out.append(b"i%d;" % obj)
 
 
-def _encode_float(obj: float, out: list[Chunk]) -> None:
+def _encode_float(obj: float, out: list[Chunk], path: Path) -> None:
     out.append(b"f" + _pack_double(obj))
 
 
-def _encode_bool(obj: bool, out: list[Chunk]) -> None:
+def _encode_bool(obj: bool, out: list[Chunk], path: Path) -> None:
     out.append(b"T" if obj else b"F")
 
 
-def _encode_none(obj: None, out: list[Chunk]) -> None:
+def _encode_none(obj: None, out: list[Chunk], path: Path) -> None:
     out.append(b"N")
 
 
-def _encode_complex(obj: complex, out: list[Chunk]) -> None:
+def _encode_complex(obj: complex, out: list[Chunk], path: Path) -> None:
     out.append(b"c" + _pack_double(obj.real) + _pack_double(obj.imag))
 
 
@@ -102,33 +154,66 @@ def _encode_homogeneous(obj: Any, out: list[Chunk]) -> bool:
 _BULK_THRESHOLD = 16
 
 
-def _encode_sequence(tag: bytes) -> Callable[[Any, list[Chunk]], None]:
-    def encode(obj: Any, out: list[Chunk]) -> None:
-        out.append(tag + b"%d[" % len(obj))
-        if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
-            for item in obj:
-                _encode(item, out)
-        out.append(b"]")
-
-    return encode
+def _encode_items(tag: bytes, obj: Any, out: list[Chunk], path: Path) -> None:
+    out.append(tag + b"%d[" % len(obj))
+    if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
+        for item in obj:
+            _encode(item, out, path)
+    out.append(b"]")
 
 
-def _encoded(obj: Any) -> bytes:
+# Tuples and lists are the most common arguments: their encoders inline _encode_items
+# (and lists _enter), a measurable share of a small key's cost.
+
+
+def _encode_tuple(obj: tuple[Any, ...], out: list[Chunk], path: Path) -> None:
+    out.append(b"(%d[" % len(obj))
+    if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
+        for item in obj:
+            _encode(item, out, path)
+    out.append(b"]")
+
+
+def _encode_list(obj: list[Any], out: list[Chunk], path: Path) -> None:
+    ident = id(obj)
+    if ident in path:
+        out.append(b"^%d;" % (len(path) - path.index(ident)))
+        return
+    path.append(ident)
+    out.append(b"L%d[" % len(obj))
+    if len(obj) < _BULK_THRESHOLD or not _encode_homogeneous(obj, out):
+        for item in obj:
+            _encode(item, out, path)
+    out.append(b"]")
+    path.pop()
+
+
+def _encoded(obj: Any, path: Path) -> bytes:
     parts: list[Chunk] = []
-    _encode(obj, parts)
+    _encode(obj, parts, path)
     return b"".join(parts)
 
 
-def _encode_mapping(obj: Mapping[Any, Any], out: list[Chunk], tag: bytes = b"d") -> None:
+def _encode_mapping(
+    obj: Mapping[Any, Any], out: list[Chunk], path: Path, tag: bytes = b"d"
+) -> None:
+    ident = id(obj)
+    if ident in path:
+        out.append(b"^%d;" % (len(path) - path.index(ident)))
+        return
+    path.append(ident)
     # Order-free: sort the encoded pairs, so insertion order never matters.
-    pairs = sorted(_encoded(k) + _encoded(v) for k, v in obj.items())
+    pairs = [_encoded(k, path) + _encoded(v, path) for k, v in obj.items()]
+    pairs.sort()  # a list sorted in place: cheaper than sorted() of a generator
+    path.pop()
     out.append(tag + b"%d{" % len(pairs))
     out.extend(pairs)
     out.append(b"}")
 
 
-def _encode_set(obj: set[Any] | frozenset[Any], out: list[Chunk]) -> None:
-    items = sorted(_encoded(item) for item in obj)
+def _encode_set(obj: set[Any] | frozenset[Any], out: list[Chunk], path: Path) -> None:
+    items = [_encoded(item, path) for item in obj]
+    items.sort()
     out.append((b"S" if isinstance(obj, set) else b"Z") + b"%d{" % len(items))
     out.extend(items)
     out.append(b"}")
@@ -144,24 +229,24 @@ def _encode_tagged_text(tag: bytes, text: str, out: list[Chunk]) -> None:
     out.append(data)
 
 
-def _encode_datetime(obj: datetime | date | time, out: list[Chunk]) -> None:
+def _encode_datetime(obj: datetime | date | time, out: list[Chunk], path: Path) -> None:
     # isoformat keeps the UTC offset, so equal wall times in different zones differ.
     _encode_tagged_text(b"D" + _type_name(type(obj)), obj.isoformat(), out)
 
 
-def _encode_timedelta(obj: timedelta, out: list[Chunk]) -> None:
+def _encode_timedelta(obj: timedelta, out: list[Chunk], path: Path) -> None:
     out.append(b"t%d,%d,%d;" % (obj.days, obj.seconds, obj.microseconds))
 
 
-def _encode_decimal(obj: Decimal, out: list[Chunk]) -> None:
+def _encode_decimal(obj: Decimal, out: list[Chunk], path: Path) -> None:
     _encode_tagged_text(b"m", str(obj), out)
 
 
-def _encode_uuid(obj: uuid.UUID, out: list[Chunk]) -> None:
+def _encode_uuid(obj: uuid.UUID, out: list[Chunk], path: Path) -> None:
     out.append(b"u" + obj.bytes)
 
 
-_ENCODERS: dict[type, Callable[[Any, list[Chunk]], None]] = {
+_ENCODERS: dict[type, Encoder] = {
     str: _encode_str,
     int: _encode_int,
     float: _encode_float,
@@ -171,8 +256,8 @@ _ENCODERS: dict[type, Callable[[Any, list[Chunk]], None]] = {
     bytearray: _encode_bytes,
     memoryview: _encode_bytes,
     complex: _encode_complex,
-    tuple: _encode_sequence(b"("),
-    list: _encode_sequence(b"L"),
+    tuple: _encode_tuple,
+    list: _encode_list,
     dict: _encode_mapping,
     set: _encode_set,
     frozenset: _encode_set,
@@ -185,14 +270,14 @@ _ENCODERS: dict[type, Callable[[Any, list[Chunk]], None]] = {
 }
 
 
-def _encode_numpy(obj: Any, out: list[Chunk]) -> bool:
+def _encode_numpy(obj: Any, out: list[Chunk], path: Path) -> bool:
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return False
     if isinstance(obj, numpy.ndarray):
         if obj.dtype.hasobject:
             out.append(b"A" + obj.dtype.str.encode() + repr(obj.shape).encode())
-            _encode(obj.tolist(), out)
+            _encode(obj.tolist(), out, path)
             return True
         # Hash the raw buffer: no pickling, no copy when already C-contiguous.
         data = numpy.ascontiguousarray(obj)
@@ -207,138 +292,165 @@ def _encode_numpy(obj: Any, out: list[Chunk]) -> bool:
     return False
 
 
-def _encode_pandas(obj: Any, out: list[Chunk]) -> bool:
+def _encode_pandas(obj: Any, out: list[Chunk], path: Path) -> bool:
     pandas = sys.modules.get("pandas")
     if pandas is None or not isinstance(obj, (pandas.DataFrame, pandas.Series, pandas.Index)):
         return False
     if isinstance(obj, pandas.Index):
         out.append(b"PI")
-        _encode(obj.to_numpy(), out)
-        _encode(str(obj.dtype), out)
-        _encode(obj.name, out)
+        _encode(obj.to_numpy(), out, path)
+        _encode(str(obj.dtype), out, path)
+        _encode(obj.name, out, path)
         return True
     # Row hashes cover values and index; dtypes, names and shape are added so that
     # frames differing only in those never collide.
     row_hashes = pandas.util.hash_pandas_object(obj, index=True).to_numpy()
     if isinstance(obj, pandas.DataFrame):
         out.append(b"PD")
-        _encode(obj.columns, out)  # an Index: labels keep their types
-        _encode([str(t) for t in obj.dtypes], out)
+        _encode(obj.columns, out, path)  # an Index: labels keep their types
+        _encode([str(t) for t in obj.dtypes], out, path)
     else:
         out.append(b"PS")
-        _encode(obj.name, out)
-        _encode(str(obj.dtype), out)
-    _encode(obj.shape, out)
-    _encode(row_hashes, out)
+        _encode(obj.name, out, path)
+        _encode(str(obj.dtype), out, path)
+    _encode(obj.shape, out, path)
+    _encode(row_hashes, out, path)
     return True
 
 
-def _encode_other(obj: Any, out: list[Chunk]) -> None:
+def _encode_other(obj: Any, out: list[Chunk], path: Path) -> None:
     cls = type(obj)
     if isinstance(obj, enum.Enum):
         out.append(b"E" + _type_name(cls) + b".")
-        _encode(obj.name, out)
+        _encode(obj.name, out, path)
     elif isinstance(obj, type):
         _encode_tagged_text(b"C", f"{obj.__module__}.{obj.__qualname__}", out)
     elif dataclasses.is_dataclass(obj):
-        out.append(b"K" + _type_name(cls) + b"{")
-        for field in dataclasses.fields(obj):
-            _encode(field.name, out)
-            _encode(getattr(obj, field.name), out)
-        out.append(b"}")
+        if _enter(obj, out, path):
+            out.append(b"K" + _type_name(cls) + b"{")
+            for field in dataclasses.fields(obj):
+                _encode(field.name, out, path)
+                _encode(getattr(obj, field.name), out, path)
+            out.append(b"}")
+            path.pop()
     elif isinstance(obj, PurePath):
         _encode_tagged_text(b"p" + _type_name(cls), obj.as_posix(), out)
-    elif _encode_numpy(obj, out) or _encode_pandas(obj, out):
+    elif _encode_numpy(obj, out, path) or _encode_pandas(obj, out, path):
         pass
     elif isinstance(obj, Mapping):
-        _encode_mapping(obj, out, tag=b"M" + _type_name(cls))
+        _encode_mapping(obj, out, path, tag=b"M" + _type_name(cls))
     elif isinstance(obj, (set, frozenset)):
         out.append(b"X" + _type_name(cls))
-        _encode_set(obj, out)
+        _encode_set(obj, out, path)
     elif isinstance(obj, (tuple, list)):
         # Subclasses (namedtuples, ...) keep their type in the key.
         out.append(b"Q" + _type_name(cls))
-        _ENCODERS[tuple](obj, out)
+        if _enter(obj, out, path):
+            _encode_items(b"(", obj, out, path)
+            path.pop()
     elif isinstance(obj, (str, int, float, bytes)):
         out.append(b"V" + _type_name(cls))
-        _ENCODERS[next(b for b in (str, bool, int, float, bytes) if isinstance(obj, b))](obj, out)
+        base = next(b for b in (str, bool, int, float, bytes) if isinstance(obj, b))
+        _ENCODERS[base](obj, out, path)
     elif isinstance(obj, types.FunctionType):
-        _encode_function(obj, out)
+        _encode_function(obj, out, path)
     elif callable(obj) and hasattr(obj, "__qualname__"):
         _encode_tagged_text(b"c", f"{getattr(obj, '__module__', '')}.{obj.__qualname__}", out)
     else:
-        _encode_reduced(obj, out)
+        _encode_reduced(obj, out, path)
 
 
-def _encode_code(code: types.CodeType, out: list[Chunk]) -> None:
+def _encode_code(code: types.CodeType, out: list[Chunk], path: Path) -> None:
     out.append(b"k%d:" % len(code.co_code) + code.co_code)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            _encode_code(const, out)
+            _encode_code(const, out, path)
         else:
-            _encode(const, out)
+            _encode(const, out, path)
 
 
-def _encode_function(func: types.FunctionType, out: list[Chunk]) -> None:
+def _encode_function(func: types.FunctionType, out: list[Chunk], path: Path) -> None:
     """A module-level function is its name; a lambda or nested one also its code.
 
     Two lambdas of one scope share a qualified name, so their bytecode, constants
-    and closure values tell them apart.
+    and closure values tell them apart. A nested function that calls itself holds
+    itself in its closure: that is a back-reference.
     """
     _encode_tagged_text(b"c", f"{func.__module__}.{func.__qualname__}", out)
-    if "<" in func.__qualname__:
-        _encode_code(func.__code__, out)
+    if "<" in func.__qualname__ and _enter(func, out, path):
+        _encode_code(func.__code__, out, path)
         for cell in func.__closure__ or ():
             try:
-                _encode(cell.cell_contents, out)
+                contents = cell.cell_contents
             except ValueError:  # an empty cell
                 out.append(b"-")
+            else:
+                _encode(contents, out, path)
+        path.pop()
 
 
-def _encode_reduced(obj: Any, out: list[Chunk]) -> None:
+def _encode_reduced(obj: Any, out: list[Chunk], path: Path) -> None:
     """Encode an arbitrary object by what ``__reduce_ex__`` says rebuilds it.
 
     The parts (constructor, arguments, state) go through the same content encoding, so
-    a set or dict held by the object hashes by content, not by iteration order.
+    a set or dict held by the object hashes by content, not by iteration order. An
+    object that cannot be reduced that way is encoded by its pickle; one that cannot
+    be pickled either has no content to hash.
     """
     out.append(b"O" + _type_name(type(obj)))
+    if not _enter(obj, out, path):
+        return
+    depth = len(path)
     parts: list[Chunk] = []
     try:
         reduced = obj.__reduce_ex__(4)
         if isinstance(reduced, str):  # a global singleton, named
-            _encode(reduced, parts)
+            _encode(reduced, parts, path)
         else:
             items = [
                 list(part) if index >= 3 and part is not None else part
                 for index, part in enumerate(reduced)
             ]
-            _encode(items, parts)
-    except (TypeError, ValueError, RecursionError, pickle.PicklingError):
-        # Self-referencing or exotic state: the object's pickle is the best we have.
-        parts = []
-        _encode_bytes(pickle.dumps(obj, protocol=4), parts)
+            _encode(items, parts, path)
+    except Exception as error:  # exotic state (too deep, or a reduce that raises)
+        del path[depth:]
+        try:
+            parts = []
+            _encode_bytes(pickle.dumps(obj, protocol=4), parts, path)
+        except Exception as pickle_error:
+            if isinstance(error, UnhashableValueError):
+                raise error from None  # the innermost culprit names the better type
+            raise UnhashableValueError(type(obj), pickle_error) from pickle_error
+    path.pop()
     out.extend(parts)
 
 
-def _encode(obj: Any, out: list[Chunk]) -> None:
+def _encode(obj: Any, out: list[Chunk], path: Path) -> None:
     encoder = _ENCODERS.get(type(obj))
     if encoder is not None:
-        encoder(obj, out)
+        encoder(obj, out, path)
     else:
-        _encode_other(obj, out)
+        _encode_other(obj, out, path)
 
 
 def stable_hash(obj: Any) -> str:
     """Return the 32-hex-digit content hash of ``obj``, identical in every process.
+
+    Raises :class:`UnhashableValueError` (a ``TypeError``) for a value with no content
+    to hash, such as a generator or a lock.
 
     Example:
         >>> stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
         True
         >>> stable_hash(1) == stable_hash(1.0) or stable_hash(1) == stable_hash(True)
         False
+        >>> loop = [1]; loop.append(loop)
+        >>> again = [1]; again.append(again)
+        >>> stable_hash(loop) == stable_hash(again)
+        True
     """
     parts: list[Chunk] = []
-    _encode(obj, parts)
+    _encode(obj, parts, [])
     hasher = xxhash.xxh3_128()
     for part in parts:
         hasher.update(part)

@@ -15,7 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 from . import config
 from .alerts import FailureReporter
 from .entry import Entry
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnkeyableArgumentError
 from .identity import function_namespace
 from .options import OptionResolver, Options
 from .policy import (
@@ -146,7 +146,11 @@ class CachedFunction(Generic[P, R]):
             opts = self._current()
         if self._fast and (not kwargs or self._controls.isdisjoint(kwargs)):
             # The hit fast path: one key, one core read, one freshness check.
-            key = opts.keys.key(args, kwargs)
+            try:
+                key = opts.keys.key(args, kwargs)
+            except Exception as exc:
+                self._unkeyable(exc, args, kwargs, opts)
+                return self._func(*args, **kwargs)
             try:
                 entry = opts.core.get(key)
             except ConfigurationError:
@@ -167,12 +171,14 @@ class CachedFunction(Generic[P, R]):
             return cast(R, self._acall(args, kwargs, opts, controls))
         if not opts.enabled or controls.skip:
             return self._func(*args, **kwargs)
-        job = self._job(args, kwargs, opts, controls)
+        work = self._job(args, kwargs, opts, controls)
+        if work is None:
+            return self._func(*args, **kwargs)  # no key: run it uncached
         if controls.overwrite:
-            return cast(R, drive_sync(compute_and_store(job)))
+            return cast(R, drive_sync(compute_and_store(work)))
         if opts.cleanup_stale:
             self._maybe_cleanup(opts)
-        return cast(R, drive_sync(self._call_flow(job, controls, None, False)))
+        return cast(R, drive_sync(self._call_flow(work, controls, None, False)))
 
     async def _acall(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
@@ -181,6 +187,8 @@ class CachedFunction(Generic[P, R]):
         if not opts.enabled or controls.skip:
             return await func(*args, **kwargs)
         job = self._job(args, kwargs, opts, controls)
+        if job is None:
+            return await func(*args, **kwargs)  # no key: run it uncached
         blocking = opts.core.blocking
         if controls.overwrite:
             return await drive_async(compute_and_store(job), blocking)
@@ -190,10 +198,31 @@ class CachedFunction(Generic[P, R]):
 
     def _job(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
-    ) -> Job:
+    ) -> Job | None:
+        """The call's work, or None when its arguments give no key (after warning)."""
         allow_none = opts.allow_none if controls.allow_none is None else controls.allow_none
-        key = opts.keys.key(args, kwargs)
+        try:
+            key = opts.keys.key(args, kwargs)
+        except Exception as exc:
+            self._unkeyable(exc, args, kwargs, opts)
+            return None
         return Job(self._reporter, opts, key, (self._func, args, kwargs), allow_none)
+
+    def _unkeyable(
+        self, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options
+    ) -> None:
+        """No key for this call: warn (rate-limited), or raise with ``raise_on_error``.
+
+        A call that does not bind is not warned about: running it makes Python raise
+        its own error, naming the function, as the undecorated call would.
+        """
+        failure = opts.keys.failure(args, kwargs, error)
+        if failure is not None:
+            if opts.raise_on_error:
+                raise UnkeyableArgumentError(
+                    f"{self.namespace}: cannot make a cache key: {failure} ({error})"
+                ) from error
+            self._reporter.report(f"key ({failure})", error, raise_on_error=False)
 
     def _take_controls(self, kwargs: dict[str, Any]) -> CallControls:
         found = {name: kwargs.pop(name) for name in self._controls if name in kwargs}

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Hashable
 from datetime import date, datetime, timedelta, timezone
@@ -25,7 +26,8 @@ import pandas as pd
 import pytest
 
 from cachier_like import CachedFunction, cached
-from cachier_like.keys import ArgumentBinder, KeyMaker, stable_hash
+from cachier_like.hashing import UnhashableValueError
+from cachier_like.keys import LOCAL_KEY_MAX_LEN, ArgumentBinder, KeyMaker, stable_hash
 
 pytestmark = pytest.mark.memory
 
@@ -182,6 +184,20 @@ class Tagged:
     name: str
     tags: frozenset[str]
 
+class Node:
+    def __init__(self, parent=None):
+        self.parent = parent
+        self.children = []
+        if parent is not None:
+            parent.children.append(self)
+
+CYCLE = [1, "x"]
+CYCLE.append(CYCLE)
+LOOP = {"name": "loop", "tags": {"a", "b", "c"}}
+LOOP["self"] = [LOOP]
+TREE = Node()
+Node(TREE)
+
 WORDS = [f"word-{i}" for i in range(40)]
 VALUES = [
     set(WORDS),
@@ -194,6 +210,9 @@ VALUES = [
     ({b"raw", b"bytes", b"set"}, {1.5, 2.5, 3.5}, {"mixed", 1, None, (2, "two")}),
     Tagged("t", frozenset(WORDS[:15])),
     {"when": datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc), "amount": Decimal("1.50")},
+    CYCLE,
+    LOOP,
+    TREE,
 ]
 """
 
@@ -522,6 +541,109 @@ def test_big_ints_in_long_lists_fall_back_correctly() -> None:
     assert stable_hash(mixed) != stable_hash([1] * 20)
 
 
+# -- values that contain themselves, and values with no content -------------------------------
+
+
+def _cycle(*items: Any) -> list[Any]:
+    """``[*items, <itself>]``."""
+    values = list(items)
+    values.append(values)
+    return values
+
+
+class _Node:
+    def __init__(self, parent: _Node | None = None) -> None:
+        self.parent = parent
+        self.children: list[_Node] = []
+        if parent is not None:
+            parent.children.append(self)
+
+
+def _at_depth(depth: int, func: Any) -> Any:
+    return func() if depth == 0 else _at_depth(depth - 1, func)
+
+
+def test_self_referential_containers_hash_by_structure() -> None:
+    assert stable_hash(_cycle(1)) == stable_hash(_cycle(1))
+    loop: dict[str, Any] = {"n": 1}
+    loop["self"] = loop
+    again: dict[str, Any] = {"self": None, "n": 1}
+    again["self"] = again
+    assert stable_hash(loop) == stable_hash(again)
+    # Through a tuple, and a reference to an outer container rather than the inner one.
+    through: list[Any] = [1]
+    through.append((through,))
+    outer: list[Any] = [[]]
+    outer[0].append(outer)
+    inner: list[Any] = [[]]
+    inner[0].append(inner[0])
+    _all_distinct(
+        [_cycle(1), _cycle(2), _cycle(1, 1), [1, [1]], [1, []], loop, through, outer, inner, [[[]]]]
+    )
+
+
+def test_cyclic_objects_hash_the_same_at_any_call_depth() -> None:
+    # Objects linked both ways (a tree with parent pointers) must not depend on how
+    # deep the caller's stack is when the key is made.
+    root = _Node()
+    _Node(root)
+    expected = stable_hash(root)
+    assert {_at_depth(depth, lambda: stable_hash(root)) for depth in (10, 100, 400)} == {expected}
+    other = _Node()
+    _Node(_Node(other))
+    assert stable_hash(other) != expected
+
+
+def _tree(depth: int, fanout: int, parent: _Node | None = None) -> _Node:
+    node = _Node(parent)
+    if depth:
+        for _ in range(fanout):
+            _tree(depth - 1, fanout, node)
+    return node
+
+
+def test_a_tree_with_parent_links_hashes_by_structure() -> None:
+    # Each node reaches the others both ways; this used to take exponential time.
+    assert stable_hash(_tree(3, 3)) == stable_hash(_tree(3, 3))
+    _all_distinct([_tree(3, 3), _tree(3, 2), _tree(2, 3)])
+
+
+def test_a_nested_function_that_calls_itself_hashes() -> None:
+    def make(step: int) -> Any:
+        def countdown(n: int) -> int:
+            return countdown(n - step) if n > 0 else 0
+
+        return countdown
+
+    assert stable_hash(make(1)) == stable_hash(make(1))
+    assert stable_hash(make(1)) != stable_hash(make(2))
+
+
+class _ReduceRaises:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("not reducible")
+
+
+@pytest.mark.parametrize(
+    ("make", "type_name"),
+    [
+        (lambda: (i for i in range(3)), "generator"),
+        (threading.Lock, "_thread.lock"),
+        (_ReduceRaises, "_ReduceRaises"),
+    ],
+    ids=["generator", "lock", "reduce-raises"],
+)
+def test_values_with_no_content_raise_a_type_error_naming_their_type(
+    make: Any, type_name: str
+) -> None:
+    value = make()
+    with pytest.raises(UnhashableValueError) as raised:
+        stable_hash([1, {"k": (2, value)}])
+    assert isinstance(raised.value, TypeError)
+    assert raised.value.value_type is type(value)
+    assert type_name in str(raised.value)
+
+
 # -- stable and memory-local keys -------------------------------------------------------------
 
 
@@ -565,6 +687,38 @@ def test_local_keys_never_share_between_one_one_point_zero_and_true() -> None:
     assert [g(1), g(1.0), g(True)] == ["int", "float", "bool"]
     assert [g(True), g(1.0), g(1)] == ["bool", "float", "int"]
     assert len(calls) == 3
+
+
+def test_local_keys_digest_long_str_and_bytes_instead_of_holding_them() -> None:
+    def f(a: Any, b: Any = 0) -> None: ...
+
+    keys = KeyMaker(f, stable=False)
+    limit = LOCAL_KEY_MAX_LEN
+    short = b"s" * limit
+    assert keys.key((short,), {}) == (short, 0)  # at the limit: the value itself
+    big = b"a" * (limit + 1)
+    refs = sys.getrefcount(big)
+    key = keys.key((big,), {})
+    assert sys.getrefcount(big) == refs  # the key does not refer to the argument
+    assert all(part is not big for part in key)  # type: ignore[attr-defined]
+    assert keys.key((b"a" * (limit + 1),), {}) == key  # an equal copy: the same key
+    candidates = [
+        (b"a" * (limit + 1),),
+        ("a" * (limit + 1),),
+        (b"a" * (limit + 2),),
+        (b"a" * limit + b"b",),
+        (b"a" * (limit + 1), 1),
+        ("é" * (limit + 1),),
+        (short,),
+        ("s" * limit,),
+        (b"a" * (limit + 1), "a" * (limit + 1)),
+        ("a" * (limit + 1), b"a" * (limit + 1)),
+        (b"a" * (limit + 1), 1.5),  # a non-local type too: the stable digest
+    ]
+    local = [keys.key(args, {}) for args in candidates]
+    assert len(set(local)) == len(candidates)
+    hashable: Hashable = key
+    assert hash(hashable) == hash(keys.key((b"a" * (limit + 1),), {}))
 
 
 # -- custom hash_func --------------------------------------------------------------------------

@@ -8,8 +8,10 @@ so no test sleeps for a fixed time.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -377,3 +379,67 @@ def test_a_failed_calculation_hands_over_to_a_waiter() -> None:
     assert calls == ["failed", "succeeded"]
     assert fragile(1) == "value-1"
     assert calls == ["failed", "succeeded"]
+
+
+# -- large str and bytes arguments ----------------------------------------------------------
+
+
+def test_a_large_argument_is_not_kept_alive_by_its_entry() -> None:
+    @cached(backend="memory")
+    def size(data: bytes, label: str = "") -> int:
+        return len(data) + len(label)
+
+    big = random.Random(3).randbytes(1 << 20)
+    label = "x" * 10_000
+    refs = sys.getrefcount(big), sys.getrefcount(label)
+    assert size(big, label) == (1 << 20) + 10_000
+    assert (sys.getrefcount(big), sys.getrefcount(label)) == refs
+    assert size.cached_entry(bytes(bytearray(big)), label) is not None  # an equal copy hits
+
+
+def test_dropped_large_arguments_free_their_memory() -> None:
+    @cached(backend="memory")
+    def first_byte(data: bytes) -> int:
+        return data[0]
+
+    chunk = 20 << 20
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(4):
+            data = bytes([i]) * chunk
+            assert first_byte(data) == i
+            del data
+        resident = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert resident < chunk // 4, f"{resident} bytes still held after dropping the arguments"
+    assert first_byte.core.stats().entries == 4
+
+
+def test_large_and_small_str_and_bytes_arguments_hit_and_never_collide() -> None:
+    calls: list[object] = []
+
+    @cached(backend="memory")
+    def describe(value: str | bytes) -> str:
+        calls.append(value)
+        return f"{type(value).__name__}:{len(value)}:{value[-1:]!r}"
+
+    arguments: list[str | bytes] = [
+        b"a" * 300,
+        "a" * 300,
+        b"a" * 299 + b"b",
+        b"a" * 301,
+        "a" * 299 + "b",
+        b"a" * 10,
+        "a" * 10,
+        bytes(range(256)) * 4096,
+        bytes(range(256)) * 4095 + bytes(range(255)) + b"\x00",
+    ]
+    first = [describe(value) for value in arguments]
+    assert len(set(first)) == len(arguments)
+    assert len(calls) == len(arguments)
+    # Equal, not identical: a new object, whose hash Python has not cached.
+    copies = [bytes(bytearray(v)) if isinstance(v, bytes) else (v + ".")[:-1] for v in arguments]
+    assert [describe(value) for value in copies] == first
+    assert len(calls) == len(arguments)
