@@ -43,7 +43,7 @@ from ._redis_keys import (
     ms,
     new_token,
 )
-from ._redis_link import URL_ENV, Client, ClientSource, Link, link_for
+from ._redis_link import URL_ENV, Client, ClientSource, Link, Parts, link_for
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
@@ -172,7 +172,7 @@ class RedisCore(Core):
         payload = self.serializer.dumps(entry.value)
         if self.size_limit is not None and len(payload) > self.size_limit:
             return False
-        data = HEADER.pack(MAGIC, entry.timestamp) + payload
+        data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))  # no copy of the payload
         suffix, link = key_suffix(key), self._link()
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.thread == threading.get_ident():
