@@ -44,3 +44,12 @@ def test_the_redis_core_stores_a_large_value_with_one_extra_copy() -> None:
     assert store <= LIMIT, f"storing peaked at {store}x the value"
     # Reading back: redis-py buffers the reply before handing over its bytes.
     assert read <= 3.3, f"reading back peaked at {read}x the value"
+
+
+@pytest.mark.sql
+def test_the_postgresql_core_reads_a_large_value_in_binary() -> None:
+    store, read = _peaks("sql_postgres")
+    # psycopg holds the reply, then its bytes, then the value: three copies, where the
+    # text form of bytea (hex) made it six.
+    assert read <= 3.3, f"reading back peaked at {read}x the value"
+    assert store <= 4.3, f"storing peaked at {store}x the value"

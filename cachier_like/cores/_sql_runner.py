@@ -93,6 +93,11 @@ class Runner(Breaker):
         # psycopg switches autocommit client-side (no round trip): one statement per
         # operation needs no BEGIN/COMMIT pair, so use it and switch back afterwards.
         self._toggle_autocommit = dialect.driver in ("psycopg", "psycopg2")
+        # psycopg 3 reads bytea in binary: the text form is hex, which a large value
+        # holds twice over (as received, then as decoded) before it is unpickled.
+        self._execute_options: dict[str, Any] = (
+            {"binary": True} if dialect.driver == "psycopg" else {}
+        )
         #: In-memory SQLite shares one connection between threads: one at a time.
         self.memory = is_memory_sqlite(engine.url)
         self._lock = threading.Lock() if self.memory else None
@@ -210,7 +215,7 @@ class Runner(Breaker):
             ):
                 connection.autocommit = toggled = True
             cursor = fairy.cursor()
-            cursor.execute(prepared.sql, prepared.driver_params(params))
+            cursor.execute(prepared.sql, prepared.driver_params(params), **self._execute_options)
             out = cursor.fetchall() if prepared.returns_rows else cursor.rowcount
             cursor.close()
             if prepared.write and _needs_commit(connection):
