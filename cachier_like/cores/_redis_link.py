@@ -198,9 +198,12 @@ class Parts(tuple[bytes, ...]):
 
 #: Pieces at least this large are sent by themselves rather than copied into a batch.
 _LARGE_PIECE = 1 << 16
+#: Large pieces go out in slices this big: since Python 3.5 a socket timeout bounds a
+#: whole ``sendall``, so each slice gets the timeout, as each read does.
+_SEND_SLICE = 1 << 20
 
 
-def _pack(commands: tuple[tuple[Any, ...], ...]) -> list[bytes]:
+def _pack(commands: tuple[tuple[Any, ...], ...]) -> list[bytes | memoryview]:
     """Commands in the Redis protocol (arrays of bulk strings), about three times cheaper
     than redis-py's general-purpose packer for the core's few argument types. Small
     pieces are joined into one buffer; a large :class:`Parts` piece stays apart."""
@@ -220,7 +223,7 @@ def _pack(commands: tuple[tuple[Any, ...], ...]) -> list[bytes]:
             out.append(b"\r\n")
     if not large:
         return [b"".join(out)]
-    batches: list[bytes] = []
+    batches: list[bytes | memoryview] = []
     small: list[bytes] = []
     for piece in out:
         if len(piece) < _LARGE_PIECE:
@@ -229,7 +232,8 @@ def _pack(commands: tuple[tuple[Any, ...], ...]) -> list[bytes]:
         if small:
             batches.append(b"".join(small))
             small = []
-        batches.append(piece)
+        view = memoryview(piece)
+        batches += (view[at : at + _SEND_SLICE] for at in range(0, len(piece), _SEND_SLICE))
     if small:
         batches.append(b"".join(small))
     return batches
