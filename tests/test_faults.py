@@ -196,28 +196,24 @@ def test_a_users_client_keeps_its_timeout_and_the_breaker_still_applies(
 
 
 @pytest.mark.sql
-def test_a_hung_postgresql_blocks_a_calling_thread_briefly_and_caching_resumes(
-    postgres_server: Server,
+@pytest.mark.parametrize(
+    ("server_fixture", "label"),
+    [
+        ("postgres_server", "PostgreSQL (URL engine, psycopg), one thread"),
+        ("mariadb_server", "MariaDB (URL engine, PyMySQL), one thread"),
+    ],
+    ids=["postgresql", "mariadb"],
+)
+def test_a_hung_sql_server_blocks_a_calling_thread_briefly_and_caching_resumes(
+    request: pytest.FixtureRequest, server_fixture: str, label: str
 ) -> None:
+    server: Server = request.getfixturevalue(server_fixture)
     counted = Counted()
     table = unique("hang")
-    f = cached(backend="sql", sql_engine=postgres_server.url, table_name=table)(counted)
+    f = cached(backend="sql", sql_engine=server.url, table_name=table)(counted)
     assert f(1) == 2 and counted.hit(f, 1)
-    outage = call_through_hang(postgres_server, lambda: f(1), lambda: counted.hit(f, 1))
-    assert_bounded(outage, "PostgreSQL (URL engine, psycopg), one thread")
-    assert outage.calls > 100
-
-
-@pytest.mark.sql
-def test_a_hung_mariadb_blocks_a_calling_thread_briefly_and_caching_resumes(
-    mariadb_server: Server,
-) -> None:
-    counted = Counted()
-    table = unique("hang")
-    f = cached(backend="sql", sql_engine=mariadb_server.url, table_name=table)(counted)
-    assert f(1) == 2 and counted.hit(f, 1)
-    outage = call_through_hang(mariadb_server, lambda: f(1), lambda: counted.hit(f, 1))
-    assert_bounded(outage, "MariaDB (URL engine, PyMySQL), one thread")
+    outage = call_through_hang(server, lambda: f(1), lambda: counted.hit(f, 1))
+    assert_bounded(outage, label)
     assert outage.calls > 100
 
 
