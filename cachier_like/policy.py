@@ -1,46 +1,53 @@
 """The caching policy of one call, written once for the sync and async wrappers.
 
-A *flow* is a generator that yields the steps it needs (a core operation, a wait, or
-the user's function) and receives their results. ``drive_sync`` runs the steps
-directly; ``drive_async`` awaits the function and off-loads blocking core work to a
-thread. Errors from core steps come back into the flow as :class:`CoreFailure`, so
-the flow alone decides how to fail open; the user's own exceptions pass through.
+Every decision lives here: whether an entry is served fresh, served stale while a
+background refresh runs (``next_time``), or recomputed; who computes a missing key and
+who waits; how a failing store is failed open. The decisions are *flows*: generators
+that yield :mod:`~cachier_like.steps` (call the function, run a core operation, wait)
+and receive their results, so the same code runs under ``drive_sync`` and
+``drive_async``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from .alerts import FailureReporter
+from .controls import CallControls
 from .entry import Entry
-from .errors import ConfigurationError
 from .leases import KEEPER
 from .options import Options
+from .steps import Compute, CoreFailure, CoreOp, Flow, Wait
 
 logger = logging.getLogger("cachier_like")
 
-COMPUTE = 0
-CORE = 1
-WAIT = 2
-
-# (COMPUTE, function, (args, kwargs)) | (CORE, bound core method, args)
-# | (WAIT, core, (key, timeout)): waiting differs between sync and async drivers.
-Step = tuple[int, Any, tuple[Any, ...]]
-Flow = Generator[Step, Any, Any]
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+#: ``start_refresh(job, seen)``: refresh ``job.key`` in the background (one per key).
+RefreshStarter = Callable[["Job", Entry], None]
+
+_now = time.time
 
 
-class CoreFailure(Exception):  # noqa: N818 - a signal, not an error to users
-    """A core operation raised; carries the original error."""
+def fresh(entry: Entry | None, allow_none: bool, bound: float | None, now: float) -> bool:
+    """Whether ``entry`` may be served: it holds a value, calculated within ``bound`` s.
 
-    def __init__(self, error: Exception) -> None:
-        super().__init__(repr(error))
-        self.error = error
+    The one freshness test; the wrapper's hit fast path inlines the same expression.
+
+    Example:
+        >>> fresh(Entry(1, timestamp=100.0), False, bound=60.0, now=150.0)
+        True
+        >>> fresh(Entry(None, timestamp=100.0), False, bound=None, now=150.0)
+        False
+    """
+    return (
+        entry is not None
+        and (entry.value is not None or allow_none)
+        and (bound is None or now - entry.timestamp <= bound)
+    )
 
 
 def landed(latest: Entry | None, seen: Entry | None, allow_none: bool) -> bool:
@@ -50,7 +57,7 @@ def landed(latest: Entry | None, seen: Entry | None, allow_none: bool) -> bool:
     return seen is None or latest.timestamp != seen.timestamp
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
     """One call's work: which function, which key, under which options."""
 
@@ -60,14 +67,54 @@ class Job:
     call: Call
     allow_none: bool
 
-    def compute(self) -> Step:
+    def compute(self) -> Compute:
         """The step that calls the user's function."""
         func, args, kwargs = self.call
-        return (COMPUTE, func, (args, kwargs))
+        return Compute(func, args, kwargs)
 
     def report(self, operation: str, failure: CoreFailure) -> None:
         """Log (or raise, with ``raise_on_error``) a failed core operation."""
         self.reporter.report(operation, failure.error, self.opts.raise_on_error)
+
+
+def call_flow(
+    job: Job,
+    controls: CallControls,
+    entry: Entry | None,
+    have_entry: bool,
+    start_refresh: RefreshStarter,
+) -> Flow:
+    """Read (unless already read), then serve, serve stale and refresh, or compute."""
+    opts = job.opts
+    name = job.reporter.name
+    if not have_entry:
+        try:
+            entry = yield CoreOp(opts.core.get, (job.key,))
+        except CoreFailure as failure:
+            job.report("read", failure)
+            return (yield job.compute())
+    max_age = controls.max_age
+    bound = opts.stale_after
+    if max_age is not None:
+        bound = max_age if bound is None else min(bound, max_age)
+    now = _now()
+    if fresh(entry, job.allow_none, bound, now):
+        assert entry is not None
+        if controls.verbose:
+            logger.info("%s: cache hit for key %s", name, job.key)
+        return entry.value
+    if (
+        opts.next_time and fresh(entry, job.allow_none, max_age, now)  # stale only by stale_after
+    ):
+        assert entry is not None
+        if controls.verbose:
+            logger.info("%s: stale hit for key %s; refreshing", name, job.key)
+        start_refresh(job, entry)
+        return entry.value
+    if controls.verbose:
+        state = "stale" if entry is not None else "missing"
+        logger.info("%s: %s entry for key %s; calculating", name, state, job.key)
+    return (yield from miss_flow(job, entry))
 
 
 def store(job: Job, value: Any) -> Flow:
@@ -75,7 +122,7 @@ def store(job: Job, value: Any) -> Flow:
     if value is None and not job.allow_none:
         return
     try:
-        stored = yield (CORE, job.opts.core.set, (job.key, Entry(value, time.time())))
+        stored = yield CoreOp(job.opts.core.set, (job.key, Entry(value, time.time())))
     except CoreFailure as failure:
         job.report("store", failure)
         return
@@ -100,7 +147,7 @@ def _release(job: Job, lease: int | None) -> Flow:
     if lease is not None:
         KEEPER.drop(lease)
     try:
-        yield (CORE, job.opts.core.release, (job.key,))
+        yield CoreOp(job.opts.core.release, (job.key,))
     except CoreFailure as failure:
         job.report("release", failure)
 
@@ -108,7 +155,7 @@ def _release(job: Job, lease: int | None) -> Flow:
 def _recheck(job: Job) -> Flow:
     """Read the entry again after winning a claim (it may have landed meanwhile)."""
     try:
-        return (yield (CORE, job.opts.core.get, (job.key,)))
+        return (yield CoreOp(job.opts.core.get, (job.key,)))
     except CoreFailure:
         return None  # re-checking is an optimisation; compute regardless
 
@@ -119,7 +166,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
     deadline = None if opts.wait_timeout is None else time.monotonic() + opts.wait_timeout
     while True:
         try:
-            claimed = yield (CORE, core.claim, (job.key, opts.lease))
+            claimed = yield CoreOp(core.claim, (job.key, opts.lease))
         except CoreFailure as failure:
             job.report("claim", failure)
             return (yield job.compute())
@@ -138,7 +185,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
             return (yield from compute_and_store(job))
         try:
-            latest = yield (WAIT, core, (job.key, remaining))
+            latest = yield Wait(core, job.key, remaining)
         except CoreFailure as failure:
             job.report("wait", failure)
             return (yield job.compute())
@@ -152,7 +199,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
 def background_refresh_flow(job: Job, seen: Entry) -> Flow:
     """``next_time``: refresh a stale entry unless another caller already is."""
     try:
-        claimed = yield (CORE, job.opts.core.claim, (job.key, job.opts.lease))
+        claimed = yield CoreOp(job.opts.core.claim, (job.key, job.opts.lease))
     except CoreFailure as failure:
         job.report("claim", failure)
         return
@@ -165,95 +212,3 @@ def background_refresh_flow(job: Job, seen: Entry) -> Flow:
             yield from compute_and_store(job)
     finally:
         yield from _release(job, lease)
-
-
-def drive_sync(flow: Flow) -> Any:
-    """Run a flow's steps in this thread; return its result or raise its error."""
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = flow.send(send) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        error = send = None
-        kind, fn, args = step
-        try:
-            if kind == COMPUTE:
-                send = fn(*args[0], **args[1])
-            elif kind == WAIT:
-                send = fn.wait(*args)
-            else:
-                send = fn(*args)
-        except ConfigurationError as exc:
-            error = exc  # a mistake to fix, not a store failing: never failed open
-        except Exception as exc:
-            error = exc if kind == COMPUTE else CoreFailure(exc)
-        except BaseException as exc:
-            error = exc
-
-
-async def _finish_in_thread(
-    fn: Callable[..., Any], args: tuple[Any, ...]
-) -> tuple[asyncio.Future[Any], asyncio.CancelledError | None]:
-    """Run ``fn(*args)`` in a thread and wait for it to end, even through cancellation.
-
-    A thread cannot be stopped: a claim it takes after the caller was cancelled would
-    leak. So the operation always finishes, and the cancellation it outlived is
-    returned for the driver to deliver to the flow once the flow knows the result.
-    """
-    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-    cancelled: asyncio.CancelledError | None = None
-    while not future.done():
-        try:
-            await asyncio.wait((future,))  # never cancels the future itself
-        except asyncio.CancelledError as exc:
-            cancelled = cancelled or exc
-    return future, cancelled
-
-
-async def drive_async(flow: Flow, blocking: bool) -> Any:
-    """Run a flow in the event loop: await the function, thread off blocking core work.
-
-    Cancellation is safe at any point: a core operation already running finishes and
-    its result reaches the flow, which goes on through its core steps until it next
-    asks for the function or a wait; the cancellation is thrown in there (or raised
-    once the flow ends), so its ``finally`` clauses release what it took.
-    """
-    send: Any = None
-    error: BaseException | None = None
-    pending: asyncio.CancelledError | None = None  # to throw into the flow next
-    unwinding = False  # a cancellation is in the flow: what it yields now is clean-up
-    while True:
-        try:
-            step = flow.send(send) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            if pending is not None:
-                raise pending from None
-            return stop.value
-        error = send = None
-        kind, fn, args = step
-        if kind != CORE and (pending is not None or unwinding):
-            # Only the function and waits are cut short; core steps are bounded, and
-            # one of them may be the release a ``finally`` needs.
-            error, pending, unwinding = pending or asyncio.CancelledError(), None, True
-            continue
-        try:
-            if kind == COMPUTE:
-                send = await fn(*args[0], **args[1])
-            elif kind == WAIT:
-                send = await fn.wait_async(*args)
-            elif blocking:
-                future, cancelled = await _finish_in_thread(fn, args)
-                if not unwinding:  # during clean-up, the first cancellation is enough
-                    pending = pending or cancelled
-                send = future.result()
-            else:
-                send = fn(*args)
-        except ConfigurationError as exc:
-            error = exc  # a mistake to fix, not a store failing: never failed open
-        except Exception as exc:
-            error = exc if kind == COMPUTE else CoreFailure(exc)
-        except BaseException as exc:
-            error = exc
-            unwinding = unwinding or isinstance(exc, asyncio.CancelledError)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import config
-from .policy import Flow, drive_async, drive_sync
+from .steps import Flow, drive_async, drive_sync
 
 logger = logging.getLogger("cachier_like")
 

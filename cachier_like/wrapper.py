@@ -1,75 +1,38 @@
-"""The wrapper ``@cached`` returns: the call path, per-call controls and maintenance."""
+"""The wrapper ``@cached`` returns: the call path (the methods are in ``methods``)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
-import threading
 import time
 import types
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
 from .alerts import FailureReporter
+from .cleanup import CleanupScheduler
+from .controls import CONTROL_KEYWORDS, NO_CONTROLS, CallControls, take_controls
 from .entry import Entry
 from .errors import ConfigurationError, UnkeyableArgumentError
 from .identity import function_namespace
+from .methods import CacheMethods
 from .options import OptionResolver, Options
-from .policy import (
-    CORE,
-    CoreFailure,
-    Flow,
-    Job,
-    background_refresh_flow,
-    compute_and_store,
-    drive_async,
-    drive_sync,
-    miss_flow,
-)
+from .policy import Job, background_refresh_flow, call_flow, compute_and_store
 from .refreshes import Refresher
+from .steps import drive_async, drive_sync
 
 logger = logging.getLogger("cachier_like")
+
+# The hit fast path's clock; a module global is one lookup cheaper than time.time.
+_now = time.time
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: cachier's per-call keywords, honoured unless the function declares the name itself.
-CONTROL_KEYWORDS = frozenset(
-    {
-        "cachier__skip_cache",
-        "cachier__overwrite_cache",
-        "cachier__verbose",
-        "cachier__allow_none",
-        "max_age",
-    }
-)
 
-
-@dataclass(frozen=True, slots=True)
-class CallControls:
-    """Per-call overrides taken from cachier-style keywords."""
-
-    skip: bool = False
-    overwrite: bool = False
-    verbose: bool = False
-    allow_none: bool | None = None
-    max_age: float | None = None
-
-
-_NO_CONTROLS = CallControls()
-
-
-_now = time.time
-
-
-def _is_fresh(entry: Entry, bound: float | None, now: float) -> bool:
-    return bound is None or now - entry.timestamp <= bound
-
-
-class CachedFunction(Generic[P, R]):
+class CachedFunction(CacheMethods[P, R]):
     """A function wrapped by :func:`cached`; call it like the original.
 
     Example:
@@ -112,8 +75,7 @@ class CachedFunction(Generic[P, R]):
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refresher = Refresher(self.namespace)
-        self._cleanup_lock = threading.Lock()
-        self._next_cleanup = 0.0
+        self._cleanup = CleanupScheduler(self._reporter)
         if self._is_async and hasattr(inspect, "markcoroutinefunction"):
             inspect.markcoroutinefunction(self)
 
@@ -158,6 +120,8 @@ class CachedFunction(Generic[P, R]):
             except Exception as exc:
                 self._reporter.report("read", exc, opts.raise_on_error)
                 return self._func(*args, **kwargs)
+            # policy.fresh(entry, opts.allow_none, opts.stale_after, now), inlined: a call
+            # and an unconditional clock read would cost a hit about a sixth more.
             if (
                 entry is not None
                 and (entry.value is not None or opts.allow_none)
@@ -165,8 +129,9 @@ class CachedFunction(Generic[P, R]):
             ):
                 return entry.value  # type: ignore[no-any-return]  # (cast() costs a call)
             job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
-            return cast(R, drive_sync(self._call_flow(job, _NO_CONTROLS, entry, True)))
-        controls = self._take_controls(kwargs) if kwargs else _NO_CONTROLS
+            flow = call_flow(job, NO_CONTROLS, entry, True, self._start_refresh)
+            return cast(R, drive_sync(flow))
+        controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
         if self._is_async:
             return cast(R, self._acall(args, kwargs, opts, controls))
         if not opts.enabled or controls.skip:
@@ -177,8 +142,8 @@ class CachedFunction(Generic[P, R]):
         if controls.overwrite:
             return cast(R, drive_sync(compute_and_store(work)))
         if opts.cleanup_stale:
-            self._maybe_cleanup(opts)
-        return cast(R, drive_sync(self._call_flow(work, controls, None, False)))
+            self._cleanup.maybe_purge(opts)
+        return cast(R, drive_sync(call_flow(work, controls, None, False, self._start_refresh)))
 
     async def _acall(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
@@ -193,8 +158,9 @@ class CachedFunction(Generic[P, R]):
         if controls.overwrite:
             return await drive_async(compute_and_store(job), blocking)
         if opts.cleanup_stale:
-            self._maybe_cleanup(opts)
-        return await drive_async(self._call_flow(job, controls, None, False), blocking)
+            self._cleanup.maybe_purge(opts)
+        flow = call_flow(job, controls, None, False, self._start_refresh)
+        return await drive_async(flow, blocking)
 
     def _job(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
@@ -224,56 +190,6 @@ class CachedFunction(Generic[P, R]):
                 ) from error
             self._reporter.report(f"key ({failure})", error, raise_on_error=False)
 
-    def _take_controls(self, kwargs: dict[str, Any]) -> CallControls:
-        found = {name: kwargs.pop(name) for name in self._controls if name in kwargs}
-        if not found:
-            return _NO_CONTROLS
-        max_age = found.get("max_age")
-        return CallControls(
-            skip=bool(found.get("cachier__skip_cache", False)),
-            overwrite=bool(found.get("cachier__overwrite_cache", False)),
-            verbose=bool(found.get("cachier__verbose", False)),
-            allow_none=found.get("cachier__allow_none"),
-            max_age=config.as_seconds(max_age, "max_age") if max_age is not None else None,
-        )
-
-    def _call_flow(
-        self, job: Job, controls: CallControls, entry: Entry | None, have_entry: bool
-    ) -> Flow:
-        """Read (unless already read), then serve, serve stale and refresh, or compute."""
-        opts = job.opts
-        if not have_entry:
-            try:
-                entry = yield (CORE, opts.core.get, (job.key,))
-            except CoreFailure as failure:
-                job.report("read", failure)
-                return (yield job.compute())
-        bound = opts.stale_after
-        if controls.max_age is not None:
-            bound = controls.max_age if bound is None else min(bound, controls.max_age)
-        verbose = controls.verbose
-        if entry is not None and (entry.value is not None or job.allow_none):
-            now = _now()
-            if _is_fresh(entry, bound, now):
-                if verbose:
-                    logger.info("%s: cache hit for key %s", self.namespace, job.key)
-                return entry.value
-            if (
-                opts.next_time
-                and not _is_fresh(entry, opts.stale_after, now)
-                and (controls.max_age is None or _is_fresh(entry, controls.max_age, now))
-            ):
-                if verbose:
-                    logger.info("%s: stale hit for key %s; refreshing", self.namespace, job.key)
-                self._start_refresh(job, entry)
-                return entry.value
-        if verbose:
-            state = "stale" if entry is not None else "missing"
-            logger.info("%s: %s entry for key %s; calculating", self.namespace, state, job.key)
-        return (yield from miss_flow(job, entry))
-
-    # -- background work ---------------------------------------------------------
-
     def _start_refresh(self, job: Job, seen: Entry) -> None:
         """Refresh ``job.key`` in the background unless this process already is."""
         if self._is_async:
@@ -281,129 +197,3 @@ class CachedFunction(Generic[P, R]):
             self._refresher.start_task(job.key, make_flow, job.opts.core.blocking)
         else:
             self._refresher.start_thread(job.key, background_refresh_flow(job, seen))
-
-    def _maybe_cleanup(self, opts: Options) -> None:
-        """At most once per ``cleanup_interval``, purge stale entries in a thread."""
-        now = time.time()
-        if opts.stale_after is None or now < self._next_cleanup:
-            return
-        with self._cleanup_lock:
-            if now < self._next_cleanup:
-                return
-            self._next_cleanup = now + opts.cleanup_interval
-        stale_after = opts.stale_after
-
-        def purge() -> None:
-            try:
-                removed = opts.core.purge_stale(stale_after, time.time())
-                logger.debug("%s: purged %d stale entries", self.namespace, removed)
-            except Exception as exc:
-                self._reporter.report("cleanup", exc, raise_on_error=False)
-
-        threading.Thread(target=purge, name="cachier_like-cleanup", daemon=True).start()
-
-    # -- per-call controls and maintenance ------------------------------------------
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Recompute the value for these arguments and store it, ignoring any entry.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def now_ish(x: int) -> int:
-            ...     return x
-            >>> now_ish.refresh(1)
-            1
-        """
-        return self(*args, cachier__overwrite_cache=True, **kwargs)  # type: ignore[arg-type]
-
-    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the function directly: no read, no write.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     return x + 1
-            >>> f.uncached(1), f.cached_entry(1)
-            (2, None)
-        """
-        return self._func(*args, **kwargs)
-
-    def cached_entry(self, *args: P.args, **kwargs: P.kwargs) -> Entry | None:
-        """Return the stored :class:`Entry` for these arguments, fresh or not, or None.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     return x
-            >>> f(5); f.cached_entry(5).value
-            5
-            5
-        """
-        opts = self._current()
-        return opts.core.get(opts.keys.key(args, kwargs))
-
-    def precache_value(self, *args: Any, value_to_cache: Any, **kwargs: Any) -> Any:
-        """Store ``value_to_cache`` as the result for these arguments; return it.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     raise RuntimeError("not called")
-            >>> f.precache_value(1, value_to_cache=10)
-            10
-            >>> f(1)
-            10
-        """
-        opts = self._current()
-        opts.core.set(opts.keys.key(args, kwargs), Entry(value_to_cache, time.time()))
-        return value_to_cache
-
-    def clear_cache(self) -> int:
-        """Remove every entry of this function (no other function's); return how many.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     return x
-            >>> f(1); f(2); f.clear_cache()
-            1
-            2
-            2
-        """
-        return self._current().core.clear()
-
-    def clear_being_calculated(self) -> int:
-        """Drop every in-progress calculation claim of this function (a reset).
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     return x
-            >>> f.clear_being_calculated()
-            0
-        """
-        return self._current().core.clear_claims()
-
-    def cache_dpath(self) -> str | None:
-        """The directory holding this function's entries (pickle core), else None.
-
-        Example:
-            >>> from cachier_like import cached
-            >>> @cached(backend="memory")
-            ... def f(x: int) -> int:
-            ...     return x
-            >>> f.cache_dpath() is None
-            True
-        """
-        return self._current().core.location()
-
-    @property
-    def core(self) -> Any:
-        """The storage core currently serving this function."""
-        return self._current().core

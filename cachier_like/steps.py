@@ -1,0 +1,165 @@
+"""The steps a flow asks for, and the sync and async drivers that run them.
+
+A *flow* (see :mod:`cachier_like.policy`) is a generator that yields steps and receives
+their results, so the policy is written once for both worlds:
+
+* :class:`Compute` — call the user's function;
+* :class:`CoreOp` — one core operation (``core.get``, ``core.claim``, ...);
+* :class:`Wait` — wait for another caller's claim on a key to end.
+
+``drive_sync`` runs the steps in the calling thread; ``drive_async`` awaits the function,
+runs blocking core operations in a thread and waits through ``Core.wait_async``. An
+error from a core step comes back into the flow as :class:`CoreFailure`, so the flow
+alone decides how to fail open; the user's own exceptions, and a
+``ConfigurationError`` (a mistake to fix), pass straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .cores.base import Core
+
+__all__ = ["Compute", "CoreFailure", "CoreOp", "Flow", "Step", "Wait", "drive_async", "drive_sync"]
+
+
+# Plain slotted classes: a miss yields about five steps, and a frozen dataclass costs
+# three times as much to build.
+@dataclass(slots=True)
+class Compute:
+    """Call the user's function with these arguments."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CoreOp:
+    """Run one core operation, ``op(*args)``; its error comes back as CoreFailure."""
+
+    op: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Wait:
+    """Wait until the claim on ``key`` ends (or ``timeout_s`` passes); receive the entry."""
+
+    core: Core
+    key: Hashable
+    timeout_s: float | None
+
+
+Step = Compute | CoreOp | Wait
+Flow = Generator[Step, Any, Any]
+
+
+class CoreFailure(Exception):  # noqa: N818 - a signal, not an error to users
+    """A core operation raised; carries the original error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _failure(step: Step, error: Exception) -> Exception:
+    """What a step's error becomes inside the flow."""
+    if type(step) is Compute or isinstance(error, ConfigurationError):
+        return error  # the user's own error, or a mistake to fix: never failed open
+    return CoreFailure(error)
+
+
+def drive_sync(flow: Flow) -> Any:
+    """Run a flow's steps in this thread; return its result or raise its error."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(send) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        error = send = None
+        try:
+            if type(step) is CoreOp:
+                send = step.op(*step.args)
+            elif type(step) is Compute:
+                send = step.func(*step.args, **step.kwargs)
+            else:
+                assert type(step) is Wait
+                send = step.core.wait(step.key, step.timeout_s)
+        except Exception as exc:
+            error = _failure(step, exc)
+        except BaseException as exc:
+            error = exc
+
+
+async def _finish_in_thread(
+    op: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[asyncio.Future[Any], asyncio.CancelledError | None]:
+    """Run ``op(*args)`` in a thread and wait for it to end, even through cancellation.
+
+    A thread cannot be stopped: a claim it takes after the caller was cancelled would
+    leak. So the operation always finishes, and the cancellation it outlived is
+    returned for the driver to deliver to the flow once the flow knows the result.
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, op, *args)
+    cancelled: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.wait((future,))  # never cancels the future itself
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    return future, cancelled
+
+
+async def drive_async(flow: Flow, blocking: bool) -> Any:
+    """Run a flow in the event loop: await the function, thread off blocking core work.
+
+    Cancellation is safe at any point: a core operation already running finishes and
+    its result reaches the flow, which goes on through its core steps until it next
+    asks for the function or a wait; the cancellation is thrown in there (or raised
+    once the flow ends), so its ``finally`` clauses release what it took.
+    """
+    send: Any = None
+    error: BaseException | None = None
+    pending: asyncio.CancelledError | None = None  # to throw into the flow next
+    unwinding = False  # a cancellation is in the flow: what it yields now is clean-up
+    while True:
+        try:
+            step = flow.send(send) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            if pending is not None:
+                raise pending from None
+            return stop.value
+        error = send = None
+        if type(step) is not CoreOp and (pending is not None or unwinding):
+            # Only the function and waits are cut short; core steps are bounded, and
+            # one of them may be the release a ``finally`` needs.
+            error, pending, unwinding = pending or asyncio.CancelledError(), None, True
+            continue
+        try:
+            if type(step) is CoreOp:
+                if blocking:
+                    future, cancelled = await _finish_in_thread(step.op, step.args)
+                    if not unwinding:  # during clean-up, the first cancellation is enough
+                        pending = pending or cancelled
+                    send = future.result()
+                else:
+                    send = step.op(*step.args)
+            elif type(step) is Compute:
+                send = await step.func(*step.args, **step.kwargs)
+            else:
+                assert type(step) is Wait
+                send = await step.core.wait_async(step.key, step.timeout_s)
+        except Exception as exc:
+            error = _failure(step, exc)
+        except BaseException as exc:
+            error = exc
+            unwinding = unwinding or isinstance(exc, asyncio.CancelledError)
