@@ -42,10 +42,11 @@ def pickle_core_options(tmp_path: Path) -> CoreOptions:
 class MemoryContract(CoreContract):
     """The contract on the memory core: one process, objects kept as they are."""
 
-    pytestmark = [pytest.mark.memory]
+    pytestmark = pytest.mark.memory
     cross_process = False
     serializes = False
     notifications = True
+    race_rounds = 50
 
     @pytest.fixture
     def make_core(self) -> MakeCore:
@@ -64,7 +65,7 @@ class MemoryContract(CoreContract):
 class PickleContract(CoreContract):
     """The contract on the pickle core, with each claim implementation."""
 
-    pytestmark = [pytest.mark.pickle]
+    pytestmark = pytest.mark.pickle
     notifications = True
 
     @pytest.fixture(params=["range_locks", "file_locks"])

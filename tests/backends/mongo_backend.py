@@ -81,7 +81,7 @@ class MongoContract(CoreContract):
     are not atomic between threads (see ``tests/test_mongo_core.py``).
     """
 
-    pytestmark = [pytest.mark.mongo]
+    pytestmark = pytest.mark.mongo
     cross_process = False  # a forked child needs a URL mongetter, not this collection
     atomic_claims_on_entries = real_server_uri() is not None
 

@@ -95,7 +95,7 @@ def redis_core_options(redis_test_client: redis.Redis, redis_prefix: str) -> Cor
 class RedisContract(CoreContract):
     """The contract on the Redis core, under the test's own key prefix."""
 
-    pytestmark = [pytest.mark.redis]
+    pytestmark = pytest.mark.redis
     notifications = True
 
     @pytest.fixture
