@@ -51,7 +51,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 CORE_MODULES = core_modules()
-pytest_plugins = [module.__name__ for module in CORE_MODULES]
+pytest_plugins = ["pytester", *(module.__name__ for module in CORE_MODULES)]
 
 # Every core of the shared behaviour suite, each with the marker that selects it.
 BEHAVIOUR_CORES = [param for module in CORE_MODULES for param in module.PARAMS]
