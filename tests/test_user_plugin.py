@@ -7,15 +7,11 @@ load it; a subprocess, so that the plugin's global changes stay in there.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from cachier_like import config
-
-if sys.version_info >= (3, 11):
-    import tomllib
 
 pytestmark = pytest.mark.pickle
 
@@ -132,8 +128,8 @@ def test_the_isolation_fixture_may_be_requested_alone(suite: pytest.Pytester) ->
     suite.runpytest_subprocess("-p", PLUGIN).assert_outcomes(passed=2)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is new in Python 3.11")
 def test_the_plugin_is_a_pytest11_entry_point_of_the_package() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["entry-points"]["pytest11"] == {"cachier_like": PLUGIN}
     assert "cachier_like.testing" in project["tool"]["setuptools"]["packages"]
