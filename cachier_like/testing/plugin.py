@@ -61,7 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def enabled(config_: pytest.Config) -> bool:
     """Whether isolation was switched on, by option or ini."""
-    return bool(config_.getoption(OPTION) or config_.getini(INI))
+    try:
+        return bool(config_.getoption(OPTION) or config_.getini(INI))
+    except ValueError:  # not loaded as a plugin: this module's doctest sees its fixtures
+        return False
 
 
 def pytest_configure(config: pytest.Config) -> None:
