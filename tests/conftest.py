@@ -12,10 +12,10 @@ import cachier_like
 from cachier_like import config
 
 # The backend modules are imported here (for their PARAMS) before pytest loads them
-# as plugins, so their asserts must be registered for rewriting first.
-pytest.register_assert_rewrite("tests.backends")
+# as plugins, and they import the shipped contract: register both for rewriting first.
+pytest.register_assert_rewrite("tests.backends", "cachier_like.testing")
 
-from tests.backends import local, mongo_backend, redis_backend, sql_backend  # noqa: E402
+from tests.backends import core_modules  # noqa: E402
 from tests.backends.types import CoreOptions  # noqa: E402
 
 __all__ = ["CoreOptions"]
@@ -50,20 +50,11 @@ def cache_dir(tmp_path: Path) -> Path:
     return path
 
 
-pytest_plugins = [
-    "tests.backends.local",
-    "tests.backends.redis_backend",
-    "tests.backends.sql_backend",
-    "tests.backends.mongo_backend",
-]
+CORE_MODULES = core_modules()
+pytest_plugins = ["pytester", *(module.__name__ for module in CORE_MODULES)]
 
 # Every core of the shared behaviour suite, each with the marker that selects it.
-BEHAVIOUR_CORES = [
-    *local.PARAMS,
-    *redis_backend.PARAMS,
-    *sql_backend.PARAMS,
-    *mongo_backend.PARAMS,
-]
+BEHAVIOUR_CORES = [param for module in CORE_MODULES for param in module.PARAMS]
 
 
 @pytest.fixture(params=BEHAVIOUR_CORES)

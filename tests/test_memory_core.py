@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import sys
 import threading
-import time
 import tracemalloc
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -202,61 +201,7 @@ def test_get_set_delete_clear_purge_and_stats() -> None:
     assert core.location() is None
 
 
-def test_size_limit_skips_large_values() -> None:
-    core = MemoryCore("tests.memory_core.sized", size_limit=100)
-    assert core.set("small", Entry(b"x" * 10, 1.0)) is True
-    assert core.set("big", Entry(b"x" * 1000, 1.0)) is False
-    assert core.get("big") is None
-
-
 # -- claims and waits ------------------------------------------------------------------
-
-
-def test_claim_is_exclusive_until_released() -> None:
-    core = MemoryCore("tests.memory_core.claims")
-    assert core.claim("k", 60.0) is True
-    assert core.claim("k", 60.0) is False
-    assert core.claim("other", 60.0) is True
-    assert core.stats().claims == 2
-    core.release("k")
-    assert core.claim("k", 60.0) is True
-    core.release("k")
-    core.release("other")
-    core.release("never-claimed")  # harmless
-    assert core.stats().claims == 0
-
-
-def test_exactly_one_of_many_racing_threads_claims() -> None:
-    core = MemoryCore("tests.memory_core.race")
-    for round_ in range(50):
-        barrier = threading.Barrier(8)
-        key = f"k{round_}"
-
-        def claim(key: str = key, barrier: threading.Barrier = barrier) -> bool:
-            barrier.wait(timeout=DEADLINE_S)
-            return core.claim(key, 60.0)
-
-        runs = [start(claim) for _ in range(8)]
-        outcomes: list[bool] = []
-        for thread, results, errors in runs:
-            thread.join(DEADLINE_S)
-            assert errors == []
-            outcomes.extend(results)
-        assert sorted(outcomes) == [False] * 7 + [True]
-        core.release(key)
-
-
-def test_wait_wakes_on_release_and_returns_the_stored_entry() -> None:
-    core = MemoryCore("tests.memory_core.wait")
-    assert core.claim("k", 60.0)
-    waiter, results, errors = start(lambda: core.wait("k", None))
-    wait_until(lambda: in_call(waiter, WAIT_CODE), timeout_s=DEADLINE_S)
-    core.set("k", Entry("value", 5.0))
-    core.release("k")
-    waiter.join(DEADLINE_S)
-    assert not waiter.is_alive(), "wait did not wake on release"
-    assert errors == []
-    assert results == [Entry("value", 5.0)]
 
 
 def test_a_stored_value_alone_does_not_end_the_wait() -> None:
@@ -272,45 +217,6 @@ def test_a_stored_value_alone_does_not_end_the_wait() -> None:
     core.release("k")
     waiter.join(DEADLINE_S)
     assert results == [Entry("value", 5.0)]
-
-
-def test_clear_claims_wakes_waiters() -> None:
-    core = MemoryCore("tests.memory_core.clear_claims")
-    assert core.claim("a", 60.0)
-    assert core.claim("b", 60.0)
-    waiter, results, _ = start(lambda: core.wait("a", None))
-    wait_until(lambda: in_call(waiter, WAIT_CODE), timeout_s=DEADLINE_S)
-    assert core.clear_claims() == 2
-    waiter.join(DEADLINE_S)
-    assert not waiter.is_alive()
-    assert results == [None]
-    assert core.claim("a", 60.0) is True
-    assert core.claim("b", 60.0) is True
-
-
-def test_wait_gives_up_after_its_timeout() -> None:
-    core = MemoryCore("tests.memory_core.timeout")
-    core.set("k", Entry("old", 1.0))
-    assert core.claim("k", 60.0)
-    started = time.monotonic()
-    entry = core.wait("k", 0.3)
-    elapsed = time.monotonic() - started
-    assert entry == Entry("old", 1.0)  # whatever is stored when the wait ends
-    assert 0.25 <= elapsed < 5
-    started = time.monotonic()
-    assert core.wait("unclaimed", None) is None  # no claim: no wait
-    assert time.monotonic() - started < 5
-
-
-def test_a_claim_lasts_as_long_as_its_holder_not_its_lease() -> None:
-    """Memory claims end with their holder (docs/decorator.md, ``lease``), not on a timer."""
-    core = MemoryCore("tests.memory_core.lease")
-    assert core.claim("k", 0.01)
-    assert core.wait("k", 0.3) is None  # time passes well beyond the lease ...
-    assert core.claim("k", 0.01) is False  # ... and the claim still holds
-    core.release("k")
-    assert core.claim("k", 0.01) is True
-    core.release("k")
 
 
 # -- the decorator on the memory core --------------------------------------------------

@@ -33,7 +33,6 @@ from typing import Any
 import mongomock
 import pymongo
 import pytest
-from bson.binary import Binary
 from pymongo.errors import DuplicateKeyError
 
 from cachier_like import BackendError, ConfigurationError, Entry, cached
@@ -712,42 +711,6 @@ def test_a_claim_only_document_is_not_an_entry(mongo_collection: Any) -> None:
     assert doc_of(mongo_collection, "tests.claims", "k") is None
 
 
-def test_a_stale_value_stays_readable_while_it_is_refreshed(mongo_collection: Any) -> None:
-    core = MongoCore("tests.stale", mongetter=mongo_collection)
-    refresher = MongoCore("tests.stale", mongetter=mongo_collection)
-    core.set("k", Entry("old", time.time() - 100))
-    assert refresher.claim("k", 60.0)
-    entry = core.get("k")
-    assert entry is not None and entry.value == "old"
-    assert core.is_claimed("k")
-    refresher.set("k", Entry("new", time.time()))
-    refresher.release("k")
-    entry = core.get("k")
-    assert entry is not None and entry.value == "new"
-    assert not core.is_claimed("k")
-
-
-def test_a_corrupted_payload_is_a_miss_and_a_warning(
-    mongo_collection: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    calls: list[int] = []
-
-    @cached(backend="mongo", mongetter=lambda: mongo_collection, hash_func=fixed_key("k"))
-    def f(x: int) -> int:
-        calls.append(x)
-        return x
-
-    f(1)
-    query = {"ns": f.namespace, "key": "k"}
-    mongo_collection.update_one(query, {"$set": {"value": Binary(b"not a pickle")}})
-    with caplog.at_level(logging.WARNING):
-        assert f.cached_entry(1) is None
-        assert f(1) == 1
-    assert any("damaged cache entry" in message for message in warnings_in(caplog))
-    assert calls == [1, 1]
-    assert f(1) == 1 and calls == [1, 1]  # rewritten
-
-
 # -- clear, claims, purge, stats ----------------------------------------------------
 
 
@@ -800,17 +763,6 @@ def test_clear_claims_purge_stale_and_stats(mongo_collection: Any) -> None:
     assert not core.is_claimed("busy") and not core.renew("busy", 60.0)
     assert core.purge_stale(50, now) == 1  # "busy", no longer being refreshed
     assert core.stats().entries == 1
-
-
-def test_renew_and_release_act_only_on_this_callers_claim(mongo_collection: Any) -> None:
-    mine = MongoCore("tests.renew", mongetter=mongo_collection)
-    theirs = MongoCore("tests.renew", mongetter=mongo_collection)
-    assert not mine.renew("k", 1.0)
-    assert theirs.claim("k", 60.0)
-    assert not mine.renew("k", 60.0)
-    mine.release("k")
-    assert theirs.is_claimed("k")
-    assert theirs.renew("k", 60.0)
 
 
 # -- server_ttl ---------------------------------------------------------------------

@@ -39,7 +39,6 @@ from tests.support import (
     FORK,
     ResultQueue,
     StuckCalculator,
-    in_call,
     key_windows,
     library_warnings,
     reap,
@@ -656,14 +655,6 @@ def test_get_set_delete(make_core: CoreFactory, cache_dir: Path) -> None:
     assert Path(core.location()).parent == cache_dir.absolute()
 
 
-def test_set_skips_values_over_the_size_limit(make_core: CoreFactory) -> None:
-    core = make_core(size_limit=100)
-    assert core.set("small", Entry(b"x" * 10, 1.0)) is True
-    assert core.set("big", Entry(b"x" * 1000, 1.0)) is False
-    assert core.get("big") is None
-    assert core.get("small") == Entry(b"x" * 10, 1.0)
-
-
 def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
     make_core: CoreFactory,
 ) -> None:
@@ -685,42 +676,6 @@ def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
     assert not stray.exists()
     assert all(other.get(i) == Entry(i, 1.0) for i in range(4))
     assert core.clear() == 0
-
-
-def test_claim_is_exclusive_until_released(make_core: CoreFactory) -> None:
-    first, second = make_core(), make_core()
-    assert first.claim("k", 60) is True
-    assert second.claim("k", 60) is False
-    assert first.claim("k", 60) is False  # not re-entrant either
-    assert second.claim("other", 60) is True  # claims are per key
-    first.release("k")
-    assert second.claim("k", 60) is True
-    assert first.claim("k", 60) is False
-    second.release("k")
-    second.release("other")
-    second.release("never-claimed")  # harmless
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "k",  # short
-        "user_profile_7",  # short, not hex
-        "userprofilekey1234",  # long, lowercase alphanumeric, not hex
-        "user_profile_12345678",  # long, not hex
-        "0123456789abcdef0123456789abcdef",  # what KeyMaker makes
-        ("a", "tuple", 3),
-    ],
-)
-def test_claims_on_any_key_are_exclusive(make_core: CoreFactory, key: Hashable) -> None:
-    first, second = make_core(), make_core()
-    assert first.claim(key, 60) is True
-    try:
-        assert second.claim(key, 60) is False
-    finally:
-        first.release(key)
-    assert second.claim(key, 60) is True
-    second.release(key)
 
 
 @pytest.mark.parametrize("key", ["k", "user_profile_7", "0123456789abcdef0123456789abcdef"])
@@ -754,83 +709,6 @@ def test_a_claim_holds_against_other_interpreters(
             assert json.loads(done.stdout) == {"claimed": False}, f"PYTHONHASHSEED={seed}"
     finally:
         core.release(key)
-
-
-def test_exactly_one_of_two_racing_threads_claims(make_core: CoreFactory) -> None:
-    cores = [make_core(), make_core()]
-
-    def race(key: str) -> list[bool]:
-        barrier = threading.Barrier(2)
-        won = [False, False]
-
-        def claim(index: int) -> None:
-            barrier.wait(timeout=DEADLINE_S)
-            won[index] = cores[index].claim(key, 60)
-
-        threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(DEADLINE_S)
-        return won
-
-    for round_ in range(20):
-        won = race(f"k{round_}")
-        assert sorted(won) == [False, True]
-        cores[won.index(True)].release(f"k{round_}")
-
-
-def test_wait_returns_promptly_after_release(make_core: CoreFactory) -> None:
-    holder, waiter = make_core(), make_core()
-    assert holder.claim("k", 60)
-    waiting_thread = threading.current_thread()
-
-    def finish() -> None:
-        # Release only once the main thread is inside wait().
-        wait_until(lambda: in_call(waiting_thread, PickleCore.wait.__code__))
-        holder.set("k", Entry("done", 5.0))
-        holder.release("k")
-
-    releaser = threading.Thread(target=finish, daemon=True)
-    started = time.monotonic()
-    releaser.start()
-    entry = waiter.wait("k", DEADLINE_S)
-    elapsed = time.monotonic() - started
-    releaser.join(DEADLINE_S)
-    assert entry == Entry("done", 5.0)
-    assert elapsed < 5
-
-
-def test_wait_gives_up_after_its_timeout(make_core: CoreFactory) -> None:
-    holder, waiter = make_core(), make_core()
-    waiter.set("k", Entry("old", 1.0))
-    assert holder.claim("k", 60)
-    try:
-        started = time.monotonic()
-        entry = waiter.wait("k", 0.3)
-        elapsed = time.monotonic() - started
-    finally:
-        holder.release("k")
-    assert entry == Entry("old", 1.0)  # whatever is stored when the wait ends
-    assert 0.25 <= elapsed < 5
-    # With no claim at all, wait does not block.
-    started = time.monotonic()
-    assert waiter.wait("missing", None) is None
-    assert time.monotonic() - started < 5
-
-
-def test_clear_claims_frees_every_key(make_core: CoreFactory) -> None:
-    holder, other = make_core(), make_core()
-    assert holder.claim("a", 60)
-    assert holder.claim("b", 60)
-    assert other.claim("a", 60) is False
-    assert other.clear_claims() >= 1
-    assert other.claim("a", 60) is True
-    assert other.claim("b", 60) is True
-    for core in (other, holder):
-        core.release("a")
-        core.release("b")
-    assert make_core("tests.pickle_core.never_used").clear_claims() == 0
 
 
 def test_purge_stale_removes_old_and_corrupted_entries(make_core: CoreFactory) -> None:

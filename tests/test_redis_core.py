@@ -503,72 +503,7 @@ async def test_async_waiters_wake_promptly(options: Options) -> None:
     assert time.monotonic() - began < 0.5
 
 
-def test_wait_returns_when_the_claim_ends_without_a_value(make_core: CoreFactory) -> None:
-    core = make_core()
-    assert core.claim("k", 30)
-    results: list[Entry | None] = []
-    waiter = threading.Thread(target=lambda: results.append(core.wait("k", None)), daemon=True)
-    waiter.start()
-    began = time.monotonic()
-    core.release("k")
-    waiter.join(DEADLINE_S)
-    assert results == [None]
-    assert time.monotonic() - began < 0.5
-
-
-def test_wait_gives_up_at_its_timeout(make_core: CoreFactory) -> None:
-    core, other = make_core(), make_core()
-    core.set("k", Entry("old", 1.0))
-    assert other.claim("k", 30)
-    began = time.monotonic()
-    entry = core.wait("k", 0.2)
-    assert 0.19 <= time.monotonic() - began < 5
-    assert entry == Entry("old", 1.0)  # what is stored at that moment
-    other.release("k")
-
-
 # -- the core API ----------------------------------------------------------------------
-
-
-def test_get_set_delete_and_size_limit(make_core: CoreFactory) -> None:
-    core = make_core()
-    assert core.get("k") is None
-    assert core.set("k", Entry({"a": [1, 2]}, 1234.5))
-    assert core.get("k") == Entry({"a": [1, 2]}, 1234.5)
-    assert core.set(("tuple", 1), Entry(None, 1.0))
-    assert core.get(("tuple", 1)) == Entry(None, 1.0)
-    core.delete("k")
-    assert core.get("k") is None
-    core.size_limit = 100
-    assert not core.set("big", Entry("x" * 1000, 1.0))
-    assert core.get("big") is None
-
-
-def test_claims_are_exclusive_until_released(make_core: CoreFactory) -> None:
-    first, second = make_core(), make_core()  # two cores: like two processes
-    assert first.claim("k", 30)
-    assert not second.claim("k", 30)
-    assert not first.claim("k", 30)
-    assert second.is_claimed("k")
-    assert first.renew("k", 30)
-    assert not second.renew("k", 30)  # not its claim
-    first.release("k")
-    assert not second.is_claimed("k")
-    assert second.claim("k", 30)
-    second.release("k")
-
-
-def test_a_lapsed_lease_frees_the_key_and_its_release_is_harmless(
-    make_core: CoreFactory,
-) -> None:
-    first, second = make_core(), make_core()
-    assert first.claim("k", 0.05)
-    wait_until(lambda: not first.is_claimed("k"))
-    assert second.claim("k", 30)
-    assert not first.renew("k", 30)
-    first.release("k")  # too late: must not drop the new holder's claim
-    assert second.is_claimed("k")
-    second.release("k")
 
 
 def test_a_stale_entry_stays_readable_while_it_is_recalculated(make_core: CoreFactory) -> None:
@@ -604,22 +539,6 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
         assert any(key in message for message in warnings_in(caplog, LIBRARY_LOGGER))
         assert f(1) == 7  # replaced by a good entry
     assert calls == [1, 1, 1]
-
-
-def test_clear_claims_frees_every_key_and_wakes_waiters(make_core: CoreFactory) -> None:
-    core, other = make_core(), make_core()
-    for key in ("a", "b", "c"):
-        assert other.claim(key, 30)
-    results: list[Entry | None] = []
-    waiter = threading.Thread(target=lambda: results.append(core.wait("a", None)), daemon=True)
-    waiter.start()
-    assert core.stats().claims == 3
-    assert core.clear_claims() == 3
-    waiter.join(DEADLINE_S)
-    assert results == [None]
-    assert core.stats().claims == 0
-    assert core.claim("b", 30)
-    core.release("b")
 
 
 def test_purge_stale_removes_old_and_damaged_entries_only(

@@ -1,4 +1,4 @@
-"""The in-process and file cores of the behaviour suite."""
+"""The in-process and file cores of the behaviour suite and the core contract."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 
+from cachier_like.cores.base import Core
+from cachier_like.cores.memory import MemoryCore
+from cachier_like.cores.pickle import PickleCore
+from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.types import CoreOptions
 
 PARAMS = [
@@ -33,3 +37,47 @@ def pickle_core_options(tmp_path: Path) -> CoreOptions:
         return {"backend": "pickle", "cache_dir": tmp_path / "behaviour-cache", **extra}
 
     return options
+
+
+class MemoryContract(CoreContract):
+    """The contract on the memory core: one process, objects kept as they are."""
+
+    pytestmark = pytest.mark.memory
+    cross_process = False
+    serializes = False
+    notifications = True
+    race_rounds = 50
+
+    @pytest.fixture
+    def make_core(self) -> MakeCore:
+        # The store is the core object: one namespace gives one object, as one
+        # decorated function does.
+        cores: dict[str, Core] = {}
+
+        def make(namespace: str, **options: Any) -> Core:
+            if options:
+                return MemoryCore(namespace, **options)
+            return cores.setdefault(namespace, MemoryCore(namespace))
+
+        return make
+
+
+class PickleContract(CoreContract):
+    """The contract on the pickle core, with each claim implementation."""
+
+    pytestmark = pytest.mark.pickle
+    notifications = True
+
+    @pytest.fixture(params=["range_locks", "file_locks"])
+    def make_core(self, request: pytest.FixtureRequest, tmp_path: Path) -> MakeCore:
+        """Byte-range OFD locks (the Linux default) or one ``flock`` file per key."""
+        directory = tmp_path / "contract-cache"
+
+        def make(namespace: str, **options: Any) -> Core:
+            ranges = request.param == "range_locks"
+            return PickleCore(namespace, cache_dir=directory, prefer_range_locks=ranges, **options)
+
+        return make
+
+
+CONTRACTS = [MemoryContract, PickleContract]

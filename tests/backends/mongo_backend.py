@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from cachier_like.cores.base import Core
+from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
 
@@ -70,3 +72,27 @@ def mongo_core_options(mongo_collection: Any) -> CoreOptions:
         return {"backend": "mongo", "mongetter": lambda: mongo_collection, **extra}
 
     return options
+
+
+class MongoContract(CoreContract):
+    """The contract on the mongo core, in a collection of the test's own.
+
+    On mongomock the data lives in this process, and updates of an existing document
+    are not atomic between threads (see ``tests/test_mongo_core.py``).
+    """
+
+    pytestmark = pytest.mark.mongo
+    cross_process = False  # a forked child needs a URL mongetter, not this collection
+    atomic_claims_on_entries = real_server_uri() is not None
+
+    @pytest.fixture
+    def make_core(self, mongo_collection: Any) -> MakeCore:
+        from cachier_like.cores.mongo import MongoCore
+
+        def make(namespace: str, **options: Any) -> Core:
+            return MongoCore(namespace, mongetter=mongo_collection, **options)
+
+        return make
+
+
+CONTRACTS = [MongoContract]

@@ -1,4 +1,4 @@
-"""The Redis core of the behaviour suite, on the real server.
+"""The Redis core of the behaviour suite and the core contract, on the real server.
 
 The server is ``$CACHIER_LIKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
 Every test gets a key prefix of its own, so parallel runs (``-n auto``) never share
@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import redis
 
+from cachier_like.cores.base import Core
+from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
 
@@ -88,3 +90,24 @@ def redis_core_options(redis_test_client: redis.Redis, redis_prefix: str) -> Cor
         }
 
     return options
+
+
+class RedisContract(CoreContract):
+    """The contract on the Redis core, under the test's own key prefix."""
+
+    pytestmark = pytest.mark.redis
+    notifications = True
+
+    @pytest.fixture
+    def make_core(self, redis_test_client: redis.Redis, redis_prefix: str) -> MakeCore:
+        from cachier_like.cores.redis import RedisCore
+
+        def make(namespace: str, **options: Any) -> Core:
+            return RedisCore(
+                namespace, redis_client=redis_test_client, key_prefix=redis_prefix, **options
+            )
+
+        return make
+
+
+CONTRACTS = [RedisContract]

@@ -1,4 +1,4 @@
-"""The SQL cores of the behaviour suite: SQLite, PostgreSQL and MariaDB, for real.
+"""The SQL cores of the behaviour suite and the contract: SQLite, PostgreSQL, MariaDB.
 
 SQLite is a file in the test's own directory, reached by URL (the core builds its own
 autocommit engine). PostgreSQL and MariaDB are the local servers, reached through one
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from cachier_like.cores.base import Core
+from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
 
@@ -115,3 +117,52 @@ def sql_mariadb_core_options(mariadb_engine: sa.Engine) -> Iterator[CoreOptions]
     options, table = _options_on(mariadb_engine)
     yield options
     drop_table(mariadb_engine, table)
+
+
+def _make_sql_core(engine: sa.Engine | str, table: str) -> MakeCore:
+    from cachier_like.cores.sql import SQLCore
+
+    def make(namespace: str, **options: Any) -> Core:
+        return SQLCore(namespace, sql_engine=engine, table_name=table, **options)
+
+    return make
+
+
+class SQLiteContract(CoreContract):
+    """The contract on the SQL core on a SQLite file of the test's own (reached by URL)."""
+
+    pytestmark = pytest.mark.sql
+    race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
+
+    @pytest.fixture
+    def make_core(self, tmp_path: Path) -> MakeCore:
+        return _make_sql_core(f"sqlite:///{tmp_path / 'contract.sqlite'}", unique_table())
+
+
+class PostgresContract(CoreContract):
+    """The contract on the SQL core on PostgreSQL, in a table of the test's own."""
+
+    pytestmark = pytest.mark.sql
+    race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
+
+    @pytest.fixture
+    def make_core(self, postgres_engine: sa.Engine) -> Iterator[MakeCore]:
+        table = unique_table()
+        yield _make_sql_core(postgres_engine, table)
+        drop_table(postgres_engine, table)
+
+
+class MariaDBContract(CoreContract):
+    """The contract on the SQL core on MariaDB, in a table of the test's own."""
+
+    pytestmark = pytest.mark.sql
+    race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
+
+    @pytest.fixture
+    def make_core(self, mariadb_engine: sa.Engine) -> Iterator[MakeCore]:
+        table = unique_table()
+        yield _make_sql_core(mariadb_engine, table)
+        drop_table(mariadb_engine, table)
+
+
+CONTRACTS = [SQLiteContract, PostgresContract, MariaDBContract]
