@@ -8,7 +8,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError
 from .keys import HashFunc
-from .option_table import DECORATOR_NAMES, IGNORED_KEYWORDS
+from .option_table import DECORATOR_NAMES
 from .serialize import Serializer
 from .wrapper import CachedFunction
 
@@ -37,11 +37,10 @@ class Decorator:
 
 
 _UNSET: Any = object()
-# The keywords that reach the option resolver; the signatures below list the same names
-# as the option table, with their types (tests/test_decorator_api.py checks both).
-_FORWARDED = tuple(
-    name for name in DECORATOR_NAMES if name != "namespace" and name not in IGNORED_KEYWORDS
-)
+# The keywords that reach the option resolver (which ignores pickle_reload and
+# separate_files). The signatures below list the option table's names with their types;
+# tests/test_decorator_api.py checks that both list the same names.
+_FORWARDED = tuple(name for name in DECORATOR_NAMES if name != "namespace")
 
 
 @overload

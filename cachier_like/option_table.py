@@ -259,9 +259,6 @@ DECORATOR_NAMES: tuple[str, ...] = tuple(
 )
 """The keyword parameters of ``@cached``, in the table's order."""
 
-# Decorator keywords that reach no option: accepted for cachier compatibility only.
-IGNORED_KEYWORDS = frozenset({"pickle_reload", "separate_files"})
-
 DEFAULTS: dict[str, Any] = {
     option.name: option.default for option in OPTIONS if option.scope != "decorator"
 }
