@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError
 from .keys import HashFunc
+from .option_table import DECORATOR_NAMES
 from .serialize import Serializer
 from .wrapper import CachedFunction
 
@@ -36,6 +37,10 @@ class Decorator:
 
 
 _UNSET: Any = object()
+# The keywords that reach the option resolver (which ignores pickle_reload and
+# separate_files). The signatures below list the option table's names with their types;
+# tests/test_decorator_api.py checks that both list the same names.
+_FORWARDED = tuple(name for name in DECORATOR_NAMES if name != "namespace")
 
 
 @overload
@@ -123,31 +128,8 @@ def cached(
         >>> slow_add.cached_entry(1, 2).value
         3
     """
-    given = {
-        "backend": backend,
-        "hash_func": hash_func,
-        "cache_dir": cache_dir,
-        "stale_after": stale_after,
-        "next_time": next_time,
-        "wait_for_calc_timeout": wait_for_calc_timeout,
-        "allow_none": allow_none,
-        "entry_size_limit": entry_size_limit,
-        "cleanup_stale": cleanup_stale,
-        "cleanup_interval": cleanup_interval,
-        "allow_non_static_methods": allow_non_static_methods,
-        "max_entries": max_entries,
-        "serializer": serializer,
-        "raise_on_error": raise_on_error,
-        "lease": lease,
-        "redis_client": redis_client,
-        "key_prefix": key_prefix,
-        "server_ttl": server_ttl,
-        "mongetter": mongetter,
-        "sql_engine": sql_engine,
-        "table_name": table_name,
-        "backend_options": backend_options,
-    }
-    explicit = {name: value for name, value in given.items() if value is not _UNSET}
+    given = locals()  # first: exactly the arguments, by name
+    explicit = {name: given[name] for name in _FORWARDED if given[name] is not _UNSET}
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ConfigurationError(f"namespace must be a non-empty string, not {namespace!r}")
     decorator = Decorator(explicit, namespace)

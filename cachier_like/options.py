@@ -10,7 +10,17 @@ from . import config
 from .cores import BACKEND_OPTIONS, Core, core_class
 from .errors import ConfigurationError
 from .keys import HashFunc, KeyMaker
-from .serialize import DEFAULT_SERIALIZER, Serializer
+from .option_table import DECORATOR_DEFAULTS, OPTIONS
+from .parsers import Parser
+from .serialize import Serializer
+
+# Options parsed for each function: process-wide settings are read where they are used.
+_PARSERS: tuple[tuple[str, Parser], ...] = tuple(
+    (o.name, o.parse) for o in OPTIONS if o.parse is not None and o.scope != "process"
+)
+# Core options given to @cached for another backend are a mistake, except these.
+_CORE_OPTIONS = tuple(o.name for o in OPTIONS if o.backends is not None)
+_TOLERATED = frozenset(o.name for o in OPTIONS if o.ignored_elsewhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +39,6 @@ class Options:
     cleanup_interval: float
     raise_on_error: bool
     lease: float
-
-
-def _flag(merged: Mapping[str, Any], name: str) -> bool:
-    value = merged[name]
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
-    return value
 
 
 def _identity(value: Any) -> Any:
@@ -57,9 +60,8 @@ def _core_options(
     accepted = BACKEND_OPTIONS.get(backend, ())
     stray = sorted(
         name
-        for name in {n for names in BACKEND_OPTIONS.values() for n in names}
-        # cachier takes cache_dir whatever the backend; so do we, for drop-in use.
-        if name not in accepted and name != "cache_dir" and explicit.get(name) is not None
+        for name in _CORE_OPTIONS
+        if name not in accepted and name not in _TOLERATED and explicit.get(name) is not None
     )
     if stray:
         raise ConfigurationError(
@@ -69,10 +71,8 @@ def _core_options(
     options = {name: merged[name] for name in accepted if merged.get(name) is not None}
     if backend == "pickle" and "cache_dir" not in options:
         options["cache_dir"] = config.default_cache_dir()
-    extra = merged.get("backend_options")
+    extra = merged["backend_options"]  # checked by its parser
     if extra is not None:
-        if not isinstance(extra, Mapping):
-            raise ConfigurationError(f"backend_options must be a mapping, not {extra!r}")
         options.update(extra)
     return options
 
@@ -101,55 +101,51 @@ class OptionResolver:
     def resolve(self) -> Options:
         """Build the options for the current global defaults (validated)."""
         version = config.version()
-        merged = {**config.get_default_params(), **self._explicit}
-        backend = merged["backend"]
-        if not isinstance(backend, str):
-            raise ConfigurationError(f"backend must be a string, not {backend!r}")
+        merged = {**DECORATOR_DEFAULTS, **config.get_default_params(), **self._explicit}
+        value = {name: parse(merged[name], name) for name, parse in _PARSERS}
+        backend = value["backend"]
         core_options = _core_options(backend, merged, self._explicit)
         signature = (
             backend,
-            merged["hash_func"],
+            value["hash_func"],
             tuple(sorted((k, _identity(v)) for k, v in core_options.items())),
         )
         if self._core is None or signature != self._core_sig:
-            serializer: Serializer = self._explicit.get("serializer", DEFAULT_SERIALIZER)
-            self._core, self._keys = self._build_core(merged, core_options, serializer)
+            self._core, self._keys = self._build_core(
+                backend, value["hash_func"], core_options, merged["serializer"]
+            )
             self._core_sig = signature
         assert self._keys is not None
         # Applies to the existing core: changing the limit must not drop its entries.
-        self._core.size_limit = config.parse_size(merged["entry_size_limit"])
-        wait = config.as_seconds(merged["wait_for_calc_timeout"], "wait_for_calc_timeout")
-        lease = config.as_seconds(merged["lease"], "lease")
-        interval = config.as_seconds(merged["cleanup_interval"], "cleanup_interval")
-        if not lease:
-            raise ConfigurationError("lease must be a positive duration")
+        self._core.size_limit = value["entry_size_limit"]
+        interval = value["cleanup_interval"]
         return Options(
             version=version,
-            enabled=_flag(merged, "caching_enabled"),
+            enabled=value["caching_enabled"],
             core=self._core,
             keys=self._keys,
-            stale_after=config.as_seconds(merged["stale_after"], "stale_after"),
-            next_time=_flag(merged, "next_time"),
-            wait_timeout=wait or None,
-            allow_none=_flag(merged, "allow_none"),
-            cleanup_stale=_flag(merged, "cleanup_stale"),
+            stale_after=value["stale_after"],
+            next_time=value["next_time"],
+            wait_timeout=value["wait_for_calc_timeout"] or None,
+            allow_none=value["allow_none"],
+            cleanup_stale=value["cleanup_stale"],
             cleanup_interval=interval if interval is not None else 86400.0,
-            raise_on_error=_flag(merged, "raise_on_error"),
-            lease=lease,
+            raise_on_error=value["raise_on_error"],
+            lease=value["lease"],
         )
 
     def _build_core(
-        self, merged: Mapping[str, Any], core_options: dict[str, Any], serializer: Serializer
+        self,
+        backend: str,
+        hash_func: HashFunc | None,
+        core_options: dict[str, Any],
+        serializer: Serializer,
     ) -> tuple[Core, KeyMaker]:
-        backend = merged["backend"]
         cls = core_class(backend)
         try:
             core = cls(self._namespace, serializer=serializer, **core_options)
         except TypeError as exc:
             raise ConfigurationError(f"backend {backend!r} rejected its options: {exc}") from exc
-        hash_func: HashFunc | None = merged["hash_func"]
-        if hash_func is not None and not callable(hash_func):
-            raise ConfigurationError(f"hash_func must be callable, not {hash_func!r}")
         keys = KeyMaker(
             self._func, hash_func=hash_func, skip_first=self._skip_first, stable=cls.stable_keys
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import re
@@ -24,6 +25,7 @@ from cachier_like import (
     set_default_params,
 )
 from cachier_like import cores as cores_module
+from cachier_like.option_table import DECORATOR_NAMES, OPTION, OPTIONS, markdown_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TYPING_SAMPLE = Path(__file__).resolve().parent / "typing_sample.py"
@@ -341,6 +343,101 @@ def test_get_default_params_is_read_only() -> None:
     assert get_default_params()["backend"] == "memory"
 
 
+def test_the_built_in_defaults() -> None:
+    assert dict(get_default_params()) == {
+        "backend": "pickle",
+        "hash_func": None,
+        "cache_dir": None,
+        "stale_after": None,
+        "next_time": False,
+        "wait_for_calc_timeout": 0,
+        "allow_none": False,
+        "entry_size_limit": None,
+        "cleanup_stale": False,
+        "cleanup_interval": timedelta(days=1),
+        "allow_non_static_methods": False,
+        "raise_on_error": False,
+        "lease": 10.0,
+        "caching_enabled": True,
+        "refresh_exit_timeout": 30.0,
+        "max_entries": None,
+        "redis_client": None,
+        "key_prefix": None,
+        "server_ttl": None,
+        "mongetter": None,
+        "sql_engine": None,
+        "table_name": None,
+        "backend_options": None,
+    }
+
+
+@pytest.mark.parametrize("name", ["serializer", "namespace", "pickle_reload", "separate_files"])
+def test_decorator_only_parameters_have_no_global_default(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"{name}: set per function, in @cached"):
+        set_default_params(**{name: None})
+
+
+def test_refresh_exit_timeout_is_not_a_decorator_parameter() -> None:
+    with pytest.raises(TypeError, match="refresh_exit_timeout"):
+        cached(refresh_exit_timeout=5)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "redis", "table_name": "t"}, "table_name do not apply to backend 'redis'"),
+        ({"max_entries": 3, "backend": "pickle"}, "(it takes: cache_dir)"),
+        ({"backend_options": ["x"]}, "backend_options must be a mapping"),
+        ({"lease": 0}, "lease must be a positive duration"),
+        ({"lease": -1}, "lease must not be negative"),
+        ({"allow_none": 1}, "allow_none must be True or False"),
+        ({"caching_enabled": "no"}, "caching_enabled must be True or False"),
+        ({"cleanup_interval": "1d"}, "cleanup_interval must be a timedelta"),
+        ({"hash_func": 3}, "hash_func must be callable"),
+        ({"entry_size_limit": "ten"}, "entry_size_limit must be an int or a string"),
+    ],
+    ids=repr,
+)
+def test_configuration_errors_name_the_option(options: dict[str, Any], message: str) -> None:
+    explicit = dict(options)
+    enabled = explicit.pop("caching_enabled", None)
+    if enabled is not None:  # a global-only setting
+        set_default_params(caching_enabled=enabled)
+    with pytest.raises(ConfigurationError) as info:
+
+        @cached(**{"backend": "memory", **explicit})
+        def f(x: int) -> int:
+            return x
+
+    assert message in str(info.value)
+
+
+def test_cache_dir_is_accepted_and_ignored_by_other_backends(cache_dir: Path) -> None:
+    @cached(backend="memory", cache_dir=cache_dir)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    assert not any(cache_dir.iterdir())
+
+
+def test_decorator_only_parameters_are_accepted(cache_dir: Path) -> None:
+    from cachier_like import PickleSerializer
+
+    @cached(
+        backend="memory",
+        namespace="tests.decorator_only",
+        serializer=PickleSerializer(),
+        pickle_reload=False,
+        separate_files=True,
+    )
+    def f(x: int) -> int:
+        return x
+
+    assert f(2) == 2
+    assert f.namespace == "tests.decorator_only"
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -483,3 +580,56 @@ def test_import_and_decorate_do_not_import_drivers_or_numpy(cache_dir: Path) -> 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
     assert any(cache_dir.iterdir())
+
+
+# -- the option table ------------------------------------------------------------------------
+
+
+def _cached_signatures() -> list[ast.FunctionDef]:
+    tree = ast.parse((REPO_ROOT / "cachier_like" / "decorator.py").read_text(encoding="utf-8"))
+    return [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "cached" and node.args.kwonlyargs
+    ]
+
+
+def test_cached_keywords_are_the_option_tables_decorator_names() -> None:
+    # The typed overload and the implementation: same names as the table, same hints.
+    overload, implementation = _cached_signatures()
+    for signature in (overload, implementation):
+        assert sorted(arg.arg for arg in signature.args.kwonlyargs) == sorted(DECORATOR_NAMES)
+    hints = [
+        [ast.unparse(arg.annotation) for arg in s.args.kwonlyargs if arg.annotation]
+        for s in (overload, implementation)
+    ]
+    assert hints[0] == hints[1]
+    assert len(hints[0]) == len(DECORATOR_NAMES)
+    assert "refresh_exit_timeout" not in DECORATOR_NAMES
+    assert "caching_enabled" not in DECORATOR_NAMES
+
+
+def test_the_docs_tables_match_the_option_table() -> None:
+    page = (REPO_ROOT / "docs" / "decorator.md").read_text(encoding="utf-8")
+    for kind in ("decorator", "global"):
+        table = markdown_table(kind)
+        assert table in page, f"paste this table into docs/decorator.md:\n{table}"
+    documented = re.findall(r"^\| `(\w+)` \|", page, flags=re.MULTILINE)
+    decorator_table = [name for name in documented if name in OPTION]
+    assert sorted(decorator_table) == sorted(OPTION)
+
+
+def test_backend_options_and_defaults_come_from_the_option_table() -> None:
+    assert set(cores_module.BACKEND_OPTIONS) == set(cores_module.BACKENDS)
+    for option in OPTIONS:
+        for backend in option.backends or ():
+            assert backend in cores_module.BACKENDS, option
+            assert option.name in cores_module.BACKEND_OPTIONS[backend]
+    assert cores_module.BACKEND_OPTIONS["memory"] == ("max_entries",)
+    assert cores_module.BACKEND_OPTIONS["pickle"] == ("cache_dir",)
+    assert cores_module.BACKEND_OPTIONS["redis"] == ("redis_client", "key_prefix", "server_ttl")
+    assert cores_module.BACKEND_OPTIONS["sql"] == ("sql_engine", "table_name")
+    assert set(cores_module.BACKEND_OPTIONS["mongo"]) == {"mongetter", "server_ttl"}
+    assert dict(get_default_params()) == {
+        o.name: o.default for o in OPTIONS if o.scope != "decorator"
+    }

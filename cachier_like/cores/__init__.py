@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDriverError
+from ..option_table import options_of
 from .base import Core, CoreStats
 
 __all__ = ["BACKENDS", "BACKEND_OPTIONS", "Core", "CoreStats", "core_class", "make_core"]
@@ -23,14 +24,9 @@ BACKENDS: dict[str, tuple[str, str, str | None, str | None]] = {
     "mongo": ("cachier_like.cores.mongo", "MongoCore", "mongo", "pymongo"),
 }
 
-# backend name -> the decorator options its core takes (besides namespace and serializer).
-BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "memory": ("max_entries",),
-    "pickle": ("cache_dir",),
-    "redis": ("redis_client", "key_prefix", "server_ttl"),
-    "sql": ("sql_engine", "table_name"),
-    "mongo": ("mongetter", "server_ttl"),
-}
+# backend name -> the decorator options its core takes (besides namespace and serializer),
+# from the option table's ``backends`` column.
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {backend: options_of(backend) for backend in BACKENDS}
 
 
 def core_class(backend: str) -> type[Core]:
