@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,11 @@ from cachier_like import config
 
 # The backend modules are imported here (for their PARAMS) before pytest loads them
 # as plugins, and they import the shipped contract: register both for rewriting first.
-pytest.register_assert_rewrite("tests.backends", "cachier_like.testing")
+# Installed with its pytest11 entry point, the package is already imported (and
+# rewritten, as every module of a plugin's distribution is) by the time this runs.
+pytest.register_assert_rewrite("tests.backends")
+if "cachier_like.testing" not in sys.modules:
+    pytest.register_assert_rewrite("cachier_like.testing")
 
 from tests.backends import core_modules  # noqa: E402
 from tests.backends.types import CoreOptions  # noqa: E402
