@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from ..entry import Entry
-from ..serialize import DEFAULT_SERIALIZER, Serializer
-from ._sql_engines import SQL_URL_ENV, adopt, engine_source, set_up
-from ._sql_runner import Runner
-from ._sql_schema import DEFAULT_TABLE, key_text, make_table, namespace_text
-from ._sql_statements import Statements
-from .base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ...entry import Entry
+from ...serialize import DEFAULT_SERIALIZER, Serializer
+from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from .engines import SQL_URL_ENV, adopt, engine_source, set_up
+from .runner import Runner
+from .schema import DEFAULT_TABLE, key_text, make_table, namespace_text
+from .statements import Statements
 
 __all__ = ["SQL_URL_ENV", "SQLCore"]
 

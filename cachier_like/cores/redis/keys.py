@@ -12,7 +12,7 @@ import struct
 from collections.abc import Hashable
 from urllib.parse import quote
 
-from ..hashing import stable_hash
+from ...hashing import stable_hash
 
 DEFAULT_PREFIX = "cachier_like"
 MAGIC = b"CLR\x01"

@@ -33,7 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import BackendError
+from ...errors import BackendError
 
 logger = logging.getLogger(__name__)
 

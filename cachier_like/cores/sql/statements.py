@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ._sql_schema import database_now
+from .schema import database_now
 
 Params = Mapping[str, Any]
 _PARAM_NAMES = frozenset({"ns", "k", "tok", "lease", "v", "ts", "cutoff"})

@@ -10,7 +10,7 @@ Sentinel, a ``BlockingConnectionPool``, client-side caching) runs them through i
 ``execute_command``, keeping its routing and limits.
 
 A link is shared by every core that uses the same client. It is a circuit breaker
-(:mod:`._breaker`): once the server fails to connect or answer in time, calls fail at
+(:mod:`.._breaker`): once the server fails to connect or answer in time, calls fail at
 once while a background thread pings it, and resume when it answers; so a dead or hung
 server costs the calls in flight one timeout each, not one timeout per call.
 """
@@ -36,8 +36,8 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import BackendError, ConfigurationError
-from ._breaker import Breaker
+from ...errors import BackendError, ConfigurationError
+from .._breaker import Breaker
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
 """Environment variable holding the server URL when no ``redis_client`` is given."""

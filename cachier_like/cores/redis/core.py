@@ -26,13 +26,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from .. import config
-from ..entry import Entry
-from ..errors import ConfigurationError
-from ..hashing import stable_hash
-from ..serialize import DEFAULT_SERIALIZER, Serializer
-from . import _redis_scripts as lua
-from ._redis_keys import (
+from ... import config
+from ...entry import Entry
+from ...errors import ConfigurationError
+from ...hashing import stable_hash
+from ...serialize import DEFAULT_SERIALIZER, Serializer
+from ..base import UNREADABLE, Core, CoreStats, EntryInfo
+from . import scripts as lua
+from .keys import (
     DEFAULT_PREFIX,
     HEADER,
     HEADER_SIZE,
@@ -43,8 +44,7 @@ from ._redis_keys import (
     ms,
     new_token,
 )
-from ._redis_link import URL_ENV, Client, ClientSource, Link, Parts, link_for
-from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .link import URL_ENV, Client, ClientSource, Link, Parts, link_for
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 

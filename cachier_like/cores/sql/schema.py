@@ -12,8 +12,8 @@ from collections.abc import Hashable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from ..errors import ConfigurationError
-from ..hashing import stable_hash
+from ...errors import ConfigurationError
+from ...hashing import stable_hash
 
 DEFAULT_TABLE = "cachier_like_entries"
 

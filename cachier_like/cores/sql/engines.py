@@ -22,9 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from ..errors import ConfigurationError, MissingDriverError
-from ._sql_runner import Runner, is_memory_sqlite
-from ._sql_statements import Statements
+from ...errors import ConfigurationError, MissingDriverError
+from .runner import Runner, is_memory_sqlite
+from .statements import Statements
 
 SQL_URL_ENV = "CACHIER_LIKE_SQL_URL"
 """Environment variable with the database URL used when ``sql_engine`` is not given."""
