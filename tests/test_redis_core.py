@@ -537,8 +537,6 @@ def test_get_set_delete_and_size_limit(make_core: CoreFactory) -> None:
     assert core.get("k") == Entry({"a": [1, 2]}, 1234.5)
     assert core.set(("tuple", 1), Entry(None, 1.0))
     assert core.get(("tuple", 1)) == Entry(None, 1.0)
-    core.delete("k")
-    assert core.get("k") is None
     core.size_limit = 100
     assert not core.set("big", Entry("x" * 1000, 1.0))
     assert core.get("big") is None

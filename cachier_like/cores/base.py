@@ -126,10 +126,6 @@ class Core(abc.ABC):
         """Store ``entry``; return False when it was not stored (too large)."""
 
     @abc.abstractmethod
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry under ``key`` if there is one."""
-
-    @abc.abstractmethod
     def clear(self) -> int:
         """Remove every entry of this function; return how many were removed."""
 

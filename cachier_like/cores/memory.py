@@ -33,14 +33,12 @@ class MemoryCore(Core):
         namespace: str,
         *,
         max_entries: int | None = None,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
-        self.size_limit = size_limit
         self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
             OrderedDict() if max_entries is not None else {}
         )
@@ -74,11 +72,6 @@ class MemoryCore(Core):
                     data.popitem(last=False)
             self._cond.notify_all()
         return True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove ``key``."""
-        with self._cond:
-            self._data.pop(key, None)
 
     def clear(self) -> int:
         """Remove every entry."""

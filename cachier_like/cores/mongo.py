@@ -232,7 +232,6 @@ class MongoCore(Core):
         database: str | None = None,
         collection: str | None = None,
         server_selection_timeout_ms: int | None = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
@@ -256,7 +255,6 @@ class MongoCore(Core):
         self._collection_name = collection or DEFAULT_COLLECTION
         self._timeout_ms = server_selection_timeout_ms
         self._ttl = ttl
-        self.size_limit = size_limit
         self._coll: Any = None
         self._coll_generation = -1
         # key -> token of the claim this process holds on it.
@@ -367,27 +365,15 @@ class MongoCore(Core):
                 continue  # another writer inserted it first: now it is an update
         raise BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
 
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry (a claim on it stays)."""
-        self._remove({"ns": self.namespace, "key": self._key(key)}, many=False)
-
     def clear(self) -> int:
         """Remove this function's entries (calculations in progress keep their claims)."""
-        return self._remove({"ns": self.namespace}, many=True)
-
-    def _remove(self, query: dict[str, Any], many: bool) -> int:
         coll = self._collection()
+        query = {"ns": self.namespace}
         unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
         claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
-        unset = {"$unset": _ENTRY_FIELDS}
-        if many:
-            removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
-            coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
-            return int(removed + coll.update_many(claimed, unset).modified_count)
-        removed = coll.delete_one(unclaimed).deleted_count
-        if not removed:
-            removed = coll.update_one(claimed, unset).modified_count
-        return int(removed)
+        removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
+        coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
+        return int(removed + coll.update_many(claimed, {"$unset": _ENTRY_FIELDS}).modified_count)
 
     # -- claims --------------------------------------------------------------------
 

@@ -109,7 +109,6 @@ class PickleCore(Core):
         namespace: str,
         *,
         cache_dir: str | os.PathLike[str],
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
         prefer_range_locks: bool = True,
     ) -> None:
@@ -117,7 +116,6 @@ class PickleCore(Core):
         self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
-        self.size_limit = size_limit
         self._named = False  # whether this process saw the namespace file written
 
     def location(self) -> str:
@@ -210,11 +208,6 @@ class PickleCore(Core):
                 handle.write(self.namespace)
             os.replace(tmp, path)
         self._named = True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove one entry file."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._dir + "/" + self._name(key) + _ENTRY_SUFFIX)
 
     def _files(self, suffix: str) -> Iterator[os.DirEntry[str]]:
         try:

@@ -183,10 +183,6 @@ class RedisCore(Core):
             link.call("SET", self._v + suffix, data, *self._px)
         return True
 
-    def delete(self, key: Hashable) -> None:
-        """Remove ``key``'s entry."""
-        self._link().call("UNLINK", self.key_of(key))
-
     def clear(self) -> int:
         """``UNLINK`` this function's entries; return how many were removed."""
         link = self._link()

@@ -61,11 +61,9 @@ class SQLCore(Core):
         *,
         sql_engine: object = None,
         table_name: str = DEFAULT_TABLE,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
-        self.size_limit = size_limit
         self.table = make_table(table_name)
         source = engine_source(sql_engine)
         self._pid = os.getpid()
@@ -125,13 +123,6 @@ class SQLCore(Core):
         if token is not None and self._held.get(k) == token:
             self._held[k] = None
         return True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry (a claim on the key, if any, stays)."""
-        runner, statements = self._ready or self._setup()
-        params = {"ns": self._ns, "k": key_text(key)}
-        if runner.run(statements.delete_free, params) == 0:
-            runner.run(statements.delete_value, params)
 
     def clear(self) -> int:
         """Remove this namespace's entries; claims in progress stay."""

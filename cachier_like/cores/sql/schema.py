@@ -116,11 +116,6 @@ def make_table(name: str) -> sa.Table:
     )
 
 
-def create_ddl(table: sa.Table, dialect: sa.engine.Dialect) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for ``table`` as ``dialect`` spells it."""
-    return str(sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-
-
 def database_now(dialect_name: str) -> sa.ColumnElement[float]:
     """The database clock in seconds since the epoch (UTC), as a SQL expression.
 

@@ -194,8 +194,6 @@ class Statements:
         self.renew = write(sa.update(table).where(row, mine).values(claim_expires=terms.expires))
         self.release_empty = write(sa.delete(table).where(row, mine, c.value.is_(None)))
         self.release = write(sa.update(table).where(row, mine).values(unclaimed))
-        self.delete_free = write(sa.delete(table).where(row, free))
-        self.delete_value = write(sa.update(table).where(row).values(no_value))
         self.clear_free = write(sa.delete(table).where(this_ns, c.value.is_not(None), free))
         self.clear_claimed = write(
             sa.update(table).where(this_ns, c.value.is_not(None)).values(no_value)
