@@ -48,10 +48,11 @@ class Backoff:
         True
     """
 
-    __slots__ = ("_deadline", "_delay", "_max_s")
+    __slots__ = ("_delay", "_max_s", "deadline")
 
     def __init__(self, timeout_s: float | None, first_s: float, max_s: float) -> None:
-        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        #: ``time.monotonic()`` at which the wait gives up (None: never).
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._delay = first_s
         self._max_s = max_s
 
@@ -59,9 +60,9 @@ class Backoff:
         """How long to sleep before the next poll; None once the deadline has passed."""
         delay = self._delay
         self._delay = min(delay * 2, self._max_s)
-        if self._deadline is None:
+        if self.deadline is None:
             return delay
-        remaining = self._deadline - time.monotonic()
+        remaining = self.deadline - time.monotonic()
         return None if remaining <= 0 else min(delay, remaining)
 
 
@@ -108,6 +109,12 @@ class Core(abc.ABC):
             where,
             problem,
         )
+
+    def encode(self, value: Any) -> bytes | None:
+        """``value`` serialized, or None when it is over :attr:`size_limit` (not to be stored)."""
+        payload = self.serializer.dumps(value)
+        limit = self.size_limit
+        return None if limit is not None and len(payload) > limit else payload
 
     def decode(self, payload: Any, where: str) -> Any:
         """The value ``payload`` holds, or :data:`UNREADABLE` after a rate-limited warning."""

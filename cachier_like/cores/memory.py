@@ -60,9 +60,8 @@ class MemoryCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        limit = self.size_limit
-        if limit is not None and len(self.serializer.dumps(entry.value)) > limit:
-            return False
+        if self.size_limit is not None and self.encode(entry.value) is None:
+            return False  # measured only when there is a limit: entries stay unpickled
         with self._cond:
             self._data[key] = entry
             if self._max_entries is not None:

@@ -20,7 +20,6 @@ while a background thread pings the server, and resume when it answers.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -35,13 +34,14 @@ import pymongo.errors
 from bson.binary import Binary
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
+from .. import forks
 from ..config import as_seconds
 from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
-from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._breaker import Breaker
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .shared import StoreSource, StoreSpec, storage_name
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _after_fork_in_child() -> None:
     _forget_clients()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.reset_in_child(_after_fork_in_child)
 
 
 def close_clients() -> None:
@@ -200,8 +200,16 @@ def _date(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def _is_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("mongodb://", "mongodb+srv://"))
+def _check_url(url: str, where: str) -> str:
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigurationError(f"{where} must be a mongodb:// or mongodb+srv:// URL: {url!r}")
+    return url
+
+
+def _checked_collection(value: object) -> Any:
+    if not hasattr(value, "update_one"):
+        raise ConfigurationError(f"mongetter returned {value!r}, not a collection")
+    return value
 
 
 class MongoCore(Core):
@@ -235,22 +243,23 @@ class MongoCore(Core):
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
-        by_url = mongetter is None or isinstance(mongetter, str)
-        if isinstance(mongetter, str):
-            valid = _is_url(mongetter)
-        else:
-            valid = by_url or callable(mongetter) or _is_collection(mongetter)
-        if not valid:
-            raise ConfigurationError(
-                "mongetter must be a pymongo Collection, a callable returning one, or "
-                f"a mongodb:// URL, not {mongetter!r}"
-            )
-        if not by_url and (database or collection):
+        spec = StoreSpec(
+            backend="mongo",
+            option="mongetter",
+            env=URL_ENV,
+            kinds="a pymongo Collection, a callable returning one, or a mongodb:// URL",
+            example="mongodb://127.0.0.1:27017/cache",
+            is_object=_is_collection,
+            parse=_check_url,
+            connect=self._from_url,
+            check=_checked_collection,
+        )
+        self._source = StoreSource(mongetter, spec)
+        if not self._source.by_url and (database or collection):
             raise ConfigurationError("database and collection apply only to a URL mongetter")
         ttl = as_seconds(server_ttl, "server_ttl")
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"server_ttl must be positive, not {server_ttl!r}")
-        self._mongetter = mongetter
         self._database = database
         self._collection_name = collection or DEFAULT_COLLECTION
         self._timeout_ms = server_selection_timeout_ms
@@ -273,28 +282,13 @@ class MongoCore(Core):
         return coll
 
     def _resolve(self) -> Any:
-        getter = self._mongetter
-        if getter is None:
-            getter = os.environ.get(URL_ENV)
-            if not getter:
-                raise ConfigurationError(f"backend 'mongo' needs a mongetter or ${URL_ENV}")
-        if isinstance(getter, str):
-            raw = self._from_url(getter)
-        elif _is_collection(getter):
-            raw = getter
-        else:
-            raw = getter()
-            if not hasattr(raw, "update_one"):
-                raise ConfigurationError(f"mongetter returned {raw!r}, not a collection")
-        coll = _Guarded(raw)
+        coll = _Guarded(self._source.resolve())
         coll.create_index([("ns", 1), ("key", 1)], unique=True, name=INDEX_NAME)
         if self._ttl is not None:
             coll.create_index("expires_at", expireAfterSeconds=0, name=TTL_INDEX_NAME)
         return coll
 
     def _from_url(self, url: str) -> Any:
-        if not _is_url(url):
-            raise ConfigurationError(f"not a mongodb:// URL: {url!r}")
         options: dict[str, Any] = dict(URL_TIMEOUTS_MS)
         if self._timeout_ms is not None:
             options["serverSelectionTimeoutMS"] = self._timeout_ms
@@ -318,14 +312,10 @@ class MongoCore(Core):
 
     # -- entries -------------------------------------------------------------------
 
-    @staticmethod
-    def _key(key: Hashable) -> str:
-        return key if isinstance(key, str) else stable_hash(key)
-
     def get(self, key: Hashable) -> Entry | None:
         """Read the entry; a claim-only, expired or unreadable document is a miss."""
         doc = self._collection().find_one(
-            {"ns": self.namespace, "key": self._key(key)}, {"_id": 0, "value": 1, "ts": 1}
+            {"ns": self.namespace, "key": storage_name(key)}, {"_id": 0, "value": 1, "ts": 1}
         )
         if doc is None or "value" not in doc:
             return None
@@ -343,8 +333,8 @@ class MongoCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry's fields, leaving any claim on the document as it is."""
-        payload = self.serializer.dumps(entry.value)
-        if self.size_limit is not None and len(payload) > self.size_limit:
+        payload = self.encode(entry.value)
+        if payload is None:
             return False
         stamp = float(entry.timestamp)
         fields: dict[str, Any] = {
@@ -355,7 +345,7 @@ class MongoCore(Core):
         }
         if self._ttl is not None:
             fields["expires_at"] = _date(stamp + self._ttl)
-        query = {"ns": self.namespace, "key": self._key(key)}
+        query = {"ns": self.namespace, "key": storage_name(key)}
         coll = self._collection()
         for _ in range(_UPSERT_ATTEMPTS):
             try:
@@ -384,7 +374,7 @@ class MongoCore(Core):
         otherwise the upsert's insert hits the unique index, which means another
         caller holds the claim.
         """
-        name = self._key(key)
+        name = storage_name(key)
         token = secrets.token_hex(8)
         now = time.time()
         query = {"ns": self.namespace, "key": name, "claim_until": {"$not": {"$gt": now}}}
@@ -400,7 +390,7 @@ class MongoCore(Core):
 
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim; False when it was lost (taken over or cleared)."""
-        name = self._key(key)
+        name = storage_name(key)
         token = self._tokens.get(name)
         if token is None:
             return False
@@ -419,7 +409,7 @@ class MongoCore(Core):
 
     def release(self, key: Hashable) -> None:
         """End this process's claim: drop a claim-only document, else unset the claim."""
-        name = self._key(key)
+        name = storage_name(key)
         token = self._tokens.pop(name, None)
         if token is None:
             return
@@ -430,7 +420,11 @@ class MongoCore(Core):
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
-        query = {"ns": self.namespace, "key": self._key(key), "claim_until": {"$gt": time.time()}}
+        query = {
+            "ns": self.namespace,
+            "key": storage_name(key),
+            "claim_until": {"$gt": time.time()},
+        }
         return self._collection().find_one(query, {"_id": 1}) is not None
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:

@@ -7,7 +7,6 @@ imports SQLAlchemy.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -23,9 +22,8 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Column lengths chosen so the primary key fits MySQL/MariaDB index limits with
 #: utf8mb4 (191 * 4 + 64 bytes < 767 bytes per column, < 3072 per key).
 NAMESPACE_LENGTH = 191
-KEY_LENGTH = 64
+KEY_LENGTH = 64  # the longest storage_name() (cachier_like.cores.shared)
 TOKEN_LENGTH = 32
-_SAFE_KEY = re.compile(r"[0-9a-z_-]{1,64}")
 _HASHED_NAMESPACE_PREFIX = NAMESPACE_LENGTH - 33  # prefix + "~" + 32 hex digits
 
 
@@ -66,24 +64,6 @@ def namespace_text(namespace: str) -> str:
         return namespace
     prefix = "".join(ch if ch.isprintable() else "?" for ch in namespace[:_HASHED_NAMESPACE_PREFIX])
     return f"{prefix}~{stable_hash(namespace)}"
-
-
-def key_text(key: Hashable) -> str:
-    """The cache_key column's value: keys made by ``@cached`` as they are, others hashed.
-
-    Example:
-        >>> key_text("user_42")
-        'user_42'
-        >>> len(key_text(("any", "hashable", 1)))
-        32
-    """
-    if (
-        type(key) is str
-        and len(key) <= KEY_LENGTH
-        and ((key.isalnum() and key.isascii() and key.islower()) or _SAFE_KEY.fullmatch(key))
-    ):
-        return key
-    return stable_hash(key)
 
 
 def _mysql_text(length: int, charset: str, collation: str) -> sa.types.TypeEngine[str]:
