@@ -19,6 +19,7 @@ while a background thread pings the server, and resume when it answers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -121,7 +122,7 @@ class _ClientBreaker(Breaker):
         if client is not None:  # else no core uses it any more
             client.admin.command("ping")
 
-    def run(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         if self.down:
             raise self.refusal()
         try:
@@ -130,12 +131,12 @@ class _ClientBreaker(Breaker):
             self.trip(exc)
             raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
 
-    def run_long(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run_long(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         # A ping with the client's short timeouts first: the long budget below would
         # also be how long pymongo waits to select a server that is down.
-        self.run(self.probe, (), {})
+        self.run(self.probe)
         with pymongo.timeout(MAINTENANCE_S):
-            return self.run(method, args, kwargs)
+            return self.run(method, *args, **kwargs)
 
 
 _breakers: dict[int, _ClientBreaker] = {}
@@ -152,48 +153,31 @@ def _breaker_for(coll: Any) -> _ClientBreaker:
         return breaker
 
 
-class _Guarded:
-    """A collection whose operations go through its client's breaker."""
+#: Operations on one document run with the client's own timeouts; operations over many
+#: documents get a longer budget (:data:`MAINTENANCE_S`).
+_ONE_DOCUMENT = ("find_one", "update_one", "delete_one")
+_MANY_DOCUMENTS: tuple[str, ...] = ("create_index", "update_many", "delete_many", "find")
+_MANY_DOCUMENTS += ("distinct", "count_documents")
 
-    __slots__ = ("_breaker", "_coll")
+
+class _Guarded:
+    """A collection whose operations (those named above, and ``aggregate``, which
+    returns a list) go through its client's breaker."""
 
     def __init__(self, coll: Any) -> None:
-        self._coll = coll
-        self._breaker = _breaker_for(coll)
+        breaker = _breaker_for(coll)
+        for name in _ONE_DOCUMENT:
+            setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
+        for name in _MANY_DOCUMENTS:
+            setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
+        self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
 
-    # Operations on one document: the client's own timeouts.
-    def find_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.find_one, args, kwargs)
+    def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
+        raise AttributeError(name)
 
-    def update_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.update_one, args, kwargs)
 
-    def delete_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.delete_one, args, kwargs)
-
-    # Operations over many documents: a longer budget.
-    def create_index(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.create_index, args, kwargs)
-
-    def update_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.update_many, args, kwargs)
-
-    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.delete_many, args, kwargs)
-
-    def find(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.find, args, kwargs)
-
-    def distinct(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.distinct, args, kwargs)
-
-    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(
-            lambda *a, **k: list(self._coll.aggregate(*a, **k)), args, kwargs
-        )
-
-    def count_documents(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.count_documents, args, kwargs)
+def _listing(method: Any) -> Any:
+    return lambda *args, **kwargs: list(method(*args, **kwargs))
 
 
 def _date(seconds: float) -> datetime:
