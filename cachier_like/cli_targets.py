@@ -199,7 +199,7 @@ def _pickle_options(args: Any) -> dict[str, Any]:
 
 
 def _redis_options(args: Any) -> dict[str, Any]:
-    from .cores._redis_link import URL_ENV  # noqa: PLC0415 (drivers are optional)
+    from .cores.redis.link import URL_ENV  # noqa: PLC0415 (drivers are optional)
 
     url, source = _url("redis", args, URL_ENV)
     schemes = ("redis://", "rediss://", "unix://")
@@ -215,8 +215,8 @@ def _sql_options(args: Any) -> dict[str, Any]:
     # Drivers are optional: imported for their backend only.
     import sqlalchemy as sa  # noqa: PLC0415
 
-    from .cores._sql_engines import SQL_URL_ENV, shared_engine  # noqa: PLC0415
-    from .cores._sql_schema import DEFAULT_TABLE, split_table_name  # noqa: PLC0415
+    from .cores.sql.engines import SQL_URL_ENV, shared_engine  # noqa: PLC0415
+    from .cores.sql.schema import DEFAULT_TABLE, split_table_name  # noqa: PLC0415
 
     text, source = _url("sql", args, SQL_URL_ENV)
     try:

@@ -27,7 +27,3 @@ class Entry:
     def time(self) -> datetime:
         """The calculation time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.timestamp, tz=timezone.utc)
-
-    def age(self, now: float) -> float:
-        """Seconds since the value was calculated, as of ``now`` (a ``time.time()``)."""
-        return now - self.timestamp

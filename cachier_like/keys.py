@@ -11,13 +11,13 @@ was at fault; that work is done on the failure path only, never per call.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from xxhash import xxh3_128_intdigest
 
+from .cores.shared import SAFE_KEY as _SAFE_KEY  # hash_func results used verbatim
 from .hashing import UnhashableValueError, stable_hash, type_label
 
 __all__ = [
@@ -37,8 +37,6 @@ HashFunc = Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
 #: hit on 1 MB: ~195 us -> ~16 us); from 256 to 1 KB a hit costs up to ~0.5 us more,
 #: the price of an entry holding no more arguments than about its own fixed cost.
 LOCAL_KEY_MAX_LEN = 256
-# Custom hash_func results used verbatim by persistent cores; anything else is hashed.
-_SAFE_KEY = re.compile(r"[0-9a-z_-]{1,64}")
 
 
 class ArgumentBinder:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
+
+from . import forks
 
 if TYPE_CHECKING:
     from .cores.base import Core
@@ -141,4 +142,4 @@ class LeaseKeeper:
 
 
 KEEPER = LeaseKeeper()
-os.register_at_fork(after_in_child=KEEPER._after_fork)
+forks.reset_in_child(KEEPER._after_fork)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from . import config
+from . import config, forks
 from .steps import Flow, drive_async, drive_sync
 
 logger = logging.getLogger("cachier_like")
@@ -76,7 +75,7 @@ def _forget_parent_threads() -> None:
     _threads.clear()
 
 
-os.register_at_fork(after_in_child=_forget_parent_threads)
+forks.reset_in_child(_forget_parent_threads)
 
 
 class Refresher:

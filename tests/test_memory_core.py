@@ -84,8 +84,6 @@ def test_sixteen_threads_of_mixed_operations_leave_a_consistent_store(
                         with holders_lock:
                             del holders[key]
                         core.release(key)
-                elif roll < 0.97:
-                    core.delete(key)
                 elif roll < 0.99:
                     entry = core.wait(key, 0.0)
                     if entry is not None and entry.value[0] != key:
@@ -175,7 +173,7 @@ def test_max_entries_below_one_is_rejected(bad: int) -> None:
 # -- the rest of the core API ----------------------------------------------------------
 
 
-def test_get_set_delete_clear_purge_and_stats() -> None:
+def test_get_set_clear_purge_and_stats() -> None:
     core = MemoryCore("tests.memory_core.api")
     assert core.get("k") is None
     assert core.set("k", Entry([1], 10.0)) is True
@@ -189,12 +187,9 @@ def test_get_set_delete_clear_purge_and_stats() -> None:
         30.0,
         0,
     )
-    core.delete("k")
-    core.delete("k")  # deleting a missing key is fine
-    assert core.get("k") is None
     core.set("old", Entry("old", 100.0))
     core.set("new", Entry("new", 199.0))
-    assert core.purge_stale(50.0, 200.0) == 2  # ("t", 1) at 30 and "old" at 100
+    assert core.purge_stale(50.0, 200.0) == 3  # "k" at 10, ("t", 1) at 30, "old" at 100
     assert core.get("new") == Entry("new", 199.0)
     assert core.clear() == 1
     assert core.clear() == 0

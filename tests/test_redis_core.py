@@ -27,10 +27,10 @@ import redis
 from redis.crc import key_slot
 
 from cachier_like import CachedFunction, ConfigurationError, Entry, cached
-from cachier_like.cores import _redis_link
-from cachier_like.cores import redis as redis_module
-from cachier_like.cores._redis_link import RETRY_AFTER_S, Link
 from cachier_like.cores.redis import HEADER_SIZE, MAGIC, RedisCore, key_tag
+from cachier_like.cores.redis import core as redis_module
+from cachier_like.cores.redis import link as _redis_link
+from cachier_like.cores.redis.link import RETRY_AFTER_S, Link
 from tests.backends.redis_backend import redis_url
 from tests.support import (
     DEADLINE_S,

@@ -31,8 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from cachier_like import BackendError, ConfigurationError, Entry, cached, cli
-from cachier_like.cores._sql_schema import key_text, namespace_text, split_table_name
+from cachier_like.cores.shared import storage_name as key_text
 from cachier_like.cores.sql import SQL_URL_ENV, SQLCore
+from cachier_like.cores.sql.schema import namespace_text, split_table_name
 from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.support import (
     DEADLINE_S,

@@ -7,13 +7,12 @@ Each core module is imported only when its backend is asked for, so
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from ..errors import ConfigurationError, MissingDriverError
 from ..option_table import options_of
 from .base import Core, CoreStats
 
-__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Core", "CoreStats", "core_class", "make_core"]
+__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Core", "CoreStats", "core_class"]
 
 # backend name -> (module, class, pip extra that installs its driver, driver module)
 BACKENDS: dict[str, tuple[str, str, str | None, str | None]] = {
@@ -51,13 +50,3 @@ def core_class(backend: str) -> type[Core]:
             ) from exc
     cls: type[Core] = getattr(importlib.import_module(module_name), class_name)
     return cls
-
-
-def make_core(backend: str, namespace: str, **options: Any) -> Core:
-    """Build the core for ``backend`` with the options it accepts.
-
-    Example:
-        >>> make_core("memory", "demo.f").namespace
-        'demo.f'
-    """
-    return core_class(backend)(namespace, **options)

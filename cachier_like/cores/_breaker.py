@@ -20,12 +20,13 @@ The hot path tests one attribute, :attr:`Breaker.down`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
 
+from .. import forks
 from ..errors import BackendError
+from .base import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ PROBE_MAX_S = 1.0
 HOLD_MIN_S = 0.25
 HOLD_MAX_S = 8.0
 QUIET_S = 10.0
-
-_breakers: weakref.WeakSet[Breaker] = weakref.WeakSet()
 
 
 class Breaker:
@@ -73,7 +72,7 @@ class Breaker:
         self._prober: threading.Thread | None = None
         self._trips = 0  # trips in a row, each within QUIET_S of the previous close
         self._closed_at = -QUIET_S
-        _breakers.add(self)
+        forks.reset_in_child(self._reset_breaker)
 
     def probe(self) -> None:
         """Run one cheap operation on the store, bypassing the breaker; raise if it fails."""
@@ -119,8 +118,8 @@ class Breaker:
 
 def _probe_until_up(ref: weakref.ref[Breaker], hold_until: float) -> None:
     """The prober thread: probe with back-off until the store answers (or is dropped)."""
-    pause = PROBE_MIN_S
-    next_at = max(hold_until, time.monotonic() + pause)
+    pauses = Backoff(None, PROBE_MIN_S, PROBE_MAX_S)
+    next_at = max(hold_until, time.monotonic() + (pauses.next_delay() or PROBE_MIN_S))
     while True:
         time.sleep(max(0.0, next_at - time.monotonic()))
         breaker = ref()
@@ -130,17 +129,8 @@ def _probe_until_up(ref: weakref.ref[Breaker], hold_until: float) -> None:
             breaker.probe()
         except Exception as exc:
             breaker._reason = f"{type(exc).__name__}: {exc}"
-            pause = min(pause * 2, PROBE_MAX_S)
-            next_at = time.monotonic() + pause
+            next_at = time.monotonic() + (pauses.next_delay() or PROBE_MAX_S)
             del breaker
             continue
         breaker._close()
         return
-
-
-def _after_fork_in_child() -> None:
-    for breaker in list(_breakers):
-        breaker._reset_breaker()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -63,9 +63,26 @@ class _KernelClaims:
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def _open_lock(self, name: str) -> int:
+        """Open the file holding the key's lock."""
+        raise NotImplementedError
+
+    def _try_lock(self, fd: int, name: str) -> bool:
+        """Lock the key on ``fd`` without blocking; False if another holds it."""
+        raise NotImplementedError
+
     def _acquire(self, name: str) -> int | None:
         """Open and lock the key's lock without blocking; None if another holds it."""
-        raise NotImplementedError
+        fd = self._open_lock(name)  # errors here are real failures
+        try:
+            locked = self._try_lock(fd, name)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
+            os.close(fd)
+            return None
+        return fd
 
     def claim(self, name: str) -> bool:
         """Take the key's claim without blocking; True if this caller now holds it."""
@@ -116,18 +133,15 @@ class RangeLockClaims(_KernelClaims):
         offset = int(xxhash.xxh3_64_intdigest(name.encode())) & _OFFSET_MASK
         return _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
 
-    def _acquire(self, name: str) -> int | None:
-        fd = _open(self._path, self._directory)  # errors here are real failures
+    def _open_lock(self, name: str) -> int:
+        return _open(self._path, self._directory)
+
+    def _try_lock(self, fd: int, name: str) -> bool:
         try:
             fcntl.fcntl(fd, _OFD_SETLK, self._range(name))  # type: ignore[arg-type]
         except (BlockingIOError, PermissionError):
-            # EAGAIN or EACCES from the lock call itself: someone else holds it.
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            return False  # EAGAIN or EACCES from the lock call itself: someone else holds it
+        return True
 
     def is_claimed(self, name: str) -> bool:
         """Whether any process (this one included) holds the key's claim."""
@@ -184,17 +198,15 @@ class FileLockClaims(_KernelClaims):
     def _path(self, name: str) -> str:
         return self._directory + "/" + name + ".lock"
 
-    def _acquire(self, name: str) -> int | None:
-        fd = _open(self._path(name), self._directory)
+    def _open_lock(self, name: str) -> int:
+        return _open(self._path(name), self._directory)
+
+    def _try_lock(self, fd: int, name: str) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            return False
+        return True
 
     def is_claimed(self, name: str) -> bool:
         """Whether any process holds the key's lock."""

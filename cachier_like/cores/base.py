@@ -48,10 +48,11 @@ class Backoff:
         True
     """
 
-    __slots__ = ("_deadline", "_delay", "_max_s")
+    __slots__ = ("_delay", "_max_s", "deadline")
 
     def __init__(self, timeout_s: float | None, first_s: float, max_s: float) -> None:
-        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        #: ``time.monotonic()`` at which the wait gives up (None: never).
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._delay = first_s
         self._max_s = max_s
 
@@ -59,9 +60,9 @@ class Backoff:
         """How long to sleep before the next poll; None once the deadline has passed."""
         delay = self._delay
         self._delay = min(delay * 2, self._max_s)
-        if self._deadline is None:
+        if self.deadline is None:
             return delay
-        remaining = self._deadline - time.monotonic()
+        remaining = self.deadline - time.monotonic()
         return None if remaining <= 0 else min(delay, remaining)
 
 
@@ -75,7 +76,13 @@ class EntryInfo:
 
 
 class Core(abc.ABC):
-    """Storage for one decorated function's entries and calculation claims."""
+    """Storage for one decorated function's entries and calculation claims.
+
+    The policy uses a won claim in one order, which cores may rely on: :meth:`claim`,
+    then :meth:`get` (the re-check), then at most one :meth:`set` (if it computed a
+    value), then :meth:`release`, always. The calls may come from different threads
+    (the async driver runs each in a worker thread); a core's shortcuts hold either way.
+    """
 
     #: Whether keys must be stable across processes (False lets the memory core use
     #: cheaper in-process keys).
@@ -109,6 +116,12 @@ class Core(abc.ABC):
             problem,
         )
 
+    def encode(self, value: Any) -> bytes | None:
+        """``value`` serialized, or None when it is over :attr:`size_limit` (not to be stored)."""
+        payload = self.serializer.dumps(value)
+        limit = self.size_limit
+        return None if limit is not None and len(payload) > limit else payload
+
     def decode(self, payload: Any, where: str) -> Any:
         """The value ``payload`` holds, or :data:`UNREADABLE` after a rate-limited warning."""
         try:
@@ -119,15 +132,22 @@ class Core(abc.ABC):
 
     @abc.abstractmethod
     def get(self, key: Hashable) -> Entry | None:
-        """Return the entry stored under ``key``, or None (missing or unreadable)."""
+        """Return the entry stored under ``key``, or None (missing or unreadable).
+
+        The claiming thread's first read after a won claim may be served from what
+        the claim itself read (Redis: the entry fetched in the claim's round trip), so
+        the re-check costs no round trip; any other read asks the store.
+        """
 
     @abc.abstractmethod
     def set(self, key: Hashable, entry: Entry) -> bool:
-        """Store ``entry``; return False when it was not stored (too large)."""
+        """Store ``entry``; return False when it was not stored (too large, see :meth:`encode`).
 
-    @abc.abstractmethod
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry under ``key`` if there is one."""
+        A store by the claim's holder may end the claim too, waking its waiters in the
+        same round trip (Redis: one script; SQL: the upsert clears the claim when the
+        token is this process's); the :meth:`release` that follows then has nothing to
+        do. Any other store leaves a claim alone.
+        """
 
     @abc.abstractmethod
     def clear(self) -> int:
@@ -150,7 +170,12 @@ class Core(abc.ABC):
 
     @abc.abstractmethod
     def release(self, key: Hashable) -> None:
-        """End this caller's claim on ``key`` and wake its waiters."""
+        """End this caller's claim on ``key`` and wake its waiters.
+
+        Called once after every won claim, also after a :meth:`set` that ended it
+        already (then a no-op). Never drops a claim another caller took over after
+        this one's lease lapsed.
+        """
 
     @abc.abstractmethod
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:

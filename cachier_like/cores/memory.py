@@ -33,14 +33,12 @@ class MemoryCore(Core):
         namespace: str,
         *,
         max_entries: int | None = None,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
-        self.size_limit = size_limit
         self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
             OrderedDict() if max_entries is not None else {}
         )
@@ -62,9 +60,8 @@ class MemoryCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        limit = self.size_limit
-        if limit is not None and len(self.serializer.dumps(entry.value)) > limit:
-            return False
+        if self.size_limit is not None and self.encode(entry.value) is None:
+            return False  # measured only when there is a limit: entries stay unpickled
         with self._cond:
             self._data[key] = entry
             if self._max_entries is not None:
@@ -74,11 +71,6 @@ class MemoryCore(Core):
                     data.popitem(last=False)
             self._cond.notify_all()
         return True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove ``key``."""
-        with self._cond:
-            self._data.pop(key, None)
 
     def clear(self) -> int:
         """Remove every entry."""

@@ -19,8 +19,8 @@ while a background thread pings the server, and resume when it answers.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import secrets
 import threading
 import time
@@ -35,13 +35,14 @@ import pymongo.errors
 from bson.binary import Binary
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
+from .. import forks
 from ..config import as_seconds
 from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
-from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._breaker import Breaker
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .shared import StoreSource, StoreSpec, storage_name
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _after_fork_in_child() -> None:
     _forget_clients()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.reset_in_child(_after_fork_in_child)
 
 
 def close_clients() -> None:
@@ -121,7 +122,7 @@ class _ClientBreaker(Breaker):
         if client is not None:  # else no core uses it any more
             client.admin.command("ping")
 
-    def run(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         if self.down:
             raise self.refusal()
         try:
@@ -130,12 +131,12 @@ class _ClientBreaker(Breaker):
             self.trip(exc)
             raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
 
-    def run_long(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def run_long(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         # A ping with the client's short timeouts first: the long budget below would
         # also be how long pymongo waits to select a server that is down.
-        self.run(self.probe, (), {})
+        self.run(self.probe)
         with pymongo.timeout(MAINTENANCE_S):
-            return self.run(method, args, kwargs)
+            return self.run(method, *args, **kwargs)
 
 
 _breakers: dict[int, _ClientBreaker] = {}
@@ -152,56 +153,47 @@ def _breaker_for(coll: Any) -> _ClientBreaker:
         return breaker
 
 
-class _Guarded:
-    """A collection whose operations go through its client's breaker."""
+#: Operations on one document run with the client's own timeouts; operations over many
+#: documents get a longer budget (:data:`MAINTENANCE_S`).
+_ONE_DOCUMENT = ("find_one", "update_one", "delete_one")
+_MANY_DOCUMENTS: tuple[str, ...] = ("create_index", "update_many", "delete_many", "find")
+_MANY_DOCUMENTS += ("distinct", "count_documents")
 
-    __slots__ = ("_breaker", "_coll")
+
+class _Guarded:
+    """A collection whose operations (those named above, and ``aggregate``, which
+    returns a list) go through its client's breaker."""
 
     def __init__(self, coll: Any) -> None:
-        self._coll = coll
-        self._breaker = _breaker_for(coll)
+        breaker = _breaker_for(coll)
+        for name in _ONE_DOCUMENT:
+            setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
+        for name in _MANY_DOCUMENTS:
+            setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
+        self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
 
-    # Operations on one document: the client's own timeouts.
-    def find_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.find_one, args, kwargs)
+    def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
+        raise AttributeError(name)
 
-    def update_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.update_one, args, kwargs)
 
-    def delete_one(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run(self._coll.delete_one, args, kwargs)
-
-    # Operations over many documents: a longer budget.
-    def create_index(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.create_index, args, kwargs)
-
-    def update_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.update_many, args, kwargs)
-
-    def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.delete_many, args, kwargs)
-
-    def find(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.find, args, kwargs)
-
-    def distinct(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.distinct, args, kwargs)
-
-    def aggregate(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(
-            lambda *a, **k: list(self._coll.aggregate(*a, **k)), args, kwargs
-        )
-
-    def count_documents(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.run_long(self._coll.count_documents, args, kwargs)
+def _listing(method: Any) -> Any:
+    return lambda *args, **kwargs: list(method(*args, **kwargs))
 
 
 def _date(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def _is_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("mongodb://", "mongodb+srv://"))
+def _check_url(url: str, where: str) -> str:
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigurationError(f"{where} must be a mongodb:// or mongodb+srv:// URL: {url!r}")
+    return url
+
+
+def _checked_collection(value: object) -> Any:
+    if not hasattr(value, "update_one"):
+        raise ConfigurationError(f"mongetter returned {value!r}, not a collection")
+    return value
 
 
 class MongoCore(Core):
@@ -232,31 +224,30 @@ class MongoCore(Core):
         database: str | None = None,
         collection: str | None = None,
         server_selection_timeout_ms: int | None = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
-        by_url = mongetter is None or isinstance(mongetter, str)
-        if isinstance(mongetter, str):
-            valid = _is_url(mongetter)
-        else:
-            valid = by_url or callable(mongetter) or _is_collection(mongetter)
-        if not valid:
-            raise ConfigurationError(
-                "mongetter must be a pymongo Collection, a callable returning one, or "
-                f"a mongodb:// URL, not {mongetter!r}"
-            )
-        if not by_url and (database or collection):
+        spec = StoreSpec(
+            backend="mongo",
+            option="mongetter",
+            env=URL_ENV,
+            kinds="a pymongo Collection, a callable returning one, or a mongodb:// URL",
+            example="mongodb://127.0.0.1:27017/cache",
+            is_object=_is_collection,
+            parse=_check_url,
+            connect=self._from_url,
+            check=_checked_collection,
+        )
+        self._source = StoreSource(mongetter, spec)
+        if not self._source.by_url and (database or collection):
             raise ConfigurationError("database and collection apply only to a URL mongetter")
         ttl = as_seconds(server_ttl, "server_ttl")
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"server_ttl must be positive, not {server_ttl!r}")
-        self._mongetter = mongetter
         self._database = database
         self._collection_name = collection or DEFAULT_COLLECTION
         self._timeout_ms = server_selection_timeout_ms
         self._ttl = ttl
-        self.size_limit = size_limit
         self._coll: Any = None
         self._coll_generation = -1
         # key -> token of the claim this process holds on it.
@@ -275,28 +266,13 @@ class MongoCore(Core):
         return coll
 
     def _resolve(self) -> Any:
-        getter = self._mongetter
-        if getter is None:
-            getter = os.environ.get(URL_ENV)
-            if not getter:
-                raise ConfigurationError(f"backend 'mongo' needs a mongetter or ${URL_ENV}")
-        if isinstance(getter, str):
-            raw = self._from_url(getter)
-        elif _is_collection(getter):
-            raw = getter
-        else:
-            raw = getter()
-            if not hasattr(raw, "update_one"):
-                raise ConfigurationError(f"mongetter returned {raw!r}, not a collection")
-        coll = _Guarded(raw)
+        coll = _Guarded(self._source.resolve())
         coll.create_index([("ns", 1), ("key", 1)], unique=True, name=INDEX_NAME)
         if self._ttl is not None:
             coll.create_index("expires_at", expireAfterSeconds=0, name=TTL_INDEX_NAME)
         return coll
 
     def _from_url(self, url: str) -> Any:
-        if not _is_url(url):
-            raise ConfigurationError(f"not a mongodb:// URL: {url!r}")
         options: dict[str, Any] = dict(URL_TIMEOUTS_MS)
         if self._timeout_ms is not None:
             options["serverSelectionTimeoutMS"] = self._timeout_ms
@@ -320,14 +296,10 @@ class MongoCore(Core):
 
     # -- entries -------------------------------------------------------------------
 
-    @staticmethod
-    def _key(key: Hashable) -> str:
-        return key if isinstance(key, str) else stable_hash(key)
-
     def get(self, key: Hashable) -> Entry | None:
         """Read the entry; a claim-only, expired or unreadable document is a miss."""
         doc = self._collection().find_one(
-            {"ns": self.namespace, "key": self._key(key)}, {"_id": 0, "value": 1, "ts": 1}
+            {"ns": self.namespace, "key": storage_name(key)}, {"_id": 0, "value": 1, "ts": 1}
         )
         if doc is None or "value" not in doc:
             return None
@@ -345,8 +317,8 @@ class MongoCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry's fields, leaving any claim on the document as it is."""
-        payload = self.serializer.dumps(entry.value)
-        if self.size_limit is not None and len(payload) > self.size_limit:
+        payload = self.encode(entry.value)
+        if payload is None:
             return False
         stamp = float(entry.timestamp)
         fields: dict[str, Any] = {
@@ -357,7 +329,7 @@ class MongoCore(Core):
         }
         if self._ttl is not None:
             fields["expires_at"] = _date(stamp + self._ttl)
-        query = {"ns": self.namespace, "key": self._key(key)}
+        query = {"ns": self.namespace, "key": storage_name(key)}
         coll = self._collection()
         for _ in range(_UPSERT_ATTEMPTS):
             try:
@@ -367,27 +339,15 @@ class MongoCore(Core):
                 continue  # another writer inserted it first: now it is an update
         raise BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
 
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry (a claim on it stays)."""
-        self._remove({"ns": self.namespace, "key": self._key(key)}, many=False)
-
     def clear(self) -> int:
         """Remove this function's entries (calculations in progress keep their claims)."""
-        return self._remove({"ns": self.namespace}, many=True)
-
-    def _remove(self, query: dict[str, Any], many: bool) -> int:
         coll = self._collection()
+        query = {"ns": self.namespace}
         unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
         claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
-        unset = {"$unset": _ENTRY_FIELDS}
-        if many:
-            removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
-            coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
-            return int(removed + coll.update_many(claimed, unset).modified_count)
-        removed = coll.delete_one(unclaimed).deleted_count
-        if not removed:
-            removed = coll.update_one(claimed, unset).modified_count
-        return int(removed)
+        removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
+        coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
+        return int(removed + coll.update_many(claimed, {"$unset": _ENTRY_FIELDS}).modified_count)
 
     # -- claims --------------------------------------------------------------------
 
@@ -398,7 +358,7 @@ class MongoCore(Core):
         otherwise the upsert's insert hits the unique index, which means another
         caller holds the claim.
         """
-        name = self._key(key)
+        name = storage_name(key)
         token = secrets.token_hex(8)
         now = time.time()
         query = {"ns": self.namespace, "key": name, "claim_until": {"$not": {"$gt": now}}}
@@ -414,7 +374,7 @@ class MongoCore(Core):
 
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim; False when it was lost (taken over or cleared)."""
-        name = self._key(key)
+        name = storage_name(key)
         token = self._tokens.get(name)
         if token is None:
             return False
@@ -433,7 +393,7 @@ class MongoCore(Core):
 
     def release(self, key: Hashable) -> None:
         """End this process's claim: drop a claim-only document, else unset the claim."""
-        name = self._key(key)
+        name = storage_name(key)
         token = self._tokens.pop(name, None)
         if token is None:
             return
@@ -444,7 +404,11 @@ class MongoCore(Core):
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
-        query = {"ns": self.namespace, "key": self._key(key), "claim_until": {"$gt": time.time()}}
+        query = {
+            "ns": self.namespace,
+            "key": storage_name(key),
+            "claim_until": {"$gt": time.time()},
+        }
         return self._collection().find_one(query, {"_id": 1}) is not None
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import secrets
 import struct
 import threading
@@ -28,12 +27,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .. import forks
 from ..entry import Entry
 from ..errors import BackendError
 from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .shared import storage_name  # file-safe: no key names a path outside the directory
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ _WAIT_MIN_S = 0.001
 _WAIT_MAX_S = 0.05
 _MAX_DIRNAME = 180
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_SAFE_NAME = re.compile(r"[0-9a-z_-]{1,64}")
 
 
 def _new_process_tag() -> str:
@@ -63,7 +63,7 @@ def _retag_after_fork() -> None:
     _process_tag = _new_process_tag()
 
 
-os.register_at_fork(after_in_child=_retag_after_fork)
+forks.reset_in_child(_retag_after_fork)
 
 
 def namespace_dirname(namespace: str) -> str:
@@ -109,7 +109,6 @@ class PickleCore(Core):
         namespace: str,
         *,
         cache_dir: str | os.PathLike[str],
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
         prefer_range_locks: bool = True,
     ) -> None:
@@ -117,7 +116,6 @@ class PickleCore(Core):
         self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
-        self.size_limit = size_limit
         self._named = False  # whether this process saw the namespace file written
 
     def location(self) -> str:
@@ -125,15 +123,6 @@ class PickleCore(Core):
         return self._dir
 
     # -- entries -------------------------------------------------------------------
-
-    def _name(self, key: Hashable) -> str:
-        # KeyMaker's keys are already file-safe strings; anything else is hashed, so
-        # no key can name a path outside this directory.
-        if type(key) is str and (
-            (key.isalnum() and key.isascii() and key.islower()) or _SAFE_NAME.fullmatch(key)
-        ):
-            return key
-        return stable_hash(key)
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -155,7 +144,7 @@ class PickleCore(Core):
 
     def get(self, key: Hashable) -> Entry | None:
         """Read one entry file; an unreadable one is a miss and a warning."""
-        path = self._dir + "/" + self._name(key) + _ENTRY_SUFFIX
+        path = self._dir + "/" + storage_name(key) + _ENTRY_SUFFIX
         data = self._read(path)
         if data is None:
             return None
@@ -167,10 +156,10 @@ class PickleCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
-        payload = self.serializer.dumps(entry.value)
-        if self.size_limit is not None and len(payload) > self.size_limit:
+        payload = self.encode(entry.value)
+        if payload is None:
             return False
-        name = self._name(key)
+        name = storage_name(key)
         final = self._dir + "/" + name + _ENTRY_SUFFIX
         tmp = f"{self._dir}/{name}.{_process_tag}.{threading.get_ident()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC
@@ -211,11 +200,6 @@ class PickleCore(Core):
             os.replace(tmp, path)
         self._named = True
 
-    def delete(self, key: Hashable) -> None:
-        """Remove one entry file."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._dir + "/" + self._name(key) + _ENTRY_SUFFIX)
-
     def _files(self, suffix: str) -> Iterator[os.DirEntry[str]]:
         try:
             with os.scandir(self._dir) as it:
@@ -249,17 +233,17 @@ class PickleCore(Core):
         The lease is the holder's life: the kernel drops the lock if it dies.
         """
         try:
-            return self._claims.claim(self._name(key))
+            return self._claims.claim(storage_name(key))
         except OSError as exc:
             raise BackendError(f"cannot claim {key!r} under {self._dir}: {exc}") from exc
 
     def release(self, key: Hashable) -> None:
         """Drop this caller's claim on ``key``."""
-        self._claims.release(self._name(key))
+        self._claims.release(storage_name(key))
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether any thread or process holds the claim on ``key``."""
-        return self._claims.is_claimed(self._name(key))
+        return self._claims.is_claimed(storage_name(key))
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the claim with exponential back-off (1 ms to 50 ms) until it ends."""

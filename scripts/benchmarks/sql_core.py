@@ -34,8 +34,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from cachier_like import cached
-from cachier_like.cores._sql_engines import engine_from_url
-from cachier_like.cores._sql_schema import key_text, namespace_text
+from cachier_like.cores.shared import storage_name as key_text
+from cachier_like.cores.sql.engines import engine_from_url
+from cachier_like.cores.sql.schema import namespace_text
 from cachier_like.keys import KeyMaker
 
 from .measure import Settings

@@ -17,34 +17,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Hashable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from .. import config
-from ..entry import Entry
-from ..errors import ConfigurationError
-from ..hashing import stable_hash
-from ..serialize import DEFAULT_SERIALIZER, Serializer
-from . import _redis_scripts as lua
-from ._redis_keys import (
+from ... import config, forks
+from ...entry import Entry
+from ...errors import ConfigurationError
+from ...serialize import DEFAULT_SERIALIZER, Serializer
+from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ..shared import storage_name
+from . import scripts as lua
+from .keys import (
     DEFAULT_PREFIX,
     HEADER,
     HEADER_SIZE,
     MAGIC,
     header_stamp,
-    key_suffix,
     key_tag,
     ms,
     new_token,
 )
-from ._redis_link import URL_ENV, Client, ClientSource, Link, Parts, link_for
-from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .link import URL_ENV, Client, ClientSource, Link, Parts, link_for
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 
@@ -54,16 +51,6 @@ _WAKE_MS = 2000  # how long a wake element outlives its release (no waiter needs
 _ASYNC_SLICE_S = 0.05  # longest thread-held blocking read of an async waiter
 _ASYNC_BLOCKERS = 2  # async waiters per core blocking in threads; the others poll
 _POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
-_cores: weakref.WeakSet[RedisCore] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    # A child holds none of its parent's claims.
-    for core in list(_cores):
-        core._reset_process_state()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 class _Held:
@@ -121,7 +108,7 @@ class RedisCore(Core):
         self._client: Client | None = None
         self._linked: Link | None = None
         self._reset_process_state()
-        _cores.add(self)
+        forks.reset_in_child(self._reset_process_state)  # a child holds none of our claims
 
     def _reset_process_state(self) -> None:
         self._held: dict[str, _Held] = {}
@@ -130,7 +117,7 @@ class RedisCore(Core):
 
     def key_of(self, key: Hashable) -> str:
         """The Redis key holding ``key``'s entry."""
-        return self._v + key_suffix(key)
+        return self._v + storage_name(key)
 
     def _link(self) -> Link:
         link = self._linked
@@ -157,7 +144,7 @@ class RedisCore(Core):
         The claiming thread's first read after its claim is the entry read together with
         the claim (the same round trip), so re-checking after a claim costs nothing.
         """
-        suffix = key if type(key) is str else stable_hash(key)
+        suffix = storage_name(key)
         if self._held:
             held = self._held.get(suffix)
             if held is not None and held.unread and held.thread == threading.get_ident():
@@ -169,11 +156,11 @@ class RedisCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry``; from the thread holding the key's claim, release it too."""
-        payload = self.serializer.dumps(entry.value)
-        if self.size_limit is not None and len(payload) > self.size_limit:
+        payload = self.encode(entry.value)
+        if payload is None:
             return False
         data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))  # no copy of the payload
-        suffix, link = key_suffix(key), self._link()
+        suffix, link = storage_name(key), self._link()
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.thread == threading.get_ident():
             keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
@@ -182,10 +169,6 @@ class RedisCore(Core):
         else:
             link.call("SET", self._v + suffix, data, *self._px)
         return True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove ``key``'s entry."""
-        self._link().call("UNLINK", self.key_of(key))
 
     def clear(self) -> int:
         """``UNLINK`` this function's entries; return how many were removed."""
@@ -196,7 +179,7 @@ class RedisCore(Core):
 
     def claim(self, key: Hashable, lease_s: float) -> bool:
         """``SET claim token NX PX lease`` and ``GET entry``, in one round trip."""
-        suffix, token = key_suffix(key), new_token()
+        suffix, token = storage_name(key), new_token()
         claimed, snapshot = self._link().pipeline(
             ("SET", self._c + suffix, token, "NX", "PX", ms(lease_s)), ("GET", self._v + suffix)
         )
@@ -206,17 +189,17 @@ class RedisCore(Core):
 
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim on ``key`` if it still holds it."""
-        held = self._held.get(key_suffix(key))
+        suffix = storage_name(key)
+        held = self._held.get(suffix)
         if held is None:
             return False  # cleared by clear_claims()
         if held.stored:
             return True
-        link = self._link()
-        return bool(link.script(lua.RENEW, (self._c + key_suffix(key),), (held.token, ms(lease_s))))
+        return bool(self._link().script(lua.RENEW, (self._c + suffix,), (held.token, ms(lease_s))))
 
     def release(self, key: Hashable) -> None:
         """Drop the claim if it is still ours, and wake the waiters (one script)."""
-        suffix = key_suffix(key)
+        suffix = storage_name(key)
         held = self._held.pop(suffix, None)
         if held is not None and not held.stored:
             keys = (self._c + suffix, f"{self._w}{suffix}:{held.token}")
@@ -224,7 +207,7 @@ class RedisCore(Core):
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether any process holds the claim on ``key``."""
-        return bool(self._link().call("EXISTS", self._c + key_suffix(key)))
+        return bool(self._link().call("EXISTS", self._c + storage_name(key)))
 
     def _wait_step(
         self, key: Hashable, deadline: float | None, most_s: float
@@ -234,7 +217,7 @@ class RedisCore(Core):
         ``(True, entry)`` once the claim ended or the deadline passed, else ``(False, None)``.
         No blocking read outlasts the lease, so a dead calculator is noticed as it lapses.
         """
-        suffix, link = key_suffix(key), self._link()
+        suffix, link = storage_name(key), self._link()
         reply = link.script(lua.PROBE, (self._c + suffix, self._v + suffix))
         ttl = int(reply[0])
         if ttl == -2:
@@ -266,8 +249,8 @@ class RedisCore(Core):
         No thread is held longer than a slice, and only two at a time per core, so many
         waiters cannot starve the thread pool the calculator needs to store its value.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        delay = _POLL_MIN_S
+        backoff = Backoff(timeout_s, _POLL_MIN_S, _POLL_MAX_S)
+        deadline = backoff.deadline
         while True:
             blocking = self._blockers.acquire(blocking=False)
             try:
@@ -279,9 +262,7 @@ class RedisCore(Core):
             if done:
                 return entry
             if not blocking:
-                left = _POLL_MAX_S if deadline is None else deadline - time.monotonic()
-                await asyncio.sleep(max(0.0, min(delay, left)))
-                delay = min(delay * 2, _POLL_MAX_S)
+                await asyncio.sleep(backoff.next_delay() or 0.0)  # None: the next step ends it
 
     def clear_claims(self) -> int:
         """Drop every claim of this function and wake its waiters; return how many."""

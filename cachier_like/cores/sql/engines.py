@@ -16,15 +16,16 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from ..errors import ConfigurationError, MissingDriverError
-from ._sql_runner import Runner, is_memory_sqlite
-from ._sql_statements import Statements
+from ... import forks
+from ...errors import ConfigurationError, MissingDriverError
+from ..shared import StoreSource, StoreSpec
+from .runner import Runner, is_memory_sqlite
+from .statements import Statements
 
 SQL_URL_ENV = "CACHIER_LIKE_SQL_URL"
 """Environment variable with the database URL used when ``sql_engine`` is not given."""
@@ -150,34 +151,24 @@ def parse_url(spec: str | sa.URL, where: str = "sql_engine") -> sa.URL:
     return url
 
 
-def _from_environment() -> sa.Engine:
-    spec = os.environ.get(SQL_URL_ENV) or None
-    if spec is None:
-        raise ConfigurationError(
-            "backend 'sql' needs sql_engine= (an Engine, a callable returning one, or "
-            f"a database URL), or the database URL in ${SQL_URL_ENV}"
-        )
-    return shared_engine(parse_url(spec, f"${SQL_URL_ENV}"))
+_SPEC: StoreSpec[sa.Engine] = StoreSpec(
+    backend="sql",
+    option="sql_engine",
+    env=SQL_URL_ENV,
+    kinds="an Engine, a callable returning one, or a database URL",
+    example="postgresql+psycopg://host/db",
+    is_object=lambda value: isinstance(value, sa.Engine) or hasattr(value, "sync_engine"),
+    parse=parse_url,
+    connect=shared_engine,
+    check=_checked_engine,
+    url_types=(str, sa.URL),
+)
 
 
-def engine_source(spec: object) -> sa.Engine | Callable[[], sa.Engine]:
-    """Validate ``sql_engine`` now: the engine itself, or what gets it on first use.
-
-    With none, ``$CACHIER_LIKE_SQL_URL`` is read on first use, so it may be set after
-    the decorated function's module is imported (by ``load_dotenv()``, say).
-    """
-    if spec is None:
-        return _from_environment
-    if isinstance(spec, (str, sa.URL)):
-        url = parse_url(spec)
-        return lambda: shared_engine(url)
-    if isinstance(spec, sa.Engine) or hasattr(spec, "sync_engine"):
-        return _checked_engine(spec)
-    if callable(spec):
-        return lambda: _checked_engine(spec())
-    raise ConfigurationError(
-        f"sql_engine must be an Engine, a callable returning one, or a URL, not {spec!r}"
-    )
+def engine_source(spec: object) -> StoreSource[sa.Engine]:
+    """Validate ``sql_engine`` now (an engine, a callable, a URL, or None for the
+    URL in ``$CACHIER_LIKE_SQL_URL``); the engine itself comes on first use."""
+    return StoreSource(spec, _SPEC)
 
 
 def adopt(engine: sa.Engine, inherited: bool) -> sa.Engine:
@@ -250,4 +241,4 @@ def _after_fork_in_child() -> None:
             tables.clear()  # the child's in-memory database starts empty
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.reset_in_child(_after_fork_in_child)

@@ -33,7 +33,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import BackendError
+from ... import forks
+from ...errors import BackendError
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ TICK_S = 0.25
 STALL_S = 0.5
 CHECK_S = 0.5
 IDLE_S = 30.0
-
-_watchdogs: weakref.WeakSet[Watchdog] = weakref.WeakSet()
 
 
 def socket_of(connection: Any) -> int | None:
@@ -87,7 +86,7 @@ class Watchdog:
         self._engine = weakref.ref(engine)
         self._on_hang = on_hang
         self._reset()
-        _watchdogs.add(self)
+        forks.reset_in_child(self._after_fork)
 
     def _reset(self) -> None:
         #: id(connection) -> (when its statement started, the DBAPI connection)
@@ -207,11 +206,3 @@ def _check(pool: sa.pool.Pool, holder: list[Any], done: threading.Event) -> None
             with contextlib.suppress(Exception):
                 fairy.close()  # rolls back the check's transaction, if the driver opened one
         done.set()
-
-
-def _after_fork_in_child() -> None:
-    for watchdog in list(_watchdogs):
-        watchdog._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,7 +10,7 @@ claim has a new token, hence an empty wake list of its own.
 
 from __future__ import annotations
 
-from ._redis_link import Script
+from .link import Script
 
 # End a claim (shared text): drop it if it is still ours (a lapsed lease may have let
 # another caller take over), then wake the waiters of our claim.

@@ -15,19 +15,20 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Hashable, Iterator
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from ..entry import Entry
-from ..serialize import DEFAULT_SERIALIZER, Serializer
-from ._sql_engines import SQL_URL_ENV, adopt, engine_source, set_up
-from ._sql_runner import Runner
-from ._sql_schema import DEFAULT_TABLE, key_text, make_table, namespace_text
-from ._sql_statements import Statements
-from .base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ... import forks
+from ...entry import Entry
+from ...serialize import DEFAULT_SERIALIZER, Serializer
+from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ..shared import storage_name
+from .engines import SQL_URL_ENV, adopt, engine_source, set_up
+from .runner import Runner
+from .schema import DEFAULT_TABLE, make_table, namespace_text
+from .statements import Statements
 
 __all__ = ["SQL_URL_ENV", "SQLCore"]
 
@@ -61,23 +62,21 @@ class SQLCore(Core):
         *,
         sql_engine: object = None,
         table_name: str = DEFAULT_TABLE,
-        size_limit: int | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
-        self.size_limit = size_limit
         self.table = make_table(table_name)
-        source = engine_source(sql_engine)
+        self._source = engine_source(sql_engine)
         self._pid = os.getpid()
-        self._engine = adopt(source, inherited=False) if isinstance(source, sa.Engine) else None
-        self._make_engine = None if isinstance(source, sa.Engine) else source
+        given = self._source.obj
+        self._engine = None if given is None else adopt(given, inherited=False)
         self._ns = namespace_text(namespace)
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()
         # key text -> token of a claim this process holds, or None once a store by the
         # holder has ended it (the release then has nothing left to do).
         self._held: dict[str, str | None] = {}
-        _CORES.add(self)
+        forks.reset_in_child(self._after_fork)
 
     # -- connection and schema, on first use ------------------------------------------
 
@@ -85,9 +84,8 @@ class SQLCore(Core):
         with self._setup_lock:
             if self._ready is None:
                 if self._engine is None:
-                    assert self._make_engine is not None
                     inherited = self._pid != os.getpid()
-                    self._engine = adopt(self._make_engine(), inherited)
+                    self._engine = adopt(self._source.resolve(), inherited)
                 self._ready = _Ready(*set_up(self._engine, self.table))
             return self._ready
 
@@ -109,29 +107,22 @@ class SQLCore(Core):
     def get(self, key: Hashable) -> Entry | None:
         """One indexed SELECT by primary key."""
         runner, statements = self._ready or self._setup()
-        rows = runner.run(statements.get, {"ns": self._ns, "k": key_text(key)})
+        rows = runner.run(statements.get, {"ns": self._ns, "k": storage_name(key)})
         return self._entry(rows[0][0], rows[0][1]) if rows else None
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry; a store by this process's claim holder also ends the claim."""
-        payload = self.serializer.dumps(entry.value)
-        if self.size_limit is not None and len(payload) > self.size_limit:
+        payload = self.encode(entry.value)
+        if payload is None:
             return False
         runner, statements = self._ready or self._setup()
-        k = key_text(key)
+        k = storage_name(key)
         token = self._held.get(k)
         params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
         runner.run(statements.set, params)
         if token is not None and self._held.get(k) == token:
             self._held[k] = None
         return True
-
-    def delete(self, key: Hashable) -> None:
-        """Remove the entry (a claim on the key, if any, stays)."""
-        runner, statements = self._ready or self._setup()
-        params = {"ns": self._ns, "k": key_text(key)}
-        if runner.run(statements.delete_free, params) == 0:
-            runner.run(statements.delete_value, params)
 
     def clear(self) -> int:
         """Remove this namespace's entries; claims in progress stay."""
@@ -145,7 +136,7 @@ class SQLCore(Core):
     def claim(self, key: Hashable, lease_s: float) -> bool:
         """Insert the row with a claim, or claim an existing row with no live claim."""
         runner, statements = self._ready or self._setup()
-        k = key_text(key)
+        k = storage_name(key)
         token = secrets.token_hex(16)
         params = {"ns": self._ns, "k": k, "tok": token, "lease": float(lease_s)}
         if statements.takeover is None:  # PostgreSQL, SQLite: one upsert ... RETURNING
@@ -161,7 +152,7 @@ class SQLCore(Core):
 
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim; False if it was lost (expired and taken)."""
-        k = key_text(key)
+        k = storage_name(key)
         if k not in self._held:
             return False
         token = self._held.get(k)
@@ -173,18 +164,18 @@ class SQLCore(Core):
 
     def release(self, key: Hashable) -> None:
         """End this process's claim: drop a row holding no value, else clear the claim."""
-        token = self._held.pop(key_text(key), None)
+        token = self._held.pop(storage_name(key), None)
         if token is None:
             return
         runner, statements = self._ready or self._setup()
-        params = {"ns": self._ns, "k": key_text(key), "tok": token}
+        params = {"ns": self._ns, "k": storage_name(key), "tok": token}
         if runner.run(statements.release_empty, params) == 0:
             runner.run(statements.release, params)
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether any caller holds a live claim on ``key``."""
         runner, statements = self._ready or self._setup()
-        return bool(runner.run(statements.is_claimed, {"ns": self._ns, "k": key_text(key)}))
+        return bool(runner.run(statements.is_claimed, {"ns": self._ns, "k": storage_name(key)}))
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
         """One SELECT: whether ``key`` is claimed, and its entry."""
@@ -197,7 +188,7 @@ class SQLCore(Core):
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Poll the row with back-off (2 ms doubling to 100 ms) until the claim ends."""
-        k = key_text(key)
+        k = storage_name(key)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = self._poll(k)
@@ -208,7 +199,7 @@ class SQLCore(Core):
 
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """:meth:`wait` for event loops: each poll in a thread, the sleeps on the loop."""
-        k = key_text(key)
+        k = storage_name(key)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = await asyncio.to_thread(self._poll, k)
@@ -248,8 +239,7 @@ class SQLCore(Core):
         A namespace longer than the column is listed as stored: a prefix and a digest.
         """
         table = make_table(options.get("table_name") or DEFAULT_TABLE)
-        source = engine_source(options.get("sql_engine"))
-        engine = adopt(source if isinstance(source, sa.Engine) else source(), inherited=False)
+        engine = adopt(engine_source(options.get("sql_engine")).resolve(), inherited=False)
         if not sa.inspect(engine).has_table(table.name, schema=table.schema):
             return []
         query = sa.select(table.c.namespace).distinct().order_by(table.c.namespace)
@@ -267,14 +257,3 @@ class SQLCore(Core):
             newest=None if newest is None else float(newest),
             claims=int(claims or 0),
         )
-
-
-_CORES: weakref.WeakSet[SQLCore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for core in list(_CORES):
-        core._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

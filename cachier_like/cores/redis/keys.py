@@ -9,10 +9,9 @@ import itertools
 import os
 import secrets
 import struct
-from collections.abc import Hashable
 from urllib.parse import quote
 
-from ..hashing import stable_hash
+from ... import forks
 
 DEFAULT_PREFIX = "cachier_like"
 MAGIC = b"CLR\x01"
@@ -30,7 +29,7 @@ def _new_process() -> None:
 
 
 _new_process()
-os.register_at_fork(after_in_child=_new_process)
+forks.reset_in_child(_new_process)
 
 
 def new_token() -> str:
@@ -54,11 +53,6 @@ def key_tag(prefix: str, namespace: str) -> str:
     """
     # ':' stays readable in the prefix only, so the last ':' splits prefix and namespace.
     return "{" + quote(prefix, safe=":._-/@") + ":" + quote(namespace, safe="._-<>/@") + "}"
-
-
-def key_suffix(key: Hashable) -> str:
-    """The part of a key's names that identifies the call."""
-    return key if type(key) is str else stable_hash(key)
 
 
 def header_stamp(header: bytes) -> float | None:

@@ -10,9 +10,9 @@ generation) and the statement retried once on a fresh one, so the cache resumes 
 itself when the database comes back; deadlocks are retried too. Every other error
 propagates, and the decorator fails open.
 
-A runner is also a circuit breaker (:mod:`._breaker`): when the server cannot be
+A runner is also a circuit breaker (:mod:`.._breaker`): when the server cannot be
 reached or does not answer, calls fail at once while a background thread probes it
-with ``SELECT 1``. A :class:`~._sql_watchdog.Watchdog` unblocks statements on a server
+with ``SELECT 1``. A :class:`~.watchdog.Watchdog` unblocks statements on a server
 that hangs, which no timeout of libpq bounds (SQLite, a local file, has neither).
 """
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import BackendError
-from ._breaker import Breaker
-from ._sql_statements import Params, Prepared
-from ._sql_watchdog import Watchdog
+from ...errors import BackendError
+from .._breaker import Breaker
+from .statements import Params, Prepared
+from .watchdog import Watchdog
 
 _ATTEMPTS = 3
 #: Deadlock and serialization failures (PostgreSQL SQLSTATEs, MySQL error numbers).

@@ -10,7 +10,7 @@ Sentinel, a ``BlockingConnectionPool``, client-side caching) runs them through i
 ``execute_command``, keeping its routing and limits.
 
 A link is shared by every core that uses the same client. It is a circuit breaker
-(:mod:`._breaker`): once the server fails to connect or answer in time, calls fail at
+(:mod:`.._breaker`): once the server fails to connect or answer in time, calls fail at
 once while a background thread pings it, and resume when it answers; so a dead or hung
 server costs the calls in flight one timeout each, not one timeout per call.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 import weakref
@@ -36,8 +35,10 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import BackendError, ConfigurationError
-from ._breaker import Breaker
+from ... import forks
+from ...errors import BackendError, ConfigurationError
+from .._breaker import Breaker
+from ..shared import StoreSource, StoreSpec
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
 """Environment variable holding the server URL when no ``redis_client`` is given."""
@@ -68,7 +69,7 @@ def _after_fork() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork)
+forks.reset_in_child(_after_fork)
 
 
 class Script:
@@ -85,24 +86,46 @@ def _checked(client: Client) -> Client:
     return client
 
 
+def _is_client(value: object) -> bool:
+    return isinstance(value, (redis.Redis, RedisCluster))
+
+
+def _client(value: object) -> Client:
+    if not _is_client(value):
+        raise ConfigurationError(
+            f"redis_client callable returned {type(value).__name__}, not a client"
+        )
+    return _checked(value)  # type: ignore[arg-type]
+
+
+def _check_url(url: str, where: str) -> str:
+    if not url.startswith(_URL_SCHEMES):
+        raise ConfigurationError(f"{where} must be a URL starting with {_URL_SCHEMES}: {url!r}")
+    return url
+
+
+_SPEC: StoreSpec[Client] = StoreSpec(
+    backend="redis",
+    option="redis_client",
+    env=URL_ENV,
+    kinds="a redis.Redis, a RedisCluster, a callable returning one, or a URL",
+    example="redis://127.0.0.1:6379/0",
+    is_object=_is_client,
+    parse=_check_url,
+    connect=lambda url: _checked(client_from_url(url)),
+    check=_client,
+)
+
+
 class ClientSource:
     """What ``redis_client=`` names, checked at once, made into a client on first use.
 
-    With none given, ``$CACHIER_LIKE_REDIS_URL`` is read on first use too, so it may be
-    set after the decorated function's module is imported (by ``load_dotenv()``, say).
+    A client that failed to build (a RedisCluster connects as it is built) is not
+    built again within :data:`RETRY_AFTER_S`.
     """
 
     def __init__(self, given: Any) -> None:
-        if isinstance(given, str):
-            _check_url(given, "redis_client")
-        elif isinstance(given, (redis.Redis, RedisCluster)):
-            _checked(given)
-        elif given is not None and not callable(given):
-            raise ConfigurationError(
-                "redis_client must be a redis.Redis, a RedisCluster, a callable "
-                f"returning one, or a URL, not {type(given).__name__}"
-            )
-        self.given = given
+        self._source = StoreSource(given, _SPEC)
         self._retry_at = 0.0
 
     def resolve(self) -> Client:
@@ -111,36 +134,17 @@ class ClientSource:
         Raises ``ConfigurationError`` when no server is named (neither ``redis_client``
         nor ``$CACHIER_LIKE_REDIS_URL``) or what is named is not a usable client.
         """
-        given = self.given
-        if isinstance(given, (redis.Redis, RedisCluster)):
+        given = self._source.obj
+        if given is not None:
             return given
-        if given is None:
-            given = os.environ.get(URL_ENV) or None
-            if given is None:
-                raise ConfigurationError(
-                    "the redis backend needs a server: pass redis_client= (a redis.Redis, "
-                    f"a RedisCluster, a callable returning one, or a URL) or set ${URL_ENV} "
-                    "(e.g. redis://127.0.0.1:6379/0)"
-                )
-            _check_url(given, f"${URL_ENV}")
         if time.monotonic() < self._retry_at:
             raise BackendError(f"Redis client not rebuilt within {RETRY_AFTER_S:g} s of a failure")
         try:
-            with Link.errors():  # a RedisCluster connects as it is built
-                client = client_from_url(given) if isinstance(given, str) else given()
+            with Link.errors():
+                return self._source.resolve()
         except BackendError:
             self._retry_at = time.monotonic() + RETRY_AFTER_S
             raise
-        if not isinstance(client, (redis.Redis, RedisCluster)):
-            raise ConfigurationError(
-                f"redis_client callable returned {type(client).__name__}, not a client"
-            )
-        return _checked(client)
-
-
-def _check_url(url: str, where: str) -> None:
-    if not url.startswith(_URL_SCHEMES):
-        raise ConfigurationError(f"{where} must be a URL starting with {_URL_SCHEMES}: {url!r}")
 
 
 def client_from_url(url: str) -> Client:

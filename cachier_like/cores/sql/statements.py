@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from ._sql_schema import database_now
+from .schema import database_now
 
 Params = Mapping[str, Any]
 _PARAM_NAMES = frozenset({"ns", "k", "tok", "lease", "v", "ts", "cutoff"})
@@ -194,8 +194,6 @@ class Statements:
         self.renew = write(sa.update(table).where(row, mine).values(claim_expires=terms.expires))
         self.release_empty = write(sa.delete(table).where(row, mine, c.value.is_(None)))
         self.release = write(sa.update(table).where(row, mine).values(unclaimed))
-        self.delete_free = write(sa.delete(table).where(row, free))
-        self.delete_value = write(sa.update(table).where(row).values(no_value))
         self.clear_free = write(sa.delete(table).where(this_ns, c.value.is_not(None), free))
         self.clear_claimed = write(
             sa.update(table).where(this_ns, c.value.is_not(None)).values(no_value)

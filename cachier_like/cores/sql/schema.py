@@ -7,13 +7,12 @@ imports SQLAlchemy.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from ..errors import ConfigurationError
-from ..hashing import stable_hash
+from ...errors import ConfigurationError
+from ...hashing import stable_hash
 
 DEFAULT_TABLE = "cachier_like_entries"
 
@@ -23,9 +22,8 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Column lengths chosen so the primary key fits MySQL/MariaDB index limits with
 #: utf8mb4 (191 * 4 + 64 bytes < 767 bytes per column, < 3072 per key).
 NAMESPACE_LENGTH = 191
-KEY_LENGTH = 64
+KEY_LENGTH = 64  # the longest storage_name() (cachier_like.cores.shared)
 TOKEN_LENGTH = 32
-_SAFE_KEY = re.compile(r"[0-9a-z_-]{1,64}")
 _HASHED_NAMESPACE_PREFIX = NAMESPACE_LENGTH - 33  # prefix + "~" + 32 hex digits
 
 
@@ -68,24 +66,6 @@ def namespace_text(namespace: str) -> str:
     return f"{prefix}~{stable_hash(namespace)}"
 
 
-def key_text(key: Hashable) -> str:
-    """The cache_key column's value: keys made by ``@cached`` as they are, others hashed.
-
-    Example:
-        >>> key_text("user_42")
-        'user_42'
-        >>> len(key_text(("any", "hashable", 1)))
-        32
-    """
-    if (
-        type(key) is str
-        and len(key) <= KEY_LENGTH
-        and ((key.isalnum() and key.isascii() and key.islower()) or _SAFE_KEY.fullmatch(key))
-    ):
-        return key
-    return stable_hash(key)
-
-
 def _mysql_text(length: int, charset: str, collation: str) -> sa.types.TypeEngine[str]:
     # Binary collations: MySQL's default ones would make 'F' and 'f' the same key.
     return sa.String(length).with_variant(
@@ -114,11 +94,6 @@ def make_table(name: str) -> sa.Table:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-
-
-def create_ddl(table: sa.Table, dialect: sa.engine.Dialect) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for ``table`` as ``dialect`` spells it."""
-    return str(sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
 
 
 def database_now(dialect_name: str) -> sa.ColumnElement[float]:

@@ -1,0 +1,14 @@
+"""The Redis core, one module per job.
+
+* :mod:`.core`: :class:`RedisCore`, the core itself (entries, claims, waits);
+* :mod:`.keys`: key names, the entry header and claim tokens;
+* :mod:`.link`: clients, per-thread connections and the circuit breaker;
+* :mod:`.scripts`: the Lua scripts for the steps that must be atomic.
+
+Importing this package imports redis-py; the backend registry imports it only when
+``backend="redis"`` is used.
+"""
+
+from .core import HEADER_SIZE, MAGIC, URL_ENV, RedisCore, key_tag
+
+__all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
