@@ -8,7 +8,7 @@ import time
 
 from .errors import BackendError
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 30.0
 

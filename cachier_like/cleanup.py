@@ -9,7 +9,7 @@ import time
 from .alerts import FailureReporter
 from .options import Options
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 
 class CleanupScheduler:

@@ -23,7 +23,7 @@ from . import forks
 if TYPE_CHECKING:
     from .cores.base import Core
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 _RENEW_FRACTION = 1 / 3
 _RETRY_FRACTION = 1 / 10

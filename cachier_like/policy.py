@@ -23,7 +23,7 @@ from .leases import KEEPER
 from .options import Options
 from .steps import Compute, CoreFailure, CoreOp, Flow, Wait
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 #: ``start_refresh(job, seen)``: refresh ``job.key`` in the background (one per key).

@@ -25,7 +25,7 @@ from typing import Any
 from . import config, forks
 from .steps import Flow, drive_async, drive_sync
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _threads: set[threading.Thread] = set()

@@ -23,7 +23,7 @@ from .policy import Job, background_refresh_flow, call_flow, compute_and_store
 from .refreshes import Refresher
 from .steps import drive_async, drive_sync
 
-logger = logging.getLogger("cachier_like")
+logger = logging.getLogger(__name__)
 
 # The hit fast path's clock; a module global is one lookup cheaper than time.time.
 _now = time.time

@@ -19,7 +19,7 @@ from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 
 T = TypeVar("T")
-logger = logging.getLogger("cachier_like.cores")
+logger = logging.getLogger(__name__)
 #: What :meth:`Core.decode` returns for a payload that cannot be read.
 UNREADABLE: Any = object()
 _POLL_MIN_S = 0.001
