@@ -19,6 +19,13 @@ Example:
 
 from __future__ import annotations
 
+try:
+    import pytest  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the test suite always has pytest
+    raise ImportError(
+        "cachier_like.testing needs pytest (pip install pytest); the library itself does not"
+    ) from exc
+
 from .contract import CoreContract, MakeCore, UnreadableSerializer
 
 __all__ = ["CoreContract", "MakeCore", "UnreadableSerializer"]
