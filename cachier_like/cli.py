@@ -14,16 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .cli_output import format_age, format_size, parse_duration, print_json, print_table
+from .cli_stores import STORE_FLAG_BACKENDS, open_store, store_targets
 from .cli_targets import (
-    STORE_FLAG_BACKENDS,
     Target,
     TargetError,
     flag,
     function_target,
     is_script_target,
-    open_store,
     script_target,
-    store_targets,
 )
 from .errors import CachierLikeError
 

@@ -19,6 +19,8 @@ in ``conftest.py``)::
         @pytest.fixture
         def make_core(self, tmp_path):
             return lambda namespace, **options: MyCore(namespace, root=tmp_path, **options)
+
+Over 300 lines on purpose: one test class, the contract, read as a whole.
 """
 
 from __future__ import annotations
