@@ -32,6 +32,7 @@ import pytest
 
 from cachier_like import BackendError, Entry, cached, config
 from cachier_like.cores import pickle as pickle_module
+from cachier_like.cores import pickle_files as pickle_files_module
 from cachier_like.cores.pickle import HEADER_SIZE, MAGIC, PickleCore, namespace_dirname
 from cachier_like.keys import stable_hash
 from tests.support import (
@@ -498,7 +499,9 @@ def test_a_full_disk_fails_open_and_leaves_no_temporary_file(
         "write": {"write": no_space, "writev": no_space},
         "replace": {"replace": no_space},
     }
-    monkeypatch.setattr(pickle_module, "os", fake_os(**overrides[failing]))
+    fake = fake_os(**overrides[failing])
+    for module in (pickle_module, pickle_files_module):  # the core and its file writer
+        monkeypatch.setattr(module, "os", fake)
     with caplog.at_level(logging.WARNING):
         assert tenfold(2) == 20
     assert calls == [1, 2]

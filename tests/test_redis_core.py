@@ -29,7 +29,7 @@ from redis.crc import key_slot
 from cachier_like import CachedFunction, ConfigurationError, Entry, cached
 from cachier_like.cores.redis import HEADER_SIZE, MAGIC, RedisCore, key_tag
 from cachier_like.cores.redis import core as redis_module
-from cachier_like.cores.redis import link as _redis_link
+from cachier_like.cores.redis import wire as _redis_wire
 from cachier_like.cores.redis.link import RETRY_AFTER_S, Link
 from tests.backends.redis_backend import redis_url
 from tests.support import (
@@ -780,9 +780,9 @@ def test_a_large_value_is_stored_and_read_back_whole(redis_prefix: str, pool: st
 def test_a_large_payload_goes_to_the_socket_in_slices_without_a_copy() -> None:
     # A socket timeout bounds a whole sendall (Python 3.5+): slices each get the whole
     # timeout, so a large value on a fast link does not time out as one write would.
-    payload = os.urandom(3 * _redis_link._SEND_SLICE + 5)
-    pieces = _redis_link._pack((("SET", "k", _redis_link.Parts((b"head", payload))),))
-    assert max(len(piece) for piece in pieces) <= _redis_link._SEND_SLICE
+    payload = os.urandom(3 * _redis_wire._SEND_SLICE + 5)
+    pieces = _redis_wire._pack((("SET", "k", _redis_wire.Parts((b"head", payload))),))
+    assert max(len(piece) for piece in pieces) <= _redis_wire._SEND_SLICE
     assert any(isinstance(piece, memoryview) and piece.obj is payload for piece in pieces)
     data = b"head" + payload
     expected = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(data), data)

@@ -19,35 +19,39 @@ import contextlib
 import logging
 import os
 import secrets
-import struct
 import threading
 import time
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from .. import forks
 from ..entry import Entry
 from ..errors import BackendError
-from ..hashing import stable_hash
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .pickle_files import (
+    _ENTRY_SUFFIX,
+    _HEADER,
+    _NAMESPACE_FILE,
+    _O_CLOEXEC,
+    HEADER_SIZE,
+    MAGIC,
+    _read_file,
+    _read_stamp,
+    namespace_dirname,
+    write_entry,
+)
 from .shared import storage_name  # file-safe: no key names a path outside the directory
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"CLKE\x01\x00\x00\x00"
-_HEADER = struct.Struct("<8sd")
-HEADER_SIZE = _HEADER.size
-_ENTRY_SUFFIX = ".entry"
-_NAMESPACE_FILE = ".namespace"
-_READ_CHUNK = 1 << 16
+__all__ = ["HEADER_SIZE", "MAGIC", "PickleCore", "namespace_dirname", "write_entry"]
+
 _WAIT_MIN_S = 0.001
 _WAIT_MAX_S = 0.05
-_MAX_DIRNAME = 180
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _new_process_tag() -> str:
@@ -64,32 +68,6 @@ def _retag_after_fork() -> None:
 
 
 forks.reset_in_child(_retag_after_fork)
-
-
-def namespace_dirname(namespace: str) -> str:
-    """Map a namespace to one safe directory name, injectively.
-
-    Example:
-        >>> namespace_dirname("pkg.mod.f.<locals>.g")
-        'pkg.mod.f.%3Clocals%3E.g'
-    """
-    name = quote(namespace, safe="")
-    if name.startswith("."):
-        name = "%2E" + name[1:]
-    if len(name) > _MAX_DIRNAME:
-        name = name[: _MAX_DIRNAME - 34] + "~" + stable_hash(namespace)
-    return name
-
-
-def write_entry(fd: int, timestamp: float, payload: bytes) -> None:
-    """Write an entry file's header and payload to ``fd``, never copying the payload."""
-    header = _HEADER.pack(MAGIC, timestamp)
-    written = os.writev(fd, (header, payload))
-    while written < HEADER_SIZE:  # a short write within the header itself (rare)
-        written += os.write(fd, header[written:])
-    view = memoryview(payload)[written - HEADER_SIZE :]
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class PickleCore(Core):
@@ -124,28 +102,10 @@ class PickleCore(Core):
 
     # -- entries -------------------------------------------------------------------
 
-    def _read(self, path: str) -> bytes | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise BackendError(f"cannot read {path}: {exc}") from exc
-        try:
-            data = os.read(fd, _READ_CHUNK)
-            if len(data) == _READ_CHUNK:
-                chunks = [data]
-                while chunk := os.read(fd, max(_READ_CHUNK, os.fstat(fd).st_size)):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-            return data
-        finally:
-            os.close(fd)
-
     def get(self, key: Hashable) -> Entry | None:
         """Read one entry file; an unreadable one is a miss and a warning."""
         path = self._dir + "/" + storage_name(key) + _ENTRY_SUFFIX
-        data = self._read(path)
+        data = _read_file(path)
         if data is None:
             return None
         if len(data) < HEADER_SIZE or data[:8] != MAGIC:
@@ -276,16 +236,6 @@ class PickleCore(Core):
             logger.debug("removed %d abandoned temporary file(s) under %s", removed, self._dir)
         return removed
 
-    def _stamp(self, path: str) -> float | None:
-        try:
-            with open(path, "rb") as handle:
-                header = handle.read(HEADER_SIZE)
-        except OSError:
-            return None
-        if len(header) < HEADER_SIZE or header[:8] != MAGIC:
-            return None
-        return float(_HEADER.unpack(header)[1])
-
     def purge_stale(self, older_than_s: float, now: float) -> int:
         """Remove entry files (and corrupted ones) calculated before ``now - older_than_s``.
 
@@ -295,7 +245,7 @@ class PickleCore(Core):
         self._remove_abandoned_temporaries()
         removed = 0
         for item in list(self._files(_ENTRY_SUFFIX)):
-            stamp = self._stamp(item.path)
+            stamp = _read_stamp(item.path)
             if stamp is None or now - stamp > older_than_s:
                 try:
                     os.unlink(item.path)
@@ -307,7 +257,7 @@ class PickleCore(Core):
     def entries(self) -> Iterator[EntryInfo]:
         """Every entry file: key, calculation time and size."""
         for item in self._files(_ENTRY_SUFFIX):
-            stamp = self._stamp(item.path)
+            stamp = _read_stamp(item.path)
             try:
                 size = item.stat().st_size - HEADER_SIZE
             except FileNotFoundError:

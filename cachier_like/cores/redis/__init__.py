@@ -3,7 +3,8 @@
 * :mod:`.core`: :class:`RedisCore`, the core itself (entries, claims, waits);
 * :mod:`.keys`: key names, the entry header and claim tokens;
 * :mod:`.link`: clients, per-thread connections and the circuit breaker;
-* :mod:`.scripts`: the Lua scripts for the steps that must be atomic.
+* :mod:`.wire`: the Redis protocol on a private connection (packing, one exchange);
+* :mod:`.scripts`: the Lua scripts for the steps that must be atomic, and :class:`.scripts.Script`.
 
 Importing this package imports redis-py; the backend registry imports it only when
 ``backend="redis"`` is used.

@@ -41,7 +41,8 @@ from .keys import (
     ms,
     new_token,
 )
-from .link import URL_ENV, Client, ClientSource, Link, Parts, link_for
+from .link import URL_ENV, Client, ClientSource, Link, link_for
+from .wire import Parts
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 

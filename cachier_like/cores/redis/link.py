@@ -18,12 +18,11 @@ server costs the calls in flight one timeout each, not one timeout per call.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -31,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -39,6 +38,11 @@ from ... import forks
 from ...errors import BackendError, ConfigurationError
 from .._breaker import Breaker
 from ..shared import StoreSource, StoreSpec
+from . import wire
+from .wire import _exchange, _joined, _Slot
+
+if TYPE_CHECKING:
+    from .scripts import Script
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
 """Environment variable holding the server URL when no ``redis_client`` is given."""
@@ -57,27 +61,17 @@ _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FAST_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
 _TRUE = {"1", "true", "yes", "on"}
 
-_generation = 0  # bumped in a forked child: inherited connections belong to the parent
 _lock = threading.Lock()
 _links: weakref.WeakKeyDictionary[Any, Link] = weakref.WeakKeyDictionary()
 _url_clients: dict[str, Client] = {}
 
 
 def _after_fork() -> None:
-    global _generation, _lock
-    _generation += 1
+    global _lock
     _lock = threading.Lock()
 
 
 forks.reset_in_child(_after_fork)
-
-
-class Script:
-    """A Lua script, run by its SHA1 (loaded on first use by each server)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
 def _checked(client: Client) -> Client:
@@ -188,75 +182,6 @@ def link_for(client: Client) -> Link:
                 raise ConfigurationError(f"invalid Redis connection option: {exc}") from exc
             _links[client] = link
         return link
-
-
-class Parts(tuple[bytes, ...]):
-    """Pieces of one argument (an entry's header and payload), sent without joining them.
-
-    Joining a large payload to its header would copy it whole; on a private connection
-    the pieces go to the socket as they are, so storing holds no second copy.
-    """
-
-    __slots__ = ()
-
-
-#: Pieces at least this large are sent by themselves rather than copied into a batch.
-_LARGE_PIECE = 1 << 16
-#: Large pieces go out in slices this big: since Python 3.5 a socket timeout bounds a
-#: whole ``sendall``, so each slice gets the timeout, as each read does.
-_SEND_SLICE = 1 << 20
-
-
-def _pack(commands: tuple[tuple[Any, ...], ...]) -> list[bytes | memoryview]:
-    """Commands in the Redis protocol (arrays of bulk strings), about three times cheaper
-    than redis-py's general-purpose packer for the core's few argument types. Small
-    pieces are joined into one buffer; a large :class:`Parts` piece stays apart."""
-    out: list[bytes] = []
-    large = False
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            if type(arg) is Parts:
-                size = sum(map(len, arg))
-                large = large or size >= _LARGE_PIECE
-                out.append(b"$%d\r\n" % size)
-                out += arg
-            else:
-                data = arg if type(arg) is bytes else str(arg).encode()
-                out += (b"$%d\r\n" % len(data), data)
-            out.append(b"\r\n")
-    if not large:
-        return [b"".join(out)]
-    batches: list[bytes | memoryview] = []
-    small: list[bytes] = []
-    for piece in out:
-        if len(piece) < _LARGE_PIECE:
-            small.append(piece)
-            continue
-        if small:
-            batches.append(b"".join(small))
-            small = []
-        view = memoryview(piece)
-        batches += (view[at : at + _SEND_SLICE] for at in range(0, len(piece), _SEND_SLICE))
-    if small:
-        batches.append(b"".join(small))
-    return batches
-
-
-def _joined(command: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``command`` with :class:`Parts` joined, for redis-py's own packer."""
-    return tuple(b"".join(arg) if type(arg) is Parts else arg for arg in command)
-
-
-class _Slot:
-    """One thread's private connection."""
-
-    __slots__ = ("conn", "generation", "used")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn: Any = conn  # redis-py leaves send_command and disconnect untyped
-        self.generation = _generation
-        self.used = False  # has answered at least once since it (re)connected
 
 
 class Link(Breaker):
@@ -373,35 +298,7 @@ class Link(Breaker):
 
     def _private(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
         slot: _Slot | None = getattr(self._local, "slot", None)
-        if slot is None or slot.generation != _generation:
+        if slot is None or slot.generation != wire._generation:
             assert self._factory is not None
             slot = self._local.slot = _Slot(self._factory(**self._kwargs))
-        conn = slot.conn
-        for attempt in (0, 1):
-            replies: list[Any] = []
-            error: ResponseError | None = None
-            try:
-                conn.send_packed_command(_pack(commands))
-                for _ in commands:
-                    try:
-                        replies.append(conn.read_response())
-                    except ResponseError as exc:  # an error reply: the connection is in step
-                        error = error or exc
-                        replies.append(exc)
-            except RedisConnectionError:
-                conn.disconnect()
-                # A connection that worked may have been closed by the server (idle
-                # timeout, restart, CLIENT KILL): one fresh try, like redis-py's retry.
-                if attempt or not slot.used:
-                    raise
-                slot.used = False
-                continue
-            except BaseException:
-                conn.disconnect()  # a reply may still be on its way: start afresh
-                slot.used = False
-                raise
-            slot.used = True
-            if error is not None:
-                raise error
-            return replies
-        raise AssertionError("unreachable")  # pragma: no cover
+        return _exchange(slot, commands)

@@ -10,7 +10,16 @@ claim has a new token, hence an empty wake list of its own.
 
 from __future__ import annotations
 
-from .link import Script
+import hashlib
+
+
+class Script:
+    """A Lua script, run by its SHA1 (loaded on first use by each server)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
 
 # End a claim (shared text): drop it if it is still ours (a lapsed lease may have let
 # another caller take over), then wake the waiters of our claim.

@@ -13,51 +13,41 @@ never an entry. ``ts`` (float seconds) is the entry's exact timestamp; ``time`` 
 same moment as a BSON date (millisecond precision) for people and queries.
 
 The core reaches its collection through the breaker of the collection's client
-(:mod:`._breaker`): after a connection failure or a timeout, operations fail at once
-while a background thread pings the server, and resume when it answers.
+(:mod:`.guard`); URL clients are shared per process (:mod:`.clients`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
-import threading
 import time
-import weakref
 from collections.abc import Hashable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import pymongo
-import pymongo.errors
 from bson.binary import Binary
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from .. import forks
-from ..config import as_seconds
-from ..entry import Entry
-from ..errors import BackendError, ConfigurationError
-from ..serialize import DEFAULT_SERIALIZER, Serializer
-from ._breaker import Breaker
-from .base import UNREADABLE, Core, CoreStats, EntryInfo
-from .shared import StoreSource, StoreSpec, storage_name
+from ...config import as_seconds
+from ...entry import Entry
+from ...errors import BackendError, ConfigurationError
+from ...serialize import DEFAULT_SERIALIZER, Serializer
+from ..base import UNREADABLE, Core, CoreStats, EntryInfo
+from ..shared import StoreSource, StoreSpec, storage_name
+from . import clients
+from .clients import (
+    DEFAULT_COLLECTION,
+    DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    URL_ENV,
+    _check_url,
+    _checked_collection,
+    _collection_from_url,
+    _is_collection,
+)
+from .guard import _Guarded
 
 logger = logging.getLogger(__name__)
 
-URL_ENV = "CACHIER_LIKE_MONGO_URL"
-"""Environment variable read for the server URL when no ``mongetter`` is given."""
-DEFAULT_DATABASE = "cachier_like"
-DEFAULT_COLLECTION = "entries"
-DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 2000
-#: Socket timeouts of clients built from URLs (a URL option of the same name wins): an
-#: operation on a server that stops answering fails within a second.
-URL_TIMEOUTS_MS = {"socketTimeoutMS": 1000, "connectTimeoutMS": 1000}
-#: The time budget of operations over many documents (clear, purge, stats, listings,
-#: index creation), which the socket timeout above would cut on a large collection;
-#: each first pings the server within the short timeouts.
-MAINTENANCE_S = 600.0
 INDEX_NAME = "cachier_like_ns_key"
 TTL_INDEX_NAME = "cachier_like_expires_at"
 # Unset when an entry is removed from a claimed document (``expires_at`` stays: the
@@ -68,132 +58,9 @@ _WAIT_MIN_S = 0.002
 _WAIT_MAX_S = 0.1
 _UPSERT_ATTEMPTS = 5
 
-# Clients built from URLs, shared by every core of this process. Cores re-resolve their
-# collection when the generation changes: in a forked child (which must not use its
-# parent's sockets) and after close_clients (a closed pymongo client cannot be reused).
-_clients: dict[tuple[str, int | None], Any] = {}
-_clients_lock = threading.Lock()
-_generation = 0
-
-
-def _forget_clients() -> list[Any]:
-    global _generation
-    clients = list(_clients.values())
-    _clients.clear()
-    _generation += 1
-    return clients
-
-
-def _after_fork_in_child() -> None:
-    global _clients_lock
-    _clients_lock = threading.Lock()  # another thread may have held it at the fork
-    _forget_clients()
-
-
-forks.reset_in_child(_after_fork_in_child)
-
-
-def close_clients() -> None:
-    """Close the clients this module opened from URLs; cores reconnect on next use."""
-    with _clients_lock:
-        clients = _forget_clients()
-    for client in clients:
-        client.close()
-
-
-def _is_collection(obj: object) -> bool:
-    # Checked on the type: pymongo and mongomock collections answer any attribute on
-    # the instance (as a sub-collection), so instance look-ups prove nothing.
-    return all(
-        callable(getattr(type(obj), name, None))
-        for name in ("find_one", "update_one", "create_index")
-    )
-
-
-class _ClientBreaker(Breaker):
-    """The breaker of one client (shared by every core on it); the probe is a ``ping``."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = weakref.ref(client)
-        self._init_breaker("MongoDB")
-
-    def probe(self) -> None:
-        client = self.client()
-        if client is not None:  # else no core uses it any more
-            client.admin.command("ping")
-
-    def run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.down:
-            raise self.refusal()
-        try:
-            return method(*args, **kwargs)
-        except ConnectionFailure as exc:  # unreachable, timed out, no server selected
-            self.trip(exc)
-            raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
-
-    def run_long(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        # A ping with the client's short timeouts first: the long budget below would
-        # also be how long pymongo waits to select a server that is down.
-        self.run(self.probe)
-        with pymongo.timeout(MAINTENANCE_S):
-            return self.run(method, *args, **kwargs)
-
-
-_breakers: dict[int, _ClientBreaker] = {}
-
-
-def _breaker_for(coll: Any) -> _ClientBreaker:
-    client = coll.database.client
-    with _clients_lock:
-        breaker = _breakers.get(id(client))
-        if breaker is None or breaker.client() is not client:
-            for key in [k for k, b in _breakers.items() if b.client() is None]:
-                del _breakers[key]
-            breaker = _breakers[id(client)] = _ClientBreaker(client)
-        return breaker
-
-
-#: Operations on one document run with the client's own timeouts; operations over many
-#: documents get a longer budget (:data:`MAINTENANCE_S`).
-_ONE_DOCUMENT = ("find_one", "update_one", "delete_one")
-_MANY_DOCUMENTS: tuple[str, ...] = ("create_index", "update_many", "delete_many", "find")
-_MANY_DOCUMENTS += ("distinct", "count_documents")
-
-
-class _Guarded:
-    """A collection whose operations (those named above, and ``aggregate``, which
-    returns a list) go through its client's breaker."""
-
-    def __init__(self, coll: Any) -> None:
-        breaker = _breaker_for(coll)
-        for name in _ONE_DOCUMENT:
-            setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
-        for name in _MANY_DOCUMENTS:
-            setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
-        self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
-
-    def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
-        raise AttributeError(name)
-
-
-def _listing(method: Any) -> Any:
-    return lambda *args, **kwargs: list(method(*args, **kwargs))
-
 
 def _date(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
-
-
-def _check_url(url: str, where: str) -> str:
-    if not url.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigurationError(f"{where} must be a mongodb:// or mongodb+srv:// URL: {url!r}")
-    return url
-
-
-def _checked_collection(value: object) -> Any:
-    if not hasattr(value, "update_one"):
-        raise ConfigurationError(f"mongetter returned {value!r}, not a collection")
-    return value
 
 
 class MongoCore(Core):
@@ -259,8 +126,8 @@ class MongoCore(Core):
         # No lock: threads racing to resolve build the same thing, and a lock held by
         # another thread at a fork would deadlock the child.
         coll = self._coll
-        if coll is None or self._coll_generation != _generation:
-            generation = _generation
+        if coll is None or self._coll_generation != clients._generation:
+            generation = clients._generation
             coll = self._coll = self._resolve()
             self._coll_generation = generation
         return coll
@@ -273,26 +140,7 @@ class MongoCore(Core):
         return coll
 
     def _from_url(self, url: str) -> Any:
-        options: dict[str, Any] = dict(URL_TIMEOUTS_MS)
-        if self._timeout_ms is not None:
-            options["serverSelectionTimeoutMS"] = self._timeout_ms
-        # A timeout in the URL itself (?serverSelectionTimeoutMS=...) wins over ours.
-        given = {name.lower() for name, _ in parse_qsl(urlsplit(url).query)}
-        options = {k: v for k, v in options.items() if k.lower() not in given}
-        slot = (url, self._timeout_ms)
-        with _clients_lock:
-            client = _clients.get(slot)
-            if client is None:
-                try:
-                    # Looked up on the module at call time, so mongomock.patch can stand in.
-                    client = _clients[slot] = pymongo.MongoClient(url, **options)
-                except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
-                    raise ConfigurationError(f"invalid MongoDB URL {url!r}: {exc}") from exc
-        if self._database:
-            database = client[self._database]
-        else:  # the URL's own database (mongodb://host/<db>), else ours
-            database = client.get_default_database(DEFAULT_DATABASE)
-        return database[self._collection_name]
+        return _collection_from_url(url, self._timeout_ms, self._database, self._collection_name)
 
     # -- entries -------------------------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""A MongoDB collection whose operations go through its client's circuit breaker.
+
+After a connection failure or a timeout, operations fail at once while a background
+thread pings the server (:mod:`.._breaker`), and resume when it answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any
+
+import pymongo
+from pymongo.errors import ConnectionFailure
+
+from ...errors import BackendError
+from .._breaker import Breaker
+from . import clients
+
+#: The time budget of operations over many documents (clear, purge, stats, listings,
+#: index creation), which the socket timeout of URL clients would cut on a large
+#: collection; each first pings the server within the short timeouts.
+MAINTENANCE_S = 600.0
+
+
+class _ClientBreaker(Breaker):
+    """The breaker of one client (shared by every core on it); the probe is a ``ping``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = weakref.ref(client)
+        self._init_breaker("MongoDB")
+
+    def probe(self) -> None:
+        client = self.client()
+        if client is not None:  # else no core uses it any more
+            client.admin.command("ping")
+
+    def run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise self.refusal()
+        try:
+            return method(*args, **kwargs)
+        except ConnectionFailure as exc:  # unreachable, timed out, no server selected
+            self.trip(exc)
+            raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
+
+    def run_long(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        # A ping with the client's short timeouts first: the long budget below would
+        # also be how long pymongo waits to select a server that is down.
+        self.run(self.probe)
+        with pymongo.timeout(MAINTENANCE_S):
+            return self.run(method, *args, **kwargs)
+
+
+_breakers: dict[int, _ClientBreaker] = {}
+
+
+def _breaker_for(coll: Any) -> _ClientBreaker:
+    client = coll.database.client
+    with clients._clients_lock:  # read at call time: a forked child rebinds it
+        breaker = _breakers.get(id(client))
+        if breaker is None or breaker.client() is not client:
+            for key in [k for k, b in _breakers.items() if b.client() is None]:
+                del _breakers[key]
+            breaker = _breakers[id(client)] = _ClientBreaker(client)
+        return breaker
+
+
+#: Operations on one document run with the client's own timeouts; operations over many
+#: documents get a longer budget (:data:`MAINTENANCE_S`).
+_ONE_DOCUMENT = ("find_one", "update_one", "delete_one")
+_MANY_DOCUMENTS: tuple[str, ...] = ("create_index", "update_many", "delete_many", "find")
+_MANY_DOCUMENTS += ("distinct", "count_documents")
+
+
+class _Guarded:
+    """A collection whose operations (those named above, and ``aggregate``, which
+    returns a list) go through its client's breaker."""
+
+    def __init__(self, coll: Any) -> None:
+        breaker = _breaker_for(coll)
+        for name in _ONE_DOCUMENT:
+            setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
+        for name in _MANY_DOCUMENTS:
+            setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
+        self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
+
+    def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
+        raise AttributeError(name)
+
+
+def _listing(method: Any) -> Any:
+    return lambda *args, **kwargs: list(method(*args, **kwargs))

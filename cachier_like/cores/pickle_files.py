@@ -1,0 +1,81 @@
+"""The pickle core's files: entry file format, directory names, reads and writes.
+
+An entry file is a header (:data:`MAGIC`, then the calculation time as a little-endian
+double) followed by the payload. Used by :mod:`.pickle`; no state, no locks.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from urllib.parse import quote
+
+from ..errors import BackendError
+from ..hashing import stable_hash
+
+MAGIC = b"CLKE\x01\x00\x00\x00"
+_HEADER = struct.Struct("<8sd")
+HEADER_SIZE = _HEADER.size
+_ENTRY_SUFFIX = ".entry"
+_NAMESPACE_FILE = ".namespace"
+_READ_CHUNK = 1 << 16
+_MAX_DIRNAME = 180
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def namespace_dirname(namespace: str) -> str:
+    """Map a namespace to one safe directory name, injectively.
+
+    Example:
+        >>> namespace_dirname("pkg.mod.f.<locals>.g")
+        'pkg.mod.f.%3Clocals%3E.g'
+    """
+    name = quote(namespace, safe="")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    if len(name) > _MAX_DIRNAME:
+        name = name[: _MAX_DIRNAME - 34] + "~" + stable_hash(namespace)
+    return name
+
+
+def write_entry(fd: int, timestamp: float, payload: bytes) -> None:
+    """Write an entry file's header and payload to ``fd``, never copying the payload."""
+    header = _HEADER.pack(MAGIC, timestamp)
+    written = os.writev(fd, (header, payload))
+    while written < HEADER_SIZE:  # a short write within the header itself (rare)
+        written += os.write(fd, header[written:])
+    view = memoryview(payload)[written - HEADER_SIZE :]
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_file(path: str) -> bytes | None:
+    """The bytes of the file at ``path``; None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BackendError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = os.read(fd, _READ_CHUNK)
+        if len(data) == _READ_CHUNK:
+            chunks = [data]
+            while chunk := os.read(fd, max(_READ_CHUNK, os.fstat(fd).st_size)):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _read_stamp(path: str) -> float | None:
+    """The timestamp in the header of the entry file at ``path``; None if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(HEADER_SIZE)
+    except OSError:
+        return None
+    if len(header) < HEADER_SIZE or header[:8] != MAGIC:
+        return None
+    return float(_HEADER.unpack(header)[1])
