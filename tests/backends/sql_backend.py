@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -139,30 +139,31 @@ class SQLiteContract(CoreContract):
         return _make_sql_core(f"sqlite:///{tmp_path / 'contract.sqlite'}", unique_table())
 
 
-class PostgresContract(CoreContract):
-    """The contract on the SQL core on PostgreSQL, in a table of the test's own."""
+class _ServerContract(CoreContract):
+    """The contract on the SQL core on a server, in a table of the test's own."""
 
     pytestmark = pytest.mark.sql
     race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
+    engine_fixture: ClassVar[str]
 
     @pytest.fixture
-    def make_core(self, postgres_engine: sa.Engine) -> Iterator[MakeCore]:
+    def make_core(self, request: pytest.FixtureRequest) -> Iterator[MakeCore]:
+        engine: sa.Engine = request.getfixturevalue(self.engine_fixture)
         table = unique_table()
-        yield _make_sql_core(postgres_engine, table)
-        drop_table(postgres_engine, table)
+        yield _make_sql_core(engine, table)
+        drop_table(engine, table)
 
 
-class MariaDBContract(CoreContract):
-    """The contract on the SQL core on MariaDB, in a table of the test's own."""
+class PostgresContract(_ServerContract):
+    """The contract on the SQL core on PostgreSQL."""
 
-    pytestmark = pytest.mark.sql
-    race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
+    engine_fixture = "postgres_engine"
 
-    @pytest.fixture
-    def make_core(self, mariadb_engine: sa.Engine) -> Iterator[MakeCore]:
-        table = unique_table()
-        yield _make_sql_core(mariadb_engine, table)
-        drop_table(mariadb_engine, table)
+
+class MariaDBContract(_ServerContract):
+    """The contract on the SQL core on MariaDB."""
+
+    engine_fixture = "mariadb_engine"
 
 
 CONTRACTS = [SQLiteContract, PostgresContract, MariaDBContract]
