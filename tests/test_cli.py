@@ -191,8 +191,12 @@ class Project:
 
     def python(self, code: str) -> str:
         """Run ``code`` in a fresh interpreter in ``root``; return its stdout."""
+        return self.interpreter("-c", textwrap.dedent(code))
+
+    def interpreter(self, *argv: str) -> str:
+        """Run ``python ARGV`` in ``root``; return its stdout (it must succeed)."""
         completed = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, *argv],
             cwd=self.root,
             env=self.env(),
             stdin=subprocess.DEVNULL,
@@ -1153,18 +1157,8 @@ def write_script(project: Project, relative: str) -> Path:
 
 def run_script(project: Project, script: Path, *args: str) -> list[str]:
     """Run ``python script ARGS`` in ``root``; return which script computed each value."""
-    completed = subprocess.run(
-        [sys.executable, str(script.relative_to(project.root)), *args],
-        cwd=project.root,
-        env=project.env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return [line.split()[0] for line in completed.stdout.splitlines()]
+    stdout = project.interpreter(str(script.relative_to(project.root)), *args)
+    return [line.split()[0] for line in stdout.splitlines()]
 
 
 def script_runs(script: Path) -> int:
