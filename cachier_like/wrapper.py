@@ -128,22 +128,22 @@ class CachedFunction(CacheMethods[P, R]):
                 and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
             ):
                 return entry.value  # type: ignore[no-any-return]  # (cast() costs a call)
-            job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
-            flow = call_flow(job, NO_CONTROLS, entry, True, self._start_refresh)
+            read_job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
+            flow = call_flow(read_job, NO_CONTROLS, entry, True, self._start_refresh)
             return cast(R, drive_sync(flow))
         controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
         if self._is_async:
             return cast(R, self._acall(args, kwargs, opts, controls))
         if not opts.enabled or controls.skip:
             return self._func(*args, **kwargs)
-        work = self._job(args, kwargs, opts, controls)
-        if work is None:
+        job = self._job(args, kwargs, opts, controls)
+        if job is None:
             return self._func(*args, **kwargs)  # no key: run it uncached
         if controls.overwrite:
-            return cast(R, drive_sync(compute_and_store(work)))
+            return cast(R, drive_sync(compute_and_store(job)))
         if opts.cleanup_stale:
             self._cleanup.maybe_purge(opts)
-        return cast(R, drive_sync(call_flow(work, controls, None, False, self._start_refresh)))
+        return cast(R, drive_sync(call_flow(job, controls, None, False, self._start_refresh)))
 
     async def _acall(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls

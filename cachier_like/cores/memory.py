@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from typing import Any
@@ -10,6 +11,20 @@ from typing import Any
 from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from .base import Core, CoreStats, EntryInfo
+
+#: Every live memory core, so a test harness can empty them all (``live_cores``).
+_LIVE: weakref.WeakSet[MemoryCore] = weakref.WeakSet()
+
+
+def live_cores() -> list[MemoryCore]:
+    """Every memory core still referenced in this process.
+
+    Example:
+        >>> core = MemoryCore("demo.live")
+        >>> core in live_cores()
+        True
+    """
+    return list(_LIVE)
 
 
 class MemoryCore(Core):
@@ -49,6 +64,7 @@ class MemoryCore(Core):
         if max_entries is None:
             # Unbounded: a dict read is atomic under the GIL, no lock needed on a hit.
             self.get = self._data.get  # type: ignore[method-assign, assignment]
+        _LIVE.add(self)
 
     def get(self, key: Hashable) -> Entry | None:
         """Return the entry for ``key`` and mark it recently used."""

@@ -23,23 +23,17 @@ Example:
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .. import config
-from ..cores.memory import MemoryCore
+from ..cores.memory import live_cores
 
 OPTION = "--cachier-like-isolate"
 INI = "cachier_like_isolate"
 MARKER = "cachier_like_disabled"
-
-#: Every memory core made while isolation is on, to be emptied between tests.
-_memory_cores: weakref.WeakSet[MemoryCore] = weakref.WeakSet()
-_original_init = MemoryCore.__init__
 
 
 def isolation_prefix() -> str:
@@ -68,20 +62,8 @@ def enabled(config_: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker; when enabled, start tracking memory cores."""
+    """Register the marker."""
     config.addinivalue_line("markers", f"{MARKER}: cached calls in this test run uncached")
-    if enabled(config):
-        MemoryCore.__init__ = _tracking_init  # type: ignore[method-assign]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop tracking memory cores."""
-    MemoryCore.__init__ = _original_init  # type: ignore[method-assign]
-
-
-def _tracking_init(self: MemoryCore, *args: Any, **kwargs: Any) -> None:
-    _original_init(self, *args, **kwargs)
-    _memory_cores.add(self)
 
 
 @pytest.fixture
@@ -91,7 +73,7 @@ def cachier_like_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     Used by every test when the plugin is enabled; a test may also request it alone.
     """
     saved = dict(config.get_default_params())
-    for core in list(_memory_cores):
+    for core in live_cores():
         core.clear()
         core.clear_claims()
     directory = tmp_path_factory.mktemp("cachier-like-cache")
