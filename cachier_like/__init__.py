@@ -14,8 +14,10 @@ from .config import (
     disable_caching,
     enable_caching,
     get_default_params,
+    get_global_params,
     reset_default_params,
     set_default_params,
+    set_global_params,
 )
 from .decorator import cached, cachier
 from .entry import Entry
@@ -45,8 +47,10 @@ __all__ = [
     "disable_caching",
     "enable_caching",
     "get_default_params",
+    "get_global_params",
     "reset_default_params",
     "set_default_params",
+    "set_global_params",
     "stable_hash",
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -19,11 +21,18 @@ R = TypeVar("R")
 
 
 class Decorator:
-    """What ``cached(...)`` returns: apply it to functions, each gets its own cache."""
+    """What ``cached(...)`` returns: apply it to functions, each gets its own cache.
+
+    Applying it again to the same function returns the same wrapper, so the two share
+    one cache (a memory core's entries too), as in cachier.
+    """
 
     def __init__(self, explicit: dict[str, Any], namespace: str | None) -> None:
         self._explicit = explicit
         self._namespace = namespace
+        self._applied: weakref.WeakKeyDictionary[Any, CachedFunction[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __call__(self, func: Callable[P, R]) -> CachedFunction[P, R]:
         if isinstance(func, (staticmethod, classmethod)):
@@ -33,13 +42,19 @@ class Decorator:
             )
         if not callable(func):
             raise TypeError(f"@cached needs a function, not {type(func).__name__}")
-        return CachedFunction(func, dict(self._explicit), self._namespace)
+        try:
+            return self._applied[func]
+        except (KeyError, TypeError):  # TypeError: not weakly referable or not hashable
+            pass
+        wrapper = CachedFunction(func, dict(self._explicit), self._namespace)
+        with contextlib.suppress(TypeError):
+            self._applied[func] = wrapper
+        return wrapper
 
 
-_UNSET: Any = object()
-# The keywords that reach the option resolver (which ignores pickle_reload and
-# separate_files). The signatures below list the option table's names with their types;
-# tests/test_decorator_api.py checks that both list the same names.
+# The keywords that reach the option resolver. The signatures below list the option
+# table's names with their types; tests/test_decorator_api.py checks that both list the
+# same names.
 _FORWARDED = tuple(name for name in DECORATOR_NAMES if name != "namespace")
 
 
@@ -52,31 +67,31 @@ def cached(
     func: None = None,
     /,
     *,
-    backend: str = ...,
+    backend: str | None = ...,
     hash_func: HashFunc | None = ...,
     cache_dir: str | Any | None = ...,
     stale_after: timedelta | float | None = ...,
-    next_time: bool = ...,
+    next_time: bool | None = ...,
     wait_for_calc_timeout: timedelta | float | None = ...,
-    allow_none: bool = ...,
+    allow_none: bool | None = ...,
     entry_size_limit: int | str | None = ...,
-    cleanup_stale: bool = ...,
-    cleanup_interval: timedelta | float = ...,
-    allow_non_static_methods: bool = ...,
+    cleanup_stale: bool | None = ...,
+    cleanup_interval: timedelta | float | None = ...,
+    allow_non_static_methods: bool | None = ...,
     namespace: str | None = ...,
     max_entries: int | None = ...,
-    serializer: Serializer = ...,
-    raise_on_error: bool = ...,
-    lease: timedelta | float = ...,
+    serializer: Serializer | None = ...,
+    raise_on_error: bool | None = ...,
+    lease: timedelta | float | None = ...,
     redis_client: Any = ...,
-    key_prefix: str = ...,
+    key_prefix: str | None = ...,
     server_ttl: timedelta | float | None = ...,
     mongetter: Any = ...,
     sql_engine: Any = ...,
-    table_name: str = ...,
+    table_name: str | None = ...,
     backend_options: Mapping[str, Any] | None = ...,
-    pickle_reload: bool = ...,
-    separate_files: bool = ...,
+    pickle_reload: bool | None = ...,
+    separate_files: bool | None = ...,
 ) -> Decorator: ...
 
 
@@ -84,37 +99,38 @@ def cached(
     func: Callable[P, R] | None = None,
     /,
     *,
-    backend: str = _UNSET,
-    hash_func: HashFunc | None = _UNSET,
-    cache_dir: str | Any | None = _UNSET,
-    stale_after: timedelta | float | None = _UNSET,
-    next_time: bool = _UNSET,
-    wait_for_calc_timeout: timedelta | float | None = _UNSET,
-    allow_none: bool = _UNSET,
-    entry_size_limit: int | str | None = _UNSET,
-    cleanup_stale: bool = _UNSET,
-    cleanup_interval: timedelta | float = _UNSET,
-    allow_non_static_methods: bool = _UNSET,
+    backend: str | None = None,
+    hash_func: HashFunc | None = None,
+    cache_dir: str | Any | None = None,
+    stale_after: timedelta | float | None = None,
+    next_time: bool | None = None,
+    wait_for_calc_timeout: timedelta | float | None = None,
+    allow_none: bool | None = None,
+    entry_size_limit: int | str | None = None,
+    cleanup_stale: bool | None = None,
+    cleanup_interval: timedelta | float | None = None,
+    allow_non_static_methods: bool | None = None,
     namespace: str | None = None,
-    max_entries: int | None = _UNSET,
-    serializer: Serializer = _UNSET,
-    raise_on_error: bool = _UNSET,
-    lease: timedelta | float = _UNSET,
-    redis_client: Any = _UNSET,
-    key_prefix: str = _UNSET,
-    server_ttl: timedelta | float | None = _UNSET,
-    mongetter: Any = _UNSET,
-    sql_engine: Any = _UNSET,
-    table_name: str = _UNSET,
-    backend_options: Mapping[str, Any] | None = _UNSET,
-    pickle_reload: bool = _UNSET,
-    separate_files: bool = _UNSET,
+    max_entries: int | None = None,
+    serializer: Serializer | None = None,
+    raise_on_error: bool | None = None,
+    lease: timedelta | float | None = None,
+    redis_client: Any = None,
+    key_prefix: str | None = None,
+    server_ttl: timedelta | float | None = None,
+    mongetter: Any = None,
+    sql_engine: Any = None,
+    table_name: str | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    pickle_reload: bool | None = None,
+    separate_files: bool | None = None,
 ) -> CachedFunction[P, R] | Decorator:
     """Memoize a function in a storage core (pickle files by default).
 
-    Options left out follow the global defaults (:func:`set_default_params`), even
-    when those change later. ``pickle_reload`` and ``separate_files`` are accepted for
-    cachier compatibility and ignored: entries are always one file each.
+    Options left out, or given as ``None``, follow the global defaults
+    (:func:`set_default_params`), even when those change later. ``pickle_reload`` and
+    ``separate_files`` are accepted for cachier compatibility and have no effect:
+    entries are always one file each.
 
     Example:
         >>> import tempfile
@@ -129,7 +145,8 @@ def cached(
         3
     """
     given = locals()  # first: exactly the arguments, by name
-    explicit = {name: given[name] for name in _FORWARDED if given[name] is not _UNSET}
+    # None means "the global default", as every cachier parameter defaults to None.
+    explicit = {name: given[name] for name in _FORWARDED if given[name] is not None}
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ConfigurationError(f"namespace must be a non-empty string, not {namespace!r}")
     decorator = Decorator(explicit, namespace)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from . import parsers
+from .default_dir import DEFAULT_CACHE_DIR
 from .parsers import Parser
 from .serialize import DEFAULT_SERIALIZER
 
@@ -89,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cache_dir",
-        None,
+        DEFAULT_CACHE_DIR,
         "where entries live",
         backends=("pickle",),
         ignored_elsewhere=True,
@@ -219,17 +220,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "pickle_reload",
-        None,
-        "accepted for cachier compatibility and ignored: entries are always one file each",
-        scope="decorator",
-        shown="—",
+        True,
+        "accepted for cachier compatibility, stored and reported, without effect: "
+        "entries are always one file each",
+        parsers.flag,
     ),
     Option(
         "separate_files",
-        None,
-        "accepted for cachier compatibility and ignored: entries are always one file each",
-        scope="decorator",
-        shown="—",
+        False,
+        "accepted for cachier compatibility, stored and reported, without effect: "
+        "entries are always one file each",
+        parsers.flag,
     ),
     Option(
         "caching_enabled",

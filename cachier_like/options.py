@@ -8,6 +8,7 @@ from typing import Any
 
 from . import config
 from .cores import BACKEND_OPTIONS, Core, core_class
+from .default_dir import cache_dir_path
 from .errors import ConfigurationError
 from .keys import HashFunc, KeyMaker
 from .option_table import DECORATOR_DEFAULTS, OPTIONS
@@ -69,8 +70,8 @@ def _core_options(
             f"(it takes: {', '.join(accepted) or 'none'})"
         )
     options = {name: merged[name] for name in accepted if merged.get(name) is not None}
-    if backend == "pickle" and "cache_dir" not in options:
-        options["cache_dir"] = config.default_cache_dir()
+    if backend == "pickle":  # the default directory is named as it is now
+        options["cache_dir"] = cache_dir_path(options.get("cache_dir"))
     extra = merged["backend_options"]  # checked by its parser
     if extra is not None:
         options.update(extra)
@@ -101,7 +102,7 @@ class OptionResolver:
     def resolve(self) -> Options:
         """Build the options for the current global defaults (validated)."""
         version = config.version()
-        merged = {**DECORATOR_DEFAULTS, **config.get_default_params(), **self._explicit}
+        merged = {**DECORATOR_DEFAULTS, **config.current(), **self._explicit}
         value = {name: parse(merged[name], name) for name, parse in _PARSERS}
         backend = value["backend"]
         core_options = _core_options(backend, merged, self._explicit)

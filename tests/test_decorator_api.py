@@ -25,6 +25,7 @@ from cachier_like import (
     set_default_params,
 )
 from cachier_like import cores as cores_module
+from cachier_like.default_dir import DEFAULT_CACHE_DIR
 from cachier_like.option_table import DECORATOR_NAMES, OPTION, OPTIONS, markdown_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -316,19 +317,20 @@ def test_mypy_reports_a_wrong_argument_type(tmp_path: Path, mypy_cache: Path) ->
 # -- options and defaults ------------------------------------------------------------------------
 
 
-def test_set_default_params_rejects_unknown_names() -> None:
-    with pytest.raises(ConfigurationError) as info:
+def test_set_default_params_warns_on_unknown_names_and_applies_the_rest() -> None:
+    # A migrating program must not crash on a setting cachier took: warn, with the fix.
+    with pytest.warns(UserWarning) as caught:
         set_default_params(stale_afterr=timedelta(hours=1))
-    message = str(info.value)
+    message = str(caught[0].message)
     assert "stale_afterr" in message
     for name in ("stale_after", "backend", "allow_none", "cache_dir", "next_time"):
         assert name in message
-    # Nothing is applied when any name is unknown.
-    with pytest.raises(ConfigurationError):
+    with pytest.warns(UserWarning, match="bogus"):
         set_default_params(allow_none=True, bogus=1)
-    assert get_default_params()["allow_none"] is False
+    assert get_default_params()["allow_none"] is True
     assert "bogus" not in get_default_params()
-    assert isinstance(info.value, ValueError)
+    assert not hasattr(get_default_params(), "bogus")
+    assert "stale_afterr" not in vars(get_default_params())
 
 
 def test_get_default_params_is_read_only() -> None:
@@ -347,9 +349,11 @@ def test_the_built_in_defaults() -> None:
     assert dict(get_default_params()) == {
         "backend": "pickle",
         "hash_func": None,
-        "cache_dir": None,
+        "cache_dir": DEFAULT_CACHE_DIR,
         "stale_after": None,
         "next_time": False,
+        "pickle_reload": True,
+        "separate_files": False,
         "wait_for_calc_timeout": 0,
         "allow_none": False,
         "entry_size_limit": None,
@@ -371,10 +375,11 @@ def test_the_built_in_defaults() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["serializer", "namespace", "pickle_reload", "separate_files"])
+@pytest.mark.parametrize("name", ["serializer", "namespace"])
 def test_decorator_only_parameters_have_no_global_default(name: str) -> None:
-    with pytest.raises(ConfigurationError, match=rf"{name}: set per function, in @cached"):
+    with pytest.warns(UserWarning, match=rf"{name}: set per function, in @cached"):
         set_default_params(**{name: None})
+    assert name not in get_default_params()
 
 
 def test_refresh_exit_timeout_is_not_a_decorator_parameter() -> None:

@@ -122,7 +122,9 @@ def test_the_isolation_fixture_may_be_requested_alone(suite: pytest.Pytester) ->
             assert defaults["key_prefix"].startswith("test-")
 
         def test_others_keep_the_defaults():
-            assert cachier_like.get_default_params()["cache_dir"] is None
+            from cachier_like.default_dir import DefaultCacheDir
+
+            assert isinstance(cachier_like.get_default_params()["cache_dir"], DefaultCacheDir)
         """
     )
     suite.runpytest_subprocess("-p", PLUGIN).assert_outcomes(passed=2)

@@ -39,7 +39,10 @@ def core_class(backend: str) -> type[Core]:
         module_name, class_name, extra, driver = BACKENDS[backend]
     except KeyError:
         valid = ", ".join(repr(name) for name in BACKENDS)
-        raise ConfigurationError(f"unknown backend {backend!r}; valid backends: {valid}") from None
+        # cachier's wording, which programs match on; then how to fix it.
+        raise ConfigurationError(
+            f"specified an invalid core: {backend} (valid backends: {valid})"
+        ) from None
     if driver is not None:
         try:
             importlib.import_module(driver)
