@@ -6,6 +6,8 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -62,12 +64,35 @@ pytest_plugins = ["pytester", *(module.__name__ for module in CORE_MODULES)]
 BEHAVIOUR_CORES = [param for module in CORE_MODULES for param in module.PARAMS]
 
 
+def _cross_process_params(module: ModuleType) -> list[Any]:
+    """The entries of ``module.PARAMS`` its ``CROSS_PROCESS`` names (a typo fails here)."""
+    ids = {param.id for param in module.PARAMS}
+    unknown = sorted(set(module.CROSS_PROCESS) - ids)
+    if unknown:
+        raise ValueError(f"{module.__name__}.CROSS_PROCESS names no entry of PARAMS: {unknown}")
+    return [param for param in module.PARAMS if param.id in module.CROSS_PROCESS]
+
+
+# The cores whose store forked processes share, for the cross-process section.
+CROSS_PROCESS_CORES = [param for module in CORE_MODULES for param in _cross_process_params(module)]
+
+
 @pytest.fixture(params=BEHAVIOUR_CORES)
 def core_options(request: pytest.FixtureRequest) -> CoreOptions:
     """Return a function giving ``@cached`` keyword arguments for the core under test.
 
     Usage: ``@cached(**core_options(stale_after=...))``. Each backend module provides
     a ``<param>_core_options`` fixture that isolates and cleans up its storage.
+    """
+    options: CoreOptions = request.getfixturevalue(f"{request.param}_core_options")
+    return options
+
+
+@pytest.fixture(params=CROSS_PROCESS_CORES)
+def cross_process_core_options(request: pytest.FixtureRequest) -> CoreOptions:
+    """``core_options`` for the cores whose store forked processes share.
+
+    The cores are those each backend module lists in its ``CROSS_PROCESS``.
     """
     options: CoreOptions = request.getfixturevalue(f"{request.param}_core_options")
     return options

@@ -1,11 +1,12 @@
-"""The pickle-file core: real processes, crashes, torn reads, damage, fail-open, direct API.
+"""The pickle-file core: its files across processes, torn reads, damage, fail-open, its API.
 
-Processes are forked (``multiprocessing.get_context("fork")``) so the decorated function
-can be a closure defined inside the test, or started with ``sys.executable`` on
-``tests/helpers/pickle_core_worker.py`` when a fresh interpreter matters. Calculations
-are counted with ``O_APPEND`` lines in a counter file, which every process shares.
-Nothing sleeps for a fixed time: processes meet at barriers, report through pipes and
-queues, and the rest polls with a deadline.
+Racing processes and a killed calculator are tested on every cross-process core by
+``tests/test_behaviour_processes.py``; here, what only this core has. Processes are
+forked (``multiprocessing.get_context("fork")``) so the decorated function can be a
+closure defined inside the test, or started with ``sys.executable`` on
+``tests/helpers/pickle_core_worker.py`` when a fresh interpreter matters. Nothing
+sleeps for a fixed time: processes meet at barriers and report through pipes, and the
+rest polls with a deadline.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import errno
 import itertools
 import json
 import logging
-import multiprocessing
-import multiprocessing.queues
 import os
 import signal
 import subprocess
@@ -23,8 +22,7 @@ import sys
 import threading
 import time
 import types
-from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +36,10 @@ from cachier_like.keys import stable_hash
 from tests.support import (
     DEADLINE_S,
     FORK,
-    ResultQueue,
-    StuckCalculator,
     key_windows,
     library_warnings,
     reap,
-    record,
-    records,
     run_forked,
-    start_waiter,
     wait_until,
     warnings_in,
 )
@@ -88,125 +81,25 @@ def no_space(*args: Any, **kwargs: Any) -> Any:
 # -- many processes, one cache -----------------------------------------------------
 
 
-def test_one_key_hammered_by_eight_processes_is_calculated_once(
-    cache_dir: Path, tmp_path: Path
+def test_racing_processes_leave_one_entry_file_a_key_and_no_temporary_file(
+    cache_dir: Path,
 ) -> None:
-    calls = tmp_path / "calls"
-    arrived = tmp_path / "arrived"
-    workers = 8
+    """The files racing writers leave behind, which no other core has.
 
-    @cached(cache_dir=cache_dir)
-    def slow(x: int) -> dict[str, int]:
-        record(calls, str(os.getpid()))
-        # Hold the claim until every worker is inside its call, so all of them contend.
-        wait_until(lambda: len(records(arrived)) >= workers)
-        return {"x": x, "square": x * x}
-
-    def work(index: int) -> Any:
-        record(arrived, str(index))
-        return slow(7)
-
-    results = run_forked(workers, work, start_together=True)
-
-    assert results == [{"x": 7, "square": 49}] * workers
-    assert len(records(calls)) == 1
-    entry = slow.cached_entry(7)
-    assert entry is not None
-    assert entry.value == {"x": 7, "square": 49}
-    assert len(entry_files(slow.cache_dpath())) == 1
-    assert tmp_files(slow.cache_dpath()) == []
-
-
-def test_many_keys_hammered_by_eight_processes_are_each_calculated_once(
-    cache_dir: Path, tmp_path: Path
-) -> None:
-    calls = tmp_path / "calls"
-    workers, per_worker, key_space = 8, 50, 100
+    Results, calculation counts and stats of racing processes (and a killed calculator)
+    are checked on every cross-process core by ``tests/test_behaviour_processes.py``.
+    """
+    workers, key_space = 8, 40
     # Each key is asked for by about four processes.
-    windows = key_windows(workers, per_worker, step=12, key_space=key_space)
+    windows = key_windows(workers, size=20, step=5, key_space=key_space)
 
     @cached(cache_dir=cache_dir)
     def square(k: int) -> int:
-        record(calls, str(k))
         return k * k + 7
 
-    def work(index: int) -> list[tuple[int, int]]:
-        return [(k, square(k)) for k in windows[index]]
-
-    results = run_forked(workers, work, start_together=True)
-
-    asked = {k for window in windows for k in window}
-    assert asked == set(range(key_space))
-    for index, pairs in enumerate(results):
-        assert [k for k, _ in pairs] == windows[index]
-        assert all(value == k * k + 7 for k, value in pairs)
-    assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
-    assert len(entry_files(square.cache_dpath())) == len(asked)
+    run_forked(workers, lambda index: [square(k) for k in windows[index]], start_together=True)
+    assert len(entry_files(square.cache_dpath())) == key_space
     assert tmp_files(square.cache_dpath()) == []
-    assert square.core.stats().claims == 0
-
-
-@pytest.mark.parametrize("waiter_kind", ["thread", "process"])
-def test_killed_calculator_is_taken_over_by_a_waiter(
-    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiter_kind: str
-) -> None:
-    calls = tmp_path / "calls"
-    stuck = StuckCalculator()
-
-    @cached(cache_dir=cache_dir)
-    def compute(x: int) -> str:
-        record(calls, str(os.getpid()))
-        stuck.checkpoint()
-        return f"value-{x}"
-
-    waiter_process: multiprocessing.process.BaseProcess | None = None
-    with stuck.running(lambda: compute(3)) as victim:
-        try:
-            core = compute.core
-            if waiter_kind == "thread":
-                waiter, results = start_waiter(monkeypatch, core, lambda: compute(3))
-            else:
-                original_wait = core.wait
-                waiting_r, waiting_w = FORK.Pipe(duplex=False)
-                result_q: ResultQueue[str] = FORK.Queue()
-
-                def waiter_main() -> None:
-                    def wait_spy(key: Hashable, timeout_s: float | None) -> Entry | None:
-                        waiting_w.send("waiting")
-                        return original_wait(key, timeout_s)  # type: ignore[no-any-return]
-
-                    core.wait = wait_spy  # this process's copy of the core only
-                    result_q.put(compute(3))
-
-                waiter_process = FORK.Process(target=waiter_main, daemon=True)
-                waiter_process.start()
-                assert waiting_r.poll(DEADLINE_S), "the waiter never started waiting"
-
-            stuck.kill()
-            killed_at = time.monotonic()
-
-            if waiter_kind == "thread":
-                waiter.join(DEADLINE_S)
-                assert not waiter.is_alive(), "the waiter never took over"
-                assert results == ["value-3"]
-            else:
-                assert waiter_process is not None
-                assert result_q.get(timeout=DEADLINE_S) == "value-3"
-                waiter_process.join(DEADLINE_S)
-                assert waiter_process.exitcode == 0
-            assert time.monotonic() - killed_at < 30, "the take-over was not prompt"
-        finally:
-            reap(waiter_process)
-
-    lines = records(calls)
-    assert len(lines) == 2  # the killed calculation and the take-over
-    assert lines[0] == str(victim.pid)
-    entry = compute.cached_entry(3)
-    assert entry is not None
-    assert entry.value == "value-3"
-    assert compute.core.stats().claims == 0
-    assert compute(3) == "value-3"
-    assert len(records(calls)) == 2
 
 
 BLOB_SIZE = 1 << 20
@@ -371,13 +264,13 @@ def test_an_entry_written_by_one_process_is_read_by_another(cache_dir: Path) -> 
 # -- damaged entries, clearing, failures -------------------------------------------
 
 
+# Damage to the file's framing; an unreadable payload in a sound file is the contract's.
 DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "garbage": lambda data: b"this is not a cache entry at all" * 3,
     "empty": lambda data: b"",
     "truncated_header": lambda data: data[: HEADER_SIZE - 3],
     "truncated_payload": lambda data: data[: HEADER_SIZE + (len(data) - HEADER_SIZE) // 2],
     "bad_magic": lambda data: b"XXXXXXXX" + data[8:],
-    "garbage_payload": lambda data: data[:HEADER_SIZE] + b"\x80\x05not a pickle",
 }
 
 
@@ -411,37 +304,6 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
         assert numbers(50) == list(range(50))
     assert calls == [50, 50]
     assert warnings_in(caplog) == []
-
-
-def test_clear_cache_removes_only_this_functions_entries(cache_dir: Path) -> None:
-    @cached(cache_dir=cache_dir, namespace="pkg.f")
-    def f(x: int) -> int:
-        return x
-
-    @cached(cache_dir=cache_dir, namespace="pkg.f2")
-    def f2(x: int) -> int:
-        return x + 1
-
-    @cached(cache_dir=cache_dir, namespace="pkg.f_extra")
-    def f_extra(x: int) -> int:
-        return x + 2
-
-    for x in range(3):
-        f(x)
-        f2(x)
-        f_extra(x)
-    assert len({f.cache_dpath(), f2.cache_dpath(), f_extra.cache_dpath()}) == 3
-
-    assert f.clear_cache() == 3
-    assert entry_files(f.cache_dpath()) == []
-    assert all(f.cached_entry(x) is None for x in range(3))
-    for other, offset in ((f2, 1), (f_extra, 2)):
-        assert len(entry_files(other.cache_dpath())) == 3
-        for x in range(3):
-            entry = other.cached_entry(x)
-            assert entry is not None
-            assert entry.value == x + offset
-    assert f.clear_cache() == 0
 
 
 def test_store_failure_on_a_read_only_directory_fails_open(
@@ -673,6 +535,7 @@ def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
     finally:
         core.release(0)
     assert core.get(0) is None
+    assert entry_files(core.location()) == []
     assert not stray.exists()
     assert all(other.get(i) == Entry(i, 1.0) for i in range(4))
     assert core.clear() == 0
@@ -725,27 +588,6 @@ def test_purge_stale_removes_old_and_corrupted_entries(make_core: CoreFactory) -
     assert core.get("new") == Entry("new", now - 1)
     assert not broken.exists()
     assert core.purge_stale(50, now) == 0
-
-
-def test_stats_count_entries_bytes_times_and_claims(make_core: CoreFactory) -> None:
-    core = make_core()
-    empty = core.stats()
-    assert (empty.entries, empty.oldest, empty.newest, empty.claims) == (0, None, None, 0)
-    core.set("a", Entry("a", 10.0))
-    core.set("b", Entry(b"b" * 1000, 30.0))
-    core.set("c", Entry([1, 2, 3], 20.0))
-    assert core.claim("a", 60)
-    try:
-        stats = core.stats()
-    finally:
-        core.release("a")
-    assert stats.entries == 3
-    # Payload bytes, as `entries()` lists them: each file less its fixed header.
-    files = entry_files(core.location())
-    assert stats.total_bytes == sum(p.stat().st_size - HEADER_SIZE for p in files)
-    assert (stats.oldest, stats.newest) == (10.0, 30.0)
-    assert stats.claims == 1
-    assert core.stats().claims == 0  # a released claim is not a claim
 
 
 def test_namespace_dirname_is_injective_and_safe() -> None:

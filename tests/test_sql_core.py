@@ -1,11 +1,11 @@
 """The SQL core on real databases: SQLite, PostgreSQL and MariaDB.
 
 Every test runs on each database (the servers' tests skip locally when a server is
-down, and fail under ``CI``). Processes are forked (``multiprocessing`` "fork"), so a
-decorated function can be a closure defined in the test; calculations are counted with
-``O_APPEND`` lines in a file every process shares. Nothing sleeps for a fixed time:
-processes meet at barriers and report through pipes and queues; the rest polls with a
-deadline.
+down, and fail under ``CI``). Racing processes and a killed calculator are tested on
+every cross-process core by ``tests/test_behaviour_processes.py``; here, what only
+this core has. Processes are forked (``multiprocessing`` "fork"), so a decorated
+function can be a closure defined in the test. Nothing sleeps for a fixed time:
+processes and threads meet at barriers; the rest polls with a deadline.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -35,17 +34,7 @@ from cachier_like.cores.shared import storage_name as key_text
 from cachier_like.cores.sql import SQL_URL_ENV, SQLCore
 from cachier_like.cores.sql.schema import namespace_text, split_table_name
 from tests.backends.sql_backend import drop_table, server_url, unique_table
-from tests.support import (
-    DEADLINE_S,
-    StuckCalculator,
-    key_windows,
-    library_warnings,
-    record,
-    records,
-    run_forked,
-    start_waiter,
-    wait_until,
-)
+from tests.support import DEADLINE_S, library_warnings, run_forked, wait_until
 
 pytestmark = pytest.mark.sql
 
@@ -126,55 +115,7 @@ def closed_port() -> int:
     return port
 
 
-# -- many processes, one cache --------------------------------------------------------
-
-
-def test_one_key_raced_by_eight_processes_is_calculated_once(db: Database, tmp_path: Path) -> None:
-    calls, arrived = tmp_path / "calls", tmp_path / "arrived"
-
-    @cached(**db.options())
-    def slow(x: int) -> dict[str, int]:
-        record(calls, str(os.getpid()))
-        # Hold the claim until every worker is inside its call, so all of them contend.
-        wait_until(lambda: len(records(arrived)) >= WORKERS)
-        return {"x": x, "square": x * x}
-
-    assert slow.cached_entry(7) is None  # the parent's pool now holds a connection
-
-    def work(index: int) -> Any:
-        record(arrived, str(index))
-        return slow(7)
-
-    results = run_forked(WORKERS, work, start_together=True, forbid_warnings=True)
-    assert results == [{"x": 7, "square": 49}] * WORKERS
-    assert len(records(calls)) == 1
-    assert slow(7) == {"x": 7, "square": 49}  # the parent's connections still work
-    assert db.namespaces() == Counter({namespace_text(slow.namespace): 1})
-    assert slow.core.stats().claims == 0
-
-
-def test_many_keys_raced_by_eight_processes_are_each_calculated_once(
-    db: Database, tmp_path: Path
-) -> None:
-    calls = tmp_path / "calls"
-    # Each key is asked for by about four processes.
-    windows = key_windows(WORKERS, size=30, step=8, key_space=60)
-
-    @cached(**db.options())
-    def square(k: int) -> int:
-        record(calls, str(k))
-        return k * k + 7
-
-    def work(index: int) -> list[int]:
-        return [square(k) for k in windows[index]]
-
-    results = run_forked(WORKERS, work, start_together=True, forbid_warnings=True)
-    for index, values in enumerate(results):
-        assert values == [k * k + 7 for k in windows[index]]
-    asked = {k for window in windows for k in window}
-    assert Counter(records(calls)) == Counter({str(k): 1 for k in asked})
-    stats = square.core.stats()
-    assert (stats.entries, stats.claims) == (len(asked), 0)
+# -- many processes, one table --------------------------------------------------------
 
 
 def test_the_table_is_created_once_when_many_processes_start_together(db: Database) -> None:
@@ -192,36 +133,6 @@ def test_the_table_is_created_once_when_many_processes_start_together(db: Databa
     tables = [t for t in sa.inspect(db.engine).get_table_names() if t == db.table]
     assert tables == [db.table]
     assert double.core.stats().entries == WORKERS
-
-
-def test_a_killed_calculator_is_taken_over_after_its_lease(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = tmp_path / "calls"
-    stuck = StuckCalculator()
-
-    @cached(**db.options(lease=1))
-    def compute(x: int) -> str:
-        record(calls, str(os.getpid()))
-        stuck.checkpoint()
-        return f"value-{x}"
-
-    with stuck.running(lambda: compute(3)) as victim:
-        waiter, results = start_waiter(monkeypatch, compute.core, lambda: compute(3))
-        # The calculator's lease keeper renews its claim while it lives.
-        assert compute.core.stats().claims == 1
-        stuck.kill()
-        killed_at = time.monotonic()
-        waiter.join(DEADLINE_S)
-        assert not waiter.is_alive(), "the waiter never took over"
-        assert results == ["value-3"]
-        assert time.monotonic() - killed_at < 10, "the take-over waited far past the lease"
-    lines = records(calls)
-    assert len(lines) == 2  # the killed calculation and the take-over
-    assert lines[0] == str(victim.pid)
-    assert compute.core.stats().claims == 0
-    assert compute(3) == "value-3"
-    assert len(records(calls)) == 2
 
 
 # -- races between threads -------------------------------------------------------------
@@ -370,7 +281,13 @@ def test_the_cache_resumes_when_the_server_drops_its_connections(db: Database) -
 # -- what lands in the table ------------------------------------------------------------
 
 
-def test_clear_cache_deletes_only_this_functions_rows(db: Database) -> None:
+def test_clearing_keeps_only_a_claims_row_which_its_release_deletes(db: Database) -> None:
+    """The rows a clear leaves, which the contract (seeing reads only) cannot check.
+
+    A claim is a row of its own: clearing leaves it and every other function's rows,
+    and releasing the claim deletes it, so no claim-only row piles up.
+    """
+
     @cached(**db.options())
     def f(x: int) -> int:
         return x
@@ -387,9 +304,6 @@ def test_clear_cache_deletes_only_this_functions_rows(db: Database) -> None:
     assert db.namespaces() == Counter(
         {namespace_text(g.namespace): 3, namespace_text(f.namespace): 1}
     )
-    assert f.core.is_claimed("in-progress"), "clearing entries dropped a calculation's claim"
-    assert [f.cached_entry(x) for x in range(3)] == [None] * 3
-    assert [g(x) for x in range(3)] == [0, -1, -2]
     f.core.release("in-progress")
     assert db.namespaces() == Counter({namespace_text(g.namespace): 3})
 
@@ -486,19 +400,23 @@ def test_any_hashable_key_is_stored_under_a_column_safe_key(db: Database) -> Non
     assert all(len(key_text(key)) <= 64 and key_text(key).isascii() for key in keys)
 
 
-def test_stats_count_entries_bytes_times_and_claims(db: Database) -> None:
+def test_stats_of_an_empty_namespace_and_the_rows_clear_claims_leaves(db: Database) -> None:
+    """Beyond the contract's stats and clear_claims: SQL's own corners.
+
+    An empty namespace counts 0 bytes (the SUM of no rows is NULL), and clear_claims
+    deletes the claim-only rows and keeps the entries' rows.
+    """
     core = SQLCore("stats.f", sql_engine=db.engine, table_name=db.table)
     empty = core.stats()
     assert (empty.entries, empty.total_bytes, empty.oldest, empty.claims) == (0, 0, None, 0)
     core.set("a", Entry(b"x" * 100, 10.0))
     core.set("b", Entry(b"y" * 10, 20.0))
-    assert core.claim("c", 30.0)
-    stats = core.stats()
-    assert (stats.entries, stats.oldest, stats.newest, stats.claims) == (2, 10.0, 20.0, 1)
-    assert stats.total_bytes is not None and stats.total_bytes > 110
-    assert core.clear_claims() == 1
-    assert core.stats().claims == 0
+    assert core.claim("b", 30.0)  # an entry being recalculated
+    assert core.claim("c", 30.0)  # a first calculation: a claim-only row
+    assert db.namespaces() == Counter({"stats.f": 3})
+    assert core.clear_claims() == 2
     assert db.namespaces() == Counter({"stats.f": 2})
+    assert (core.get("a"), core.get("b")) == (Entry(b"x" * 100, 10.0), Entry(b"y" * 10, 20.0))
 
 
 def test_a_waiter_wakes_promptly_after_the_value_lands(db: Database) -> None:

@@ -4,6 +4,8 @@ Adding a core takes one module here. Each module exposes:
 
 - ``PARAMS``: the ``pytest.param`` entries it adds to the shared behaviour suite, and one
   ``<param>_core_options`` fixture per entry (``@cached`` options, storage isolated);
+- ``CROSS_PROCESS``: the ids of those entries whose store forked processes share, which
+  the suite's cross-process section (``tests/test_behaviour_processes.py``) runs on;
 - ``CONTRACTS``: its :class:`cachier_like.testing.CoreContract` subclasses (each with a
   ``make_core`` fixture and a marker), which ``tests/test_contract.py`` runs.
 """

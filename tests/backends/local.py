@@ -17,6 +17,8 @@ PARAMS = [
     pytest.param("memory", marks=pytest.mark.memory, id="memory"),
     pytest.param("pickle", marks=pytest.mark.pickle, id="pickle"),
 ]
+#: The ids of PARAMS whose store forked processes share (memory lives in one process).
+CROSS_PROCESS = frozenset({"pickle"})
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ TEST_URI_ENV = "CACHIER_LIKE_TEST_MONGO_URI"
 TEST_DATABASE = "cachier_like_test"
 
 PARAMS = [pytest.param("mongo", marks=pytest.mark.mongo, id="mongo")]
+#: The ids of PARAMS whose store forked processes share: none, as a forked child needs a
+#: URL mongetter, not this test's collection object (and mongomock lives in one process).
+CROSS_PROCESS: frozenset[str] = frozenset()
 
 
 def real_server_uri() -> str | None:

@@ -24,6 +24,8 @@ REDIS_URL_ENV = "CACHIER_LIKE_TEST_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 PARAMS = [pytest.param("redis", marks=pytest.mark.redis, id="redis")]
+#: The ids of PARAMS whose store forked processes share.
+CROSS_PROCESS = frozenset({"redis"})
 
 
 def redis_url() -> str:

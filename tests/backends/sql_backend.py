@@ -37,6 +37,8 @@ PARAMS = [
     pytest.param("sql_postgres", marks=pytest.mark.sql, id="sql_postgres"),
     pytest.param("sql_mariadb", marks=pytest.mark.sql, id="sql_mariadb"),
 ]
+#: The ids of PARAMS whose store forked processes share: every database.
+CROSS_PROCESS = frozenset({"sql_sqlite", "sql_postgres", "sql_mariadb"})
 
 
 def server_url(server: str) -> str:
