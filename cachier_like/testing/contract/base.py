@@ -1,8 +1,8 @@
 """What every part of the contract shares: the capability flags and the fixtures.
 
-The flags and optional fixtures are documented here, once; :class:`ContractBase` is the root of
-every part, so a :class:`~cachier_like.testing.CoreContract` subclass sets them in one
-place for all of them.
+The flags and optional fixtures are documented here, once. :class:`ContractBase` is the
+root of every part, so a :class:`~cachier_like.testing.CoreContract` subclass sets them
+in one place for all of them.
 """
 
 from __future__ import annotations
