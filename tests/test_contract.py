@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from cachier_like.testing import CoreContract
 from tests.conftest import CORE_MODULES
 
 _CONTRACTS = [cls for module in CORE_MODULES for cls in module.CONTRACTS]
@@ -29,3 +30,17 @@ def test_every_core_of_the_behaviour_suite_runs_the_contract() -> None:
         "MariaDBContract",
         "MongoContract",
     }
+
+
+@pytest.mark.memory
+@pytest.mark.parametrize("contract", _CONTRACTS, ids=lambda cls: cls.__name__)
+def test_every_contract_defines_the_optional_fixtures_its_core_needs(
+    contract: type[CoreContract],
+) -> None:
+    # Without them the raw-damage and namespace checks would skip, unnoticed.
+    def defines(name: str) -> bool:
+        owner = next(cls for cls in contract.__mro__ if name in vars(cls))
+        return not issubclass(CoreContract, owner)  # not the contract's default
+
+    assert defines("damage") == contract.serializes
+    assert defines("store_options") == contract.lists_namespaces

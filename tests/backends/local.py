@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from cachier_like.cores.base import Core
 from cachier_like.cores.memory import MemoryCore
 from cachier_like.cores.pickle import PickleCore
+from cachier_like.cores.shared import storage_name
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.types import CoreOptions
 
@@ -47,6 +49,7 @@ class MemoryContract(CoreContract):
     pytestmark = pytest.mark.memory
     cross_process = False
     serializes = False
+    lists_namespaces = False  # the store lives and dies with the core objects
     notifications = True
     race_rounds = 50
 
@@ -80,6 +83,21 @@ class PickleContract(CoreContract):
             return PickleCore(namespace, cache_dir=directory, prefer_range_locks=ranges, **options)
 
         return make
+
+    @pytest.fixture
+    def store_options(self, tmp_path: Path) -> dict[str, Any]:
+        return {"cache_dir": tmp_path / "contract-cache"}
+
+    @pytest.fixture
+    def damage(self) -> Callable[[Core, Hashable], None]:
+        def garble(core: Core, key: Hashable) -> None:
+            location = core.location()
+            assert location is not None
+            entry_file = Path(location) / (storage_name(key) + ".entry")
+            assert entry_file.exists()
+            entry_file.write_bytes(b"garbage, not an entry file")
+
+        return garble
 
 
 CONTRACTS = [MemoryContract, PickleContract]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pytest
 
 from cachier_like.cores.base import Core
+from cachier_like.cores.shared import storage_name
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
@@ -96,6 +97,19 @@ class MongoContract(CoreContract):
             return MongoCore(namespace, mongetter=mongo_collection, **options)
 
         return make
+
+    @pytest.fixture
+    def store_options(self, mongo_collection: Any) -> dict[str, Any]:
+        return {"mongetter": mongo_collection}
+
+    @pytest.fixture
+    def damage(self, mongo_collection: Any) -> Callable[[Core, Hashable], None]:
+        def garble(core: Core, key: Hashable) -> None:
+            document = {"ns": core.namespace, "key": storage_name(key)}
+            garbage = {"$set": {"value": "garbage", "ts": "not a time"}}
+            assert mongo_collection.update_one(document, garbage).matched_count == 1
+
+        return garble
 
 
 CONTRACTS = [MongoContract]

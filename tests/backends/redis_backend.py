@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pytest
@@ -110,6 +110,20 @@ class RedisContract(CoreContract):
             )
 
         return make
+
+    @pytest.fixture
+    def store_options(self, redis_test_client: redis.Redis, redis_prefix: str) -> dict[str, Any]:
+        return {"redis_client": redis_test_client, "key_prefix": redis_prefix}
+
+    @pytest.fixture
+    def damage(self, redis_test_client: redis.Redis) -> Callable[[Core, Hashable], None]:
+        from cachier_like.cores.redis import RedisCore
+
+        def garble(core: Core, key: Hashable) -> None:
+            assert isinstance(core, RedisCore)
+            assert redis_test_client.set(core.key_of(key), b"garbage", xx=True)
+
+        return garble
 
 
 CONTRACTS = [RedisContract]

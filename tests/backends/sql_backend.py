@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from cachier_like.cores.base import Core
+from cachier_like.cores.shared import storage_name
+from cachier_like.cores.sql.schema import namespace_text
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
@@ -31,6 +33,9 @@ DEFAULT_URLS = {
 }
 #: Bounded connection attempts, so an unreachable host skips (or fails) quickly.
 _CONNECT_ARGS = {"postgres": {"connect_timeout": 5}, "mariadb": {"connect_timeout": 5}}
+
+#: The contract's ``damage(core, key)`` fixture.
+Damage = Callable[[Core, Hashable], None]
 
 PARAMS = [
     pytest.param("sql_sqlite", marks=pytest.mark.sql, id="sql_sqlite"),
@@ -130,29 +135,62 @@ def _make_sql_core(engine: sa.Engine | str, table: str) -> MakeCore:
     return make
 
 
-class SQLiteContract(CoreContract):
-    """The contract on the SQL core on a SQLite file of the test's own (reached by URL)."""
+class _SQLContract(CoreContract):
+    """The contract on the SQL core, in a table of the test's own (``sql_store``)."""
 
     pytestmark = pytest.mark.sql
     race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
 
     @pytest.fixture
-    def make_core(self, tmp_path: Path) -> MakeCore:
-        return _make_sql_core(f"sqlite:///{tmp_path / 'contract.sqlite'}", unique_table())
+    def sql_store(self) -> tuple[sa.Engine | str, str]:
+        """Override: the engine (or URL) and table of the test's store."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def make_core(self, sql_store: tuple[sa.Engine | str, str]) -> MakeCore:
+        return _make_sql_core(*sql_store)
+
+    @pytest.fixture
+    def store_options(self, sql_store: tuple[sa.Engine | str, str]) -> dict[str, Any]:
+        engine, table = sql_store
+        return {"sql_engine": engine, "table_name": table}
+
+    @pytest.fixture
+    def damage(self, sql_store: tuple[sa.Engine | str, str]) -> Iterator[Damage]:
+        engine, table = sql_store
+        # SQLite is reached by URL: the test opens a connection of its own.
+        own = sa.create_engine(engine) if isinstance(engine, str) else engine
+        update = sa.text(f"UPDATE {table} SET value = :v WHERE namespace = :ns AND cache_key = :k")
+
+        def garble(core: Core, key: Hashable) -> None:
+            garbage = b"\x80\x05garbage"  # a pickle's opening, then nothing of one
+            params = {"v": garbage, "ns": namespace_text(core.namespace), "k": storage_name(key)}
+            with own.begin() as connection:
+                assert connection.execute(update, params).rowcount == 1
+
+        yield garble
+        if own is not engine:
+            own.dispose()
 
 
-class _ServerContract(CoreContract):
+class SQLiteContract(_SQLContract):
+    """The contract on the SQL core on a SQLite file of the test's own (reached by URL)."""
+
+    @pytest.fixture
+    def sql_store(self, tmp_path: Path) -> tuple[sa.Engine | str, str]:
+        return f"sqlite:///{tmp_path / 'contract.sqlite'}", unique_table()
+
+
+class _ServerContract(_SQLContract):
     """The contract on the SQL core on a server, in a table of the test's own."""
 
-    pytestmark = pytest.mark.sql
-    race_rounds = 4  # a round trip a claim: a few rounds of 16 threads suffice
     engine_fixture: ClassVar[str]
 
     @pytest.fixture
-    def make_core(self, request: pytest.FixtureRequest) -> Iterator[MakeCore]:
+    def sql_store(self, request: pytest.FixtureRequest) -> Iterator[tuple[sa.Engine | str, str]]:
         engine: sa.Engine = request.getfixturevalue(self.engine_fixture)
         table = unique_table()
-        yield _make_sql_core(engine, table)
+        yield engine, table
         drop_table(engine, table)
 
 

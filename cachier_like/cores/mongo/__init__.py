@@ -1,6 +1,7 @@
 """The MongoDB core, one module per job.
 
 * :mod:`.core`: :class:`MongoCore`, the core itself (documents, entries, claims);
+* :mod:`.maintenance`: clearing, purging, listing and counting documents, inherited;
 * :mod:`.clients`: where the collection comes from (URL clients shared per process,
   :func:`close_clients`);
 * :mod:`.guard`: the collection wrapper whose operations go through the breaker.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,7 +32,7 @@ from ...config import as_seconds
 from ...entry import Entry
 from ...errors import BackendError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE, Core, CoreStats, EntryInfo
+from ..base import UNREADABLE
 from ..shared import StoreSource, StoreSpec, storage_name
 from . import clients
 from .clients import (
@@ -45,14 +45,12 @@ from .clients import (
     _is_collection,
 )
 from .guard import _Guarded
+from .maintenance import MongoMaintenance
 
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "cachier_like_ns_key"
 TTL_INDEX_NAME = "cachier_like_expires_at"
-# Unset when an entry is removed from a claimed document (``expires_at`` stays: the
-# claim's renewals keep it ahead of the TTL monitor).
-_ENTRY_FIELDS = {"value": "", "ts": "", "time": "", "size": ""}
 _CLAIM_FIELDS = {"claim_token": "", "claim_until": ""}
 _WAIT_MIN_S = 0.002
 _WAIT_MAX_S = 0.1
@@ -63,13 +61,15 @@ def _date(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-class MongoCore(Core):
+class MongoCore(MongoMaintenance):
     """Entries and claims of one function in a MongoDB collection.
 
     ``mongetter`` is a collection, a zero-argument callable returning one, or a
     ``mongodb://`` URL (``database`` and ``collection`` then name where entries go);
     with none, the URL comes from ``$CACHIER_LIKE_MONGO_URL``. Nothing touches the
-    server until the first operation.
+    server until the first operation. The maintenance operations (``clear``,
+    ``purge_stale``, ``entries``, ``namespaces``, ``stats``) come from
+    :class:`~.maintenance.MongoMaintenance`.
 
     Example:
         >>> import mongomock
@@ -187,16 +187,6 @@ class MongoCore(Core):
                 continue  # another writer inserted it first: now it is an update
         raise BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
 
-    def clear(self) -> int:
-        """Remove this function's entries (calculations in progress keep their claims)."""
-        coll = self._collection()
-        query = {"ns": self.namespace}
-        unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
-        claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
-        removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
-        coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
-        return int(removed + coll.update_many(claimed, {"$unset": _ENTRY_FIELDS}).modified_count)
-
     # -- claims --------------------------------------------------------------------
 
     def claim(self, key: Hashable, lease_s: float) -> bool:
@@ -269,45 +259,3 @@ class MongoCore(Core):
         query = {"ns": self.namespace, "claim_token": {"$exists": True}}
         dropped = coll.delete_many({**query, "value": {"$exists": False}}).deleted_count
         return int(dropped + coll.update_many(query, {"$unset": _CLAIM_FIELDS}).modified_count)
-
-    # -- maintenance ---------------------------------------------------------------
-
-    def purge_stale(self, older_than_s: float, now: float) -> int:
-        """One ``delete_many``: entries older than the bound and dead claim documents.
-
-        Documents under an unexpired claim (a refresh in progress) stay.
-        """
-        query = {
-            "ns": self.namespace,
-            "claim_until": {"$not": {"$gt": now}},
-            "$or": [{"ts": {"$lt": now - older_than_s}}, {"value": {"$exists": False}}],
-        }
-        return int(self._collection().delete_many(query).deleted_count)
-
-    def entries(self) -> Iterator[EntryInfo]:
-        """Every entry of this function: key, calculation time and payload size."""
-        query = {"ns": self.namespace, "value": {"$exists": True}}
-        for doc in self._collection().find(query, {"_id": 0, "key": 1, "ts": 1, "size": 1}):
-            yield EntryInfo(key=doc["key"], timestamp=float(doc["ts"]), size=doc.get("size"))
-
-    @classmethod
-    def namespaces(cls, **options: Any) -> list[str]:
-        """Functions with documents in the collection ``options`` name (as for a core)."""
-        return sorted(cls("", **options)._collection().distinct("ns"))
-
-    def stats(self) -> CoreStats:
-        """Count entries, their payload bytes and timestamps, and held claims."""
-        coll = self._collection()
-        match = {"ns": self.namespace, "value": {"$exists": True}}
-        group = {"_id": None, "n": {"$sum": 1}, "bytes": {"$sum": "$size"}}
-        group.update(oldest={"$min": "$ts"}, newest={"$max": "$ts"})
-        rows = list(coll.aggregate([{"$match": match}, {"$group": group}]))
-        row: Mapping[str, Any] = rows[0] if rows else {}
-        claims = coll.count_documents({"ns": self.namespace, "claim_until": {"$gt": time.time()}})
-        return CoreStats(
-            entries=int(row.get("n", 0)),
-            total_bytes=int(row.get("bytes", 0)),
-            oldest=row.get("oldest"),
-            newest=row.get("newest"),
-            claims=int(claims),
-        )

@@ -1,6 +1,7 @@
 """The Redis core, one module per job.
 
 * :mod:`.core`: :class:`RedisCore`, the core itself (entries, claims, waits);
+* :mod:`.maintenance`: clearing, purging, listing and counting (``SCAN``), inherited;
 * :mod:`.keys`: key names, the entry header and claim tokens;
 * :mod:`.link`: clients, per-thread connections and the circuit breaker;
 * :mod:`.wire`: the Redis protocol on a private connection (packing, one exchange);

@@ -19,16 +19,15 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote
 
 from ... import config, forks
 from ...entry import Entry
 from ...errors import ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ..base import UNREADABLE, Backoff
 from ..shared import storage_name
 from . import scripts as lua
 from .keys import (
@@ -36,12 +35,12 @@ from .keys import (
     HEADER,
     HEADER_SIZE,
     MAGIC,
-    header_stamp,
     key_tag,
     ms,
     new_token,
 )
 from .link import URL_ENV, Client, ClientSource, Link, link_for
+from .maintenance import RedisMaintenance
 from .wire import Parts
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
@@ -67,13 +66,15 @@ class _Held:
         self.stored = False  # released already, by the store that ended the calculation
 
 
-class RedisCore(Core):
+class RedisCore(RedisMaintenance):
     """Entries, claims and wake-ups in Redis, shared by every process using the server.
 
     ``redis_client``: a ``redis.Redis``, a ``redis.cluster.RedisCluster``, a
     zero-argument callable returning one (called on first use), or a URL; when None,
     the URL in ``$CACHIER_LIKE_REDIS_URL``, read on first use. ``server_ttl`` gives
-    entries a server-side expiry. Nothing connects until the first call.
+    entries a server-side expiry. Nothing connects until the first call. The
+    maintenance operations (``clear``, ``purge_stale``, ``entries``, ``namespaces``,
+    ``stats``) come from :class:`~.maintenance.RedisMaintenance`.
 
     Example:
         >>> import os
@@ -170,11 +171,6 @@ class RedisCore(Core):
         else:
             link.call("SET", self._v + suffix, data, *self._px)
         return True
-
-    def clear(self) -> int:
-        """``UNLINK`` this function's entries; return how many were removed."""
-        link = self._link()
-        return sum(int(link.call("UNLINK", *batch)) for batch in link.scan(self._v + "*"))
 
     # -- claims --------------------------------------------------------------------
 
@@ -278,50 +274,3 @@ class RedisCore(Core):
             if keys:
                 dropped += int(link.script(lua.DROP_CLAIMS, keys, (_WAKE_MS, *tokens)))
         return dropped
-
-    # -- maintenance ---------------------------------------------------------------
-
-    def purge_stale(self, older_than_s: float, now: float) -> int:
-        """Remove entries (and corrupted ones) calculated before ``now - older_than_s``.
-
-        An entry rewritten between the read and the removal is kept (its header changed).
-        """
-        link, removed = self._link(), 0
-        for batch in link.scan(self._v + "*"):
-            old = []
-            for key, header, size in link.headers(batch, HEADER_SIZE):
-                stamp = header_stamp(header)
-                if size and (stamp is None or now - stamp > older_than_s):
-                    old.append((key, header))
-            if old:
-                keys, heads = [k for k, _ in old], [h for _, h in old]
-                removed += int(link.script(lua.PURGE, keys, (HEADER_SIZE, *heads)))
-        return removed
-
-    def entries(self) -> Iterator[EntryInfo]:
-        """Every readable entry: key, calculation time and payload bytes."""
-        link = self._link()
-        for batch in link.scan(self._v + "*"):
-            for key, header, size in link.headers(batch, HEADER_SIZE):
-                stamp = header_stamp(header)
-                if stamp is not None:
-                    yield EntryInfo(key[len(self._v) :], stamp, size - HEADER_SIZE)
-
-    @classmethod
-    def namespaces(cls, **options: Any) -> list[str]:
-        """Functions with entries under ``key_prefix`` on the server ``redis_client`` names."""
-        core = cls("", **options)
-        inside = core.tag[1:-1]  # "<quoted prefix>:"
-        found = set()
-        for batch in core._link().scan("{" + inside + "*}:v:*"):
-            for key in batch:
-                prefix, _, name = key[1 : key.index("}")].rpartition(":")
-                if prefix + ":" == inside:  # not a longer prefix that starts with this one
-                    found.add(unquote(name))
-        return sorted(found)
-
-    def stats(self) -> CoreStats:
-        """Count readable entries, their payload bytes (as ``entries``), and claims."""
-        return self.stats_from_entries(
-            claims=sum(len(batch) for batch in self._link().scan(self._c + "*"))
-        )

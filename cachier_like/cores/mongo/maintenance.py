@@ -1,0 +1,76 @@
+"""The MongoDB core's maintenance: clearing, purging, listing and counting documents.
+
+None of this is on the call path; :class:`~.core.MongoCore` inherits it. Every query
+filters on ``ns``, so it uses the ``(ns, key)`` index and touches one function only.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..base import Core, CoreStats, EntryInfo
+
+# Unset when an entry is removed from a claimed document (``expires_at`` stays: the
+# claim's renewals keep it ahead of the TTL monitor).
+_ENTRY_FIELDS = {"value": "", "ts": "", "time": "", "size": ""}
+
+
+class MongoMaintenance(Core):
+    """``clear``, ``purge_stale``, ``entries``, ``namespaces`` and ``stats`` for MongoDB."""
+
+    @abc.abstractmethod
+    def _collection(self) -> Any:
+        """The collection, behind its client's breaker (resolved on first use)."""
+
+    def clear(self) -> int:
+        """Remove this function's entries (calculations in progress keep their claims)."""
+        coll = self._collection()
+        query = {"ns": self.namespace}
+        unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
+        claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
+        removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
+        coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
+        return int(removed + coll.update_many(claimed, {"$unset": _ENTRY_FIELDS}).modified_count)
+
+    def purge_stale(self, older_than_s: float, now: float) -> int:
+        """One ``delete_many``: entries older than the bound and dead claim documents.
+
+        Documents under an unexpired claim (a refresh in progress) stay.
+        """
+        query = {
+            "ns": self.namespace,
+            "claim_until": {"$not": {"$gt": now}},
+            "$or": [{"ts": {"$lt": now - older_than_s}}, {"value": {"$exists": False}}],
+        }
+        return int(self._collection().delete_many(query).deleted_count)
+
+    def entries(self) -> Iterator[EntryInfo]:
+        """Every entry of this function: key, calculation time and payload size."""
+        query = {"ns": self.namespace, "value": {"$exists": True}}
+        for doc in self._collection().find(query, {"_id": 0, "key": 1, "ts": 1, "size": 1}):
+            yield EntryInfo(key=doc["key"], timestamp=float(doc["ts"]), size=doc.get("size"))
+
+    @classmethod
+    def namespaces(cls, **options: Any) -> list[str]:
+        """Functions with documents in the collection ``options`` name (as for a core)."""
+        return sorted(cls("", **options)._collection().distinct("ns"))
+
+    def stats(self) -> CoreStats:
+        """Count entries, their payload bytes and timestamps, and held claims."""
+        coll = self._collection()
+        match = {"ns": self.namespace, "value": {"$exists": True}}
+        group = {"_id": None, "n": {"$sum": 1}, "bytes": {"$sum": "$size"}}
+        group.update(oldest={"$min": "$ts"}, newest={"$max": "$ts"})
+        rows = list(coll.aggregate([{"$match": match}, {"$group": group}]))
+        row: Mapping[str, Any] = rows[0] if rows else {}
+        claims = coll.count_documents({"ns": self.namespace, "claim_until": {"$gt": time.time()}})
+        return CoreStats(
+            entries=int(row.get("n", 0)),
+            total_bytes=int(row.get("bytes", 0)),
+            oldest=row.get("oldest"),
+            newest=row.get("newest"),
+            claims=int(claims),
+        )
