@@ -20,6 +20,7 @@ from .config import (
 from .decorator import cached, cachier
 from .entry import Entry
 from .errors import (
+    AsyncOnlyError,
     BackendError,
     CachierLikeError,
     ConfigurationError,
@@ -31,6 +32,7 @@ from .serialize import PickleSerializer, Serializer
 from .wrapper import CachedFunction
 
 __all__ = [
+    "AsyncOnlyError",
     "BackendError",
     "CachedFunction",
     "CachierLikeError",

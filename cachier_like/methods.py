@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .counts import AwaitableCount
 from .cores import Core
+from .counts import AwaitableCount
 from .entry import Entry
 from .options import Options
 
