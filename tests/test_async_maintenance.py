@@ -18,7 +18,10 @@ import sqlalchemy as sa
 
 from cachier_like import AsyncOnlyError, CachedFunction, ConfigurationError, cached
 from cachier_like.cores.base import Core
+from cachier_like.cores.sql import SQLCore
+from cachier_like.cores.sql.async_engines import LOOP, private_engine
 from cachier_like.counts import AwaitableCount
+from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.backends.types import CoreOptions
 from tests.support import DEADLINE_S
@@ -95,16 +98,18 @@ async def test_aclear_cache_removes_entries_without_blocking_the_loop(
 async def test_aclear_being_calculated_drops_a_live_claim_without_blocking_the_loop(
     core_options: CoreOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     @cached(**core_options(hash_func=_fixed_key))
     async def held(x: int) -> int:
+        started.set()  # its claim is taken and recorded by now
         await release.wait()
         return x
 
     core = held.core
     calculation = asyncio.create_task(held(7))
-    await eventually(lambda: core.is_claimed(KEY))
+    await asyncio.wait_for(started.wait(), DEADLINE_S)
+    assert await asyncio.to_thread(core.is_claimed, KEY)
     gate = Gate(monkeypatch, core, "clear_claims")
     assert await gate.run(held.aclear_being_calculated()) == 1
     assert _ran_where_it_should(gate, core)
@@ -175,13 +180,18 @@ def _create_async_engine(url: str | sa.URL, **options: Any) -> Any:
     return create_async_engine(url, **options)
 
 
+def close_cache_connections(engine: Any) -> None:
+    """Close the connections the cores opened for ``engine`` (they stay open otherwise)."""
+    LOOP.run(private_engine(engine).dispose())
+
+
 @pytest.fixture
 def aiosqlite_memory_engine() -> Iterator[Any]:
     """An in-memory aiosqlite AsyncEngine: its one connection (StaticPool) holds the data."""
     pytest.importorskip("aiosqlite")
     engine = _create_async_engine("sqlite+aiosqlite:///:memory:", poolclass=sa.pool.StaticPool)
     yield engine
-    engine.sync_engine.dispose()
+    close_cache_connections(engine)  # the cores' and the test's: one connection
 
 
 ASYNC_POSTGRES_DRIVERS = [
@@ -291,6 +301,7 @@ async def test_postgres_async_engine_caches(
         assert lookup.clear_cache() == 1
     finally:
         await postgres_async_engine.dispose()
+        close_cache_connections(postgres_async_engine)
         drop_table(postgres_engine, table)
 
 
@@ -344,3 +355,46 @@ def test_in_memory_async_engine_needs_a_static_pool() -> None:
         @cached(backend="sql", sql_engine=engine)
         async def anything(x: int) -> int:
             return x
+
+
+# -- the core contract, on AsyncEngines ------------------------------------------------
+
+
+class TestAsyncSQLiteMemoryContract(CoreContract):
+    """The shipped core contract on an in-memory aiosqlite AsyncEngine (StaticPool)."""
+
+    pytestmark = pytest.mark.sql
+    cross_process = False  # a forked child's in-memory database starts empty
+    race_rounds = 4
+
+    @pytest.fixture
+    def make_core(self, aiosqlite_memory_engine: Any) -> MakeCore:
+        table = unique_table()
+
+        def make(namespace: str, **options: Any) -> Core:
+            return SQLCore(
+                namespace, sql_engine=aiosqlite_memory_engine, table_name=table, **options
+            )
+
+        return make
+
+
+class TestAsyncPostgresContract(CoreContract):
+    """The shipped core contract on PostgreSQL through an async driver."""
+
+    pytestmark = pytest.mark.sql
+    race_rounds = 4
+
+    @pytest.fixture
+    def make_core(
+        self, postgres_async_url: sa.URL, postgres_engine: sa.Engine
+    ) -> Iterator[MakeCore]:
+        engine = _create_async_engine(postgres_async_url)
+        table = unique_table()
+
+        def make(namespace: str, **options: Any) -> Core:
+            return SQLCore(namespace, sql_engine=engine, table_name=table, **options)
+
+        yield make
+        close_cache_connections(engine)
+        drop_table(postgres_engine, table)

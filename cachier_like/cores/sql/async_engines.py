@@ -204,8 +204,8 @@ class AsyncRunner(Runner):
     def __init__(self, engine: AsyncEngine) -> None:
         self.async_engine = engine
         super().__init__(engine.sync_engine)
-        # asyncpg raises the socket's own errors (a refused connection, a timeout).
-        self._unreachable = (*self._unreachable, OSError, asyncio.TimeoutError)
+        # asyncpg raises the socket's own errors (a refused connection, a timeout: OSErrors).
+        self._unreachable = (*self._unreachable, OSError)
 
     def _once(self, prepared: Prepared, params: Params) -> Any:
         return LOOP.run(self._execute(prepared, params))
