@@ -22,6 +22,7 @@ from .config import (
 from .decorator import cached, cachier
 from .entry import Entry
 from .errors import (
+    AsyncOnlyError,
     BackendError,
     CachierLikeError,
     ConfigurationError,
@@ -33,6 +34,7 @@ from .serialize import PickleSerializer, Serializer
 from .wrapper import CachedFunction
 
 __all__ = [
+    "AsyncOnlyError",
     "BackendError",
     "CachedFunction",
     "CachierLikeError",

@@ -27,6 +27,15 @@ class MissingDriverError(ConfigurationError, ImportError):
     """A core's driver is not installed; the message names the extra to install."""
 
 
+class AsyncOnlyError(ConfigurationError, TypeError):
+    """A store only ``async def`` functions can use was given to a sync one.
+
+    A SQLAlchemy ``AsyncEngine`` as ``sql_engine``: raised as the function is decorated
+    (or, from a callable returning one, on its first call). Use an ``async def``
+    function, or a sync ``Engine``.
+    """
+
+
 class UnkeyableArgumentError(CachierLikeError, TypeError):
     """A call's arguments cannot be made into a cache key (a generator, a lock, ...).
 

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from .cores import Core
+from .counts import AwaitableCount
 from .entry import Entry
 from .options import Options
 
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+#: What an ``async def`` function returns; its wrapper's upkeep counts may be awaited.
+AsyncResult = Coroutine[Any, Any, Any]
+
+
+async def _off_loop(core: Core, op: Callable[[], int]) -> int:
+    """``op()``, in a worker thread when ``core`` does I/O (the event loop keeps running)."""
+    if core.blocking:
+        return await asyncio.to_thread(op)
+    return op()
 
 
 class CacheMethods(abc.ABC, Generic[P, R]):
@@ -22,6 +35,7 @@ class CacheMethods(abc.ABC, Generic[P, R]):
     """
 
     _func: Callable[P, R]
+    _is_async: bool
 
     @abc.abstractmethod
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -89,8 +103,16 @@ class CacheMethods(abc.ABC, Generic[P, R]):
         opts.core.set(opts.keys.key(args, kwargs), Entry(value_to_cache, time.time()))
         return value_to_cache
 
+    @overload
+    def clear_cache(self: CacheMethods[Q, AsyncResult]) -> AwaitableCount: ...
+    @overload
+    def clear_cache(self) -> int: ...
     def clear_cache(self) -> int:
         """Remove every entry of this function (no other function's); return how many.
+
+        On an ``async def`` function the count is an :class:`~cachier_like.counts.AwaitableCount`:
+        the entries are removed at once, and ``await f.clear_cache()`` works too (as with
+        cachier). :meth:`aclear_cache` does the same without blocking the event loop.
 
         Example:
             >>> from cachier_like import cached
@@ -102,10 +124,17 @@ class CacheMethods(abc.ABC, Generic[P, R]):
             2
             2
         """
-        return self._current().core.clear()
+        return self._count(self._current().core.clear())
 
+    @overload
+    def clear_being_calculated(self: CacheMethods[Q, AsyncResult]) -> AwaitableCount: ...
+    @overload
+    def clear_being_calculated(self) -> int: ...
     def clear_being_calculated(self) -> int:
-        """Drop every in-progress calculation claim of this function (a reset).
+        """Drop every in-progress calculation claim of this function (a reset); return how many.
+
+        On an ``async def`` function the count may be awaited too, as with
+        :meth:`clear_cache`; :meth:`aclear_being_calculated` does not block the event loop.
 
         Example:
             >>> from cachier_like import cached
@@ -115,7 +144,44 @@ class CacheMethods(abc.ABC, Generic[P, R]):
             >>> f.clear_being_calculated()
             0
         """
-        return self._current().core.clear_claims()
+        return self._count(self._current().core.clear_claims())
+
+    async def aclear_cache(self) -> int:
+        """:meth:`clear_cache` for event loops: a blocking core's work runs in a worker thread.
+
+        Example:
+            >>> import asyncio
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... async def f(x: int) -> int:
+            ...     return x
+            >>> async def main() -> int:
+            ...     await f(1)
+            ...     return await f.aclear_cache()
+            >>> asyncio.run(main())
+            1
+        """
+        core = self._current().core
+        return await _off_loop(core, core.clear)
+
+    async def aclear_being_calculated(self) -> int:
+        """:meth:`clear_being_calculated` for event loops, without blocking them.
+
+        Example:
+            >>> import asyncio
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... async def f(x: int) -> int:
+            ...     return x
+            >>> asyncio.run(f.aclear_being_calculated())
+            0
+        """
+        core = self._current().core
+        return await _off_loop(core, core.clear_claims)
+
+    def _count(self, count: int) -> int:
+        """What the sync upkeep methods return: the count, awaitable on an async function."""
+        return AwaitableCount(count) if self._is_async else count
 
     def cache_dpath(self) -> str | None:
         """The directory holding this function's entries (pickle core), else None.

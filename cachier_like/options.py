@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,7 @@ class OptionResolver:
             core = cls(self._namespace, serializer=serializer, **core_options)
         except TypeError as exc:
             raise ConfigurationError(f"backend {backend!r} rejected its options: {exc}") from exc
+        core.check_caller(inspect.iscoroutinefunction(self._func))
         keys = KeyMaker(
             self._func, hash_func=hash_func, skip_first=self._skip_first, stable=cls.stable_keys
         )

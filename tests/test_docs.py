@@ -15,6 +15,8 @@ from tests.backends import redis_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A block's first line may name the optional modules it needs: "# needs: greenlet, aiosqlite".
+_NEEDS = re.compile(r"\A# needs: (.+)\n")
 
 
 def _blocks() -> list[tuple[str, int, str]]:
@@ -48,6 +50,9 @@ def test_docs_have_code_blocks() -> None:
 def test_code_block_runs(
     page: str, index: int, code: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    needs = _NEEDS.match(code)
+    for module in needs.group(1).split(",") if needs else ():
+        pytest.importorskip(module.strip())
     env = dict(os.environ, CACHIER_LIKE_CACHE_DIR=str(tmp_path / "cache"))
     if _PAGE_MARKERS.get(page) == "redis":
         request.getfixturevalue("redis_test_client")  # skips (fails under CI) when down

@@ -12,6 +12,7 @@ from typing import Any
 from typing_extensions import assert_type, reveal_type
 
 from cachier_like import CachedFunction, Entry, cached, cachier
+from cachier_like.counts import AwaitableCount
 
 
 def sample() -> None:
@@ -47,8 +48,14 @@ def sample() -> None:
     async def use() -> None:
         assert_type(await fetch("k"), bytes)
         assert_type(await fetch.refresh("k"), bytes)
+        assert_type(await fetch.clear_cache(), int)
+        assert_type(await fetch.aclear_cache(), int)
+        assert_type(await scale.aclear_being_calculated(), int)
 
     assert_type(scale.clear_cache(), int)
+    assert_type(scale.clear_being_calculated(), int)
+    assert_type(fetch.clear_cache(), AwaitableCount)
+    assert_type(fetch.clear_being_calculated(), AwaitableCount)
 
     reveal_type(scale(1))
     reveal_type(scale.refresh(1))

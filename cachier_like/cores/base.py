@@ -130,6 +130,14 @@ class Core(abc.ABC):
             self.warn_damaged(where, repr(exc), kind=type(exc))
             return UNREADABLE
 
+    def check_caller(self, is_async: bool) -> None:  # noqa: B027 - optional, not abstract
+        """Refuse, with a ``TypeError``, a decorated function this core cannot serve.
+
+        Told once the core is built for a function whether it is ``async def``; every
+        core serves both kinds unless it overrides this (the SQL core with an
+        ``AsyncEngine`` serves only ``async def`` functions).
+        """
+
     @abc.abstractmethod
     def get(self, key: Hashable) -> Entry | None:
         """Return the entry stored under ``key``, or None (missing or unreadable).

@@ -22,10 +22,12 @@ import sqlalchemy as sa
 
 from ... import forks
 from ...entry import Entry
+from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
 from ..shared import storage_name
-from .engines import SQL_URL_ENV, adopt, engine_source, set_up
+from .async_engines import is_async_engine, namespaces_async
+from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up
 from .runner import Runner
 from .schema import DEFAULT_TABLE, make_table, namespace_text
 from .statements import Statements
@@ -69,7 +71,9 @@ class SQLCore(Core):
         self._source = engine_source(sql_engine)
         self._pid = os.getpid()
         given = self._source.obj
-        self._engine = None if given is None else adopt(given, inherited=False)
+        self._engine: AnyEngine | None = None if given is None else adopt(given, inherited=False)
+        #: Whether the decorated function is a sync one (None: no function told us).
+        self._sync_caller: bool | None = None
         self._ns = namespace_text(namespace)
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()
@@ -85,9 +89,24 @@ class SQLCore(Core):
             if self._ready is None:
                 if self._engine is None:
                     inherited = self._pid != os.getpid()
-                    self._engine = adopt(self._source.resolve(), inherited)
+                    engine = self._source.resolve()
+                    if self._sync_caller and is_async_engine(engine):
+                        raise AsyncOnlyError(self._sync_caller_advice())
+                    self._engine = adopt(engine, inherited)
                 self._ready = _Ready(*set_up(self._engine, self.table))
             return self._ready
+
+    def check_caller(self, is_async: bool) -> None:
+        """An AsyncEngine serves ``async def`` functions only (see ``docs/cores/sql.md``)."""
+        self._sync_caller = not is_async
+        if not is_async and is_async_engine(self._source.given):
+            raise AsyncOnlyError(self._sync_caller_advice())
+
+    def _sync_caller_advice(self) -> str:
+        return (
+            f"{self.namespace}: sql_engine is an AsyncEngine, which serves only async def "
+            "functions; make the function async def, or pass a sync Engine or a URL"
+        )
 
     def _after_fork(self) -> None:
         """In a forked child (its engines already disposed): no claims, free locks."""
@@ -240,6 +259,8 @@ class SQLCore(Core):
         """
         table = make_table(options.get("table_name") or DEFAULT_TABLE)
         engine = adopt(engine_source(options.get("sql_engine")).resolve(), inherited=False)
+        if not isinstance(engine, sa.Engine):
+            return namespaces_async(engine, table)
         if not sa.inspect(engine).has_table(table.name, schema=table.schema):
             return []
         query = sa.select(table.c.namespace).distinct().order_by(table.c.namespace)

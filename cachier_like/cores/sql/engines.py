@@ -9,6 +9,9 @@ What can be checked without a server is checked as the function is decorated (th
 type of ``sql_engine``, a URL's syntax and dialect); ``$CACHIER_LIKE_SQL_URL``, the
 driver and the connection options are checked on first use, and a mistake there is a
 ``ConfigurationError`` (``MissingDriverError`` for a driver) raised to the caller.
+
+An ``AsyncEngine`` (for ``async def`` functions) is kept as it is given; its pool and
+set-up are keyed by its sync side, and its statements run as :mod:`.async_engines` says.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
@@ -24,8 +27,21 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from ... import forks
 from ...errors import ConfigurationError, MissingDriverError
 from ..shared import StoreSource, StoreSpec
+from .async_engines import (
+    AsyncRunner,
+    check_async_engine,
+    create_table_async,
+    is_async_engine,
+    private_engine,
+)
 from .runner import Runner, is_memory_sqlite
 from .statements import Statements
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+#: What the core runs statements through.
+AnyEngine: TypeAlias = "sa.Engine | AsyncEngine"
 
 SQL_URL_ENV = "CACHIER_LIKE_SQL_URL"
 """Environment variable with the database URL used when ``sql_engine`` is not given."""
@@ -119,12 +135,14 @@ def shared_engine(url: sa.URL) -> sa.Engine:
         return engine
 
 
-def _checked_engine(engine: object) -> sa.Engine:
-    if hasattr(engine, "sync_engine"):
-        raise ConfigurationError(
-            "sql_engine must be a synchronous Engine, not an AsyncEngine; pass a "
-            "URL with a sync driver (e.g. postgresql+psycopg://...) or a sync Engine"
-        )
+def sync_side(engine: AnyEngine) -> sa.Engine:
+    """The sync ``Engine`` holding ``engine``'s pool (itself, for a sync engine)."""
+    return engine if isinstance(engine, sa.Engine) else engine.sync_engine
+
+
+def _checked_engine(engine: object) -> AnyEngine:
+    if is_async_engine(engine):
+        return check_async_engine(engine)
     if not isinstance(engine, sa.Engine):
         raise ConfigurationError(f"sql_engine must give a SQLAlchemy Engine, not {engine!r}")
     if is_memory_sqlite(engine.url) and isinstance(engine.pool, SingletonThreadPool):
@@ -151,13 +169,13 @@ def parse_url(spec: str | sa.URL, where: str = "sql_engine") -> sa.URL:
     return url
 
 
-_SPEC: StoreSpec[sa.Engine] = StoreSpec(
+_SPEC: StoreSpec[AnyEngine] = StoreSpec(
     backend="sql",
     option="sql_engine",
     env=SQL_URL_ENV,
-    kinds="an Engine, a callable returning one, or a database URL",
+    kinds="an Engine (or AsyncEngine), a callable returning one, or a database URL",
     example="postgresql+psycopg://host/db",
-    is_object=lambda value: isinstance(value, sa.Engine) or hasattr(value, "sync_engine"),
+    is_object=lambda value: isinstance(value, sa.Engine) or is_async_engine(value),
     parse=parse_url,
     connect=shared_engine,
     check=_checked_engine,
@@ -165,25 +183,29 @@ _SPEC: StoreSpec[sa.Engine] = StoreSpec(
 )
 
 
-def engine_source(spec: object) -> StoreSource[sa.Engine]:
+def engine_source(spec: object) -> StoreSource[AnyEngine]:
     """Validate ``sql_engine`` now (an engine, a callable, a URL, or None for the
     URL in ``$CACHIER_LIKE_SQL_URL``); the engine itself comes on first use."""
     return StoreSource(spec, _SPEC)
 
 
-def adopt(engine: sa.Engine, inherited: bool) -> sa.Engine:
-    """Make sure ``engine``'s pool holds no connection opened by another process.
+def adopt(engine: AnyEngine, inherited: bool) -> AnyEngine:
+    """The engine to run statements through, its pool holding no other process's connection.
 
     The engines known at a fork are disposed in the child (below); one first met in a
     child (``inherited``: from the callable of a core built before the fork) is
-    disposed here, before its first use.
+    disposed here, before its first use. An AsyncEngine gives the core's own copy
+    (see :func:`~.async_engines.private_engine`).
     """
+    if is_async_engine(engine):
+        engine = private_engine(engine)
+    pool_engine = sync_side(engine)
     pid = os.getpid()
     with _lock:
-        owner = _POOL_OWNERS.get(engine)
+        owner = _POOL_OWNERS.get(pool_engine)
         if owner != pid and (owner is not None or inherited):
-            engine.dispose(close=False)
-        _POOL_OWNERS[engine] = pid
+            pool_engine.dispose(close=False)
+        _POOL_OWNERS[pool_engine] = pid
     return engine
 
 
@@ -206,23 +228,32 @@ def _create_table(engine: sa.Engine, table: sa.Table) -> None:
         connection.close()
 
 
-def set_up(engine: sa.Engine, table: sa.Table) -> tuple[Runner, Statements]:
+def _runner(engine: AnyEngine) -> Runner:
+    return Runner(engine) if isinstance(engine, sa.Engine) else AsyncRunner(engine)
+
+
+def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
     """The runner for ``engine`` and the statements for ``table``, creating it if missing."""
+    pool_engine = sync_side(engine)
     with _lock:
-        runner, tables = _SETUPS.get(engine) or (Runner(engine), {})
-        _SETUPS[engine] = (runner, tables)
+        runner, tables = _SETUPS.get(pool_engine) or (_runner(engine), {})
+        _SETUPS[pool_engine] = (runner, tables)
         statements = tables.get(table.fullname)
     if statements is None:
         if runner.down:
             raise runner.refusal()
         try:
-            _create_table(engine, table)  # connects first, so the dialect knows the server
+            # Connects first, so the dialect knows the server.
+            if isinstance(engine, sa.Engine):
+                _create_table(engine, table)
+            else:
+                create_table_async(engine, table)
         except Exception as exc:
             outage = runner.failed(exc)
             if outage is None:
                 raise
             raise outage from exc
-        statements = Statements(table, engine.dialect)
+        statements = Statements(table, pool_engine.dialect)
         with _lock:
             tables[table.fullname] = statements
     return runner, statements

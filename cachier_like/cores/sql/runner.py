@@ -37,7 +37,9 @@ _TRANSIENT_MYSQL_ERRORS = frozenset({1205, 1213})
 _DBAPI_UNREACHABLE = ("OperationalError", "InterfaceError")
 
 
-class _Retry(Exception):  # noqa: N818 - a signal, not an error to users
+class Retry(Exception):  # noqa: N818 - a signal, not an error to users
+    """Raised by one attempt at a statement: the error may pass with another attempt."""
+
     def __init__(self, error: BaseException) -> None:
         super().__init__(repr(error))
         self.error = error
@@ -77,6 +79,9 @@ def _needs_commit(connection: Any) -> bool:
 class Runner(Breaker):
     """Runs prepared statements on one engine; returns rows or a row count."""
 
+    #: Whether a :class:`~.watchdog.Watchdog` unblocks statements on a hung server.
+    watched = True
+
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         dialect = engine.dialect
@@ -104,7 +109,7 @@ class Runner(Breaker):
         self._init_breaker(f"the {dialect.name} database")
         # SQLite is a local file: its errors ("database is locked") are no outage.
         self._networked = dialect.name != "sqlite"
-        self._watchdog = Watchdog(engine, self.trip) if self._networked else None
+        self._watchdog = Watchdog(engine, self.trip) if self._networked and self.watched else None
 
     def after_fork(self) -> None:
         """Drop a lock another thread of the parent may have held."""
@@ -122,7 +127,7 @@ class Runner(Breaker):
                     return self._once(prepared, params)
                 with self._lock:
                     return self._once(prepared, params)
-            except _Retry as retry:
+            except Retry as retry:
                 if attempt >= _ATTEMPTS or self.down:
                     outage = self.failed(retry.error)
                     if outage is None:
@@ -196,7 +201,7 @@ class Runner(Breaker):
                         watchdog.leave(dbapi_connection)
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated or is_transient(exc.orig):
-                raise _Retry(exc) from exc
+                raise Retry(exc) from exc
             raise
 
     def _via_driver(self, prepared: Prepared, params: Params) -> Any:
@@ -230,9 +235,9 @@ class Runner(Breaker):
                 invalidated = True
                 # Invalidate this connection's whole generation: its siblings are dead too.
                 self.engine.pool._invalidate(fairy, exc)
-                raise _Retry(exc) from exc
+                raise Retry(exc) from exc
             if is_transient(exc):
-                raise _Retry(exc) from exc
+                raise Retry(exc) from exc
             raise
         finally:
             if watchdog is not None:
