@@ -69,7 +69,7 @@ def check_async_engine(engine: AsyncEngine) -> AsyncEngine:
     that each connection would see empty."""
     if importlib.util.find_spec("greenlet") is None:  # SQLAlchemy's asyncio layer needs it
         raise MissingDriverError(
-            "an AsyncEngine needs the greenlet package: pip install 'sqlalchemy[asyncio]'"
+            "an AsyncEngine needs the greenlet package: pip install 'cachier_like[sql-async]'"
         )
     if is_memory_sqlite(engine.url) and not isinstance(engine.sync_engine.pool, StaticPool):
         raise ConfigurationError(
