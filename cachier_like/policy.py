@@ -109,7 +109,7 @@ def call_flow(
         bound = max_age if bound is None else min(bound, max_age)
     if fresh(entry, job.allow_none, bound, _now()):
         assert entry is not None
-        if job.verbose:
+        if job.verbose:  # checked here: a hit pays no call for it
             job.say("cache hit")
         return entry.value
     if opts.next_time and fresh(entry, job.allow_none, None, 0.0):  # stale, holds a value

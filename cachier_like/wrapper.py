@@ -73,8 +73,9 @@ class CachedFunction(CacheMethods[P, R]):
             "allow_non_static_methods", config.get_default_params()["allow_non_static_methods"]
         )
         if is_method and not allow_methods:
+            name = getattr(self, "__qualname__", func)  # a partial of a nameless callable
             raise TypeError(
-                f"{func.__qualname__} looks like an instance method (first parameter 'self'); "
+                f"{name} looks like an instance method (first parameter 'self'); "
                 "its cache would be shared by every instance. Pass "
                 "allow_non_static_methods=True to cache it anyway (self is left out of keys)."
             )

@@ -231,6 +231,20 @@ def test_decorated_partial_looks_like_its_function() -> None:
     assert wrapper.__wrapped__ is partial
 
 
+def test_partial_of_a_method_needs_allow_non_static_methods() -> None:
+    class Service:
+        def lookup(self, x: int) -> int:
+            return x
+
+    with pytest.raises(TypeError, match=r"Service\.lookup looks like an instance method"):
+        cached(backend="memory")(functools.partial(Service.lookup, x=1))
+    wrapper = cached(backend="memory", allow_non_static_methods=True)(
+        functools.partial(Service.lookup, x=1)
+    )
+    assert wrapper(Service()) == 1
+    assert stored(wrapper, Service()).value == 1  # self is left out of the key
+
+
 def test_decorated_async_partial() -> None:
     calls = Counter()
 
@@ -372,3 +386,18 @@ def test_verbose_prints_waiting(
     assert results == [1]
     lines = capsys.readouterr().out.splitlines()
     assert any("wait" in line for line in lines), lines
+
+
+@pytest.mark.usefixtures("logging_silenced")
+def test_verbose_prints_for_async_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    @cached(backend="memory")
+    async def f(x: int) -> int:
+        return x
+
+    async def main() -> list[int]:
+        return [await f(1, cachier__verbose=True), await f(1, cachier__verbose=True)]  # type: ignore[call-arg]
+
+    assert asyncio.run(main()) == [1, 1]
+    miss, hit = capsys.readouterr().out.splitlines()
+    assert "miss" in miss
+    assert "hit" in hit
