@@ -12,20 +12,49 @@ Both are the same in every run of the script and in its spawned children, and th
 CLI can name a script's function by its path without running it
 (``cachier-like ls path/to/run.py:featurize``). Code with no file (the REPL,
 ``python -c``, a notebook) keeps ``__main__.qualname``: pass ``namespace=`` there.
+
+A ``functools.partial`` is the function it wraps, with some arguments given
+(:func:`unwrap_partial`): it has that function's namespace, and its calls the keys of
+that function's calls.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCRIPT_MODULES", "function_namespace", "script_namespace"]
+__all__ = ["SCRIPT_MODULES", "function_namespace", "script_namespace", "unwrap_partial"]
 
 #: The module names a script's code runs under (``__mp_main__``: a spawned child).
 SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
+def unwrap_partial(
+    func: Callable[..., Any],
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """``(function, args, keywords)``: what calling ``func`` (maybe a partial) amounts to.
+
+    Nested partials merge as Python applies them: inner positional arguments first,
+    outer keywords over inner ones. A plain function comes back with no arguments.
+
+    Example:
+        >>> import functools
+        >>> def f(a, b, c=0): ...
+        >>> inner = functools.partial(f, 1, c=5)
+        >>> unwrap_partial(functools.partial(inner, 2, c=7))[1:]
+        ((1, 2), {'c': 7})
+    """
+    args: tuple[Any, ...] = ()
+    keywords: dict[str, Any] = {}
+    while isinstance(func, functools.partial):
+        args = func.args + args
+        keywords = {**func.keywords, **keywords}
+        func = func.func
+    return func, args, keywords
 
 
 def script_namespace(path: str | os.PathLike[str], qualname: str) -> str:
@@ -56,11 +85,14 @@ def _script_identity(module_name: str) -> tuple[str, str] | None:
 def function_namespace(func: Callable[..., Any]) -> str:
     """The namespace ``@cached`` gives ``func`` when no ``namespace=`` is passed.
 
+    A partial has the namespace of the function it wraps.
+
     Example:
-        >>> import json
-        >>> function_namespace(json.dumps)
-        'json.dumps'
+        >>> import functools, json
+        >>> function_namespace(json.dumps), function_namespace(functools.partial(json.dumps))
+        ('json.dumps', 'json.dumps')
     """
+    func = unwrap_partial(func)[0]
     module_name = getattr(func, "__module__", None) or "__main__"
     qualname = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", "function"))
     if module_name in SCRIPT_MODULES:

@@ -19,6 +19,7 @@ from xxhash import xxh3_128_intdigest
 
 from .cores.shared import SAFE_KEY as _SAFE_KEY  # hash_func results used verbatim
 from .hashing import UnhashableValueError, stable_hash, type_label
+from .identity import unwrap_partial
 
 __all__ = [
     "LOCAL_KEY_MAX_LEN",
@@ -42,17 +43,24 @@ LOCAL_KEY_MAX_LEN = 256
 class ArgumentBinder:
     """Normalises a call's arguments to one tuple of values in signature order.
 
-    ``skip_first`` drops the first parameter (``self`` of a method) from keys.
+    ``skip_first`` drops the first parameter (``self`` of a method) from keys. A
+    ``functools.partial`` binds as the function it wraps, its arguments merged into each
+    call's, so ``partial(f, 1)()`` binds like ``f(1)``.
 
     Example:
+        >>> import functools
         >>> def f(a, b=2, *, c=3): ...
         >>> binder = ArgumentBinder(f)
         >>> binder.bind((1,), {}) == binder.bind((), {"c": 3, "b": 2, "a": 1})
         True
+        >>> ArgumentBinder(functools.partial(f, c=4)).bind((1,), {})
+        (1, 2, 4)
     """
 
     def __init__(self, func: Callable[..., Any], skip_first: bool = False) -> None:
-        self.signature = inspect.signature(func)
+        base, self._given_args, self._given_kwargs = unwrap_partial(func)
+        self._partial = base is not func
+        self.signature = inspect.signature(base)
         params = list(self.signature.parameters.values())
         self.skip_first = skip_first and bool(params)
         kinds = inspect.Parameter
@@ -76,16 +84,27 @@ class ArgumentBinder:
             else:
                 self._fill.append(None)
         # A call with exactly this many positional arguments and no keywords is already
-        # in canonical form (-1: never, e.g. with *args or a skipped ``self``).
-        self.exact_positional = (
-            self._n_positional if self._simple and not self.skip_first and not kwonly else -1
-        )
+        # in canonical form (-1: never, e.g. with *args, a skipped ``self`` or a partial).
+        canonical = self._simple and not self.skip_first and not kwonly and not self._partial
+        self.exact_positional = self._n_positional if canonical else -1
+        # The names a caller may pass: for a partial, those its own signature lists.
+        callable_params = inspect.signature(func).parameters.values() if self._partial else params
         self.declared_names = frozenset(
-            p.name for p in params if p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)
+            p.name
+            for p in callable_params
+            if p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)
         )
+
+    def _merge(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A partial's call as a call of its function: its arguments first, keywords under."""
+        return self._given_args + args, {**self._given_kwargs, **kwargs}
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Return the call's values in signature order, defaults applied."""
+        if self._partial:
+            args, kwargs = self._merge(args, kwargs)
         if not kwargs and self._simple and len(args) <= self._n_positional:
             fill = self._fill[len(args)]
             if fill is not None:
@@ -112,6 +131,8 @@ class ArgumentBinder:
         Positional-only values stay positional so a ``**kwargs`` entry of the same
         name cannot overwrite them.
         """
+        if self._partial:
+            args, kwargs = self._merge(args, kwargs)
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         named: dict[str, Any] = {}

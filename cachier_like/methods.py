@@ -184,7 +184,10 @@ class CacheMethods(abc.ABC, Generic[P, R]):
         return AwaitableCount(count) if self._is_async else count
 
     def cache_dpath(self) -> str | None:
-        """The directory holding this function's entries (pickle core), else None.
+        """The pickle core's ``cache_dir``, ``~`` expanded, as a str; else None.
+
+        As in cachier, this is the directory given: each function's entries live in
+        a subdirectory of it named after the function (``f.core.directory``).
 
         Example:
             >>> from cachier_like import cached

@@ -18,6 +18,26 @@ Parser = Callable[[Any, str], Any]
 """``parser(value, option_name) -> normalised value``; raises ``ConfigurationError``."""
 
 
+def signed_seconds(value: timedelta | float | int | None, name: str) -> float | None:
+    """A duration in seconds that may be negative; ``None`` and ``timedelta.max`` are None.
+
+    Example:
+        >>> signed_seconds(timedelta(seconds=-2), "max_age")
+        -2.0
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        if value == timedelta.max:
+            return None
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigurationError(
+        f"{name} must be a timedelta or a number of seconds, not {type(value).__name__}"
+    )
+
+
 def as_seconds(value: timedelta | float | int | None, name: str) -> float | None:
     """Normalise a duration option to seconds; ``None`` stays ``None``.
 
@@ -25,19 +45,8 @@ def as_seconds(value: timedelta | float | int | None, name: str) -> float | None
         >>> as_seconds(timedelta(minutes=1), "stale_after")
         60.0
     """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        if value == timedelta.max:
-            return None
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigurationError(
-            f"{name} must be a timedelta or a number of seconds, not {type(value).__name__}"
-        )
-    if seconds < 0:
+    seconds = signed_seconds(value, name)
+    if seconds is not None and seconds < 0:
         raise ConfigurationError(f"{name} must not be negative (got {value!r})")
     return seconds
 

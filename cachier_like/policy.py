@@ -22,6 +22,7 @@ from .entry import Entry
 from .leases import KEEPER
 from .options import Options
 from .steps import Compute, CoreFailure, CoreOp, Flow, Wait
+from .verbose import tell
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ class Job:
     key: Hashable
     call: Call
     allow_none: bool
+    verbose: bool = False  #: ``cachier__verbose``: say what happens on stdout
+
+    def say(self, what: str) -> None:
+        """Tell a verbose caller what happened (one line on stdout); else nothing."""
+        if self.verbose:
+            tell(self.reporter.name, what, self.key)
 
     def compute(self) -> Compute:
         """The step that calls the user's function."""
@@ -84,9 +91,12 @@ def call_flow(
     have_entry: bool,
     start_refresh: RefreshStarter,
 ) -> Flow:
-    """Read (unless already read), then serve, serve stale and refresh, or compute."""
+    """Read (unless already read), then serve, serve stale and refresh, or compute.
+
+    ``max_age`` tightens ``stale_after`` for this call only; with ``next_time`` an entry
+    stale by either bound is served and refreshed in the background, as in cachier.
+    """
     opts = job.opts
-    name = job.reporter.name
     if not have_entry:
         try:
             entry = yield CoreOp(opts.core.get, (job.key,))
@@ -97,23 +107,17 @@ def call_flow(
     bound = opts.stale_after
     if max_age is not None:
         bound = max_age if bound is None else min(bound, max_age)
-    now = _now()
-    if fresh(entry, job.allow_none, bound, now):
+    if fresh(entry, job.allow_none, bound, _now()):
         assert entry is not None
-        if controls.verbose:
-            logger.info("%s: cache hit for key %s", name, job.key)
+        if job.verbose:  # checked here: a hit pays no call for it
+            job.say("cache hit")
         return entry.value
-    if (
-        opts.next_time and fresh(entry, job.allow_none, max_age, now)  # stale only by stale_after
-    ):
+    if opts.next_time and fresh(entry, job.allow_none, None, 0.0):  # stale, holds a value
         assert entry is not None
-        if controls.verbose:
-            logger.info("%s: stale hit for key %s; refreshing", name, job.key)
+        job.say("stale entry served; refreshing in the background")
         start_refresh(job, entry)
         return entry.value
-    if controls.verbose:
-        state = "stale" if entry is not None else "missing"
-        logger.info("%s: %s entry for key %s; calculating", name, state, job.key)
+    job.say("stale entry; calculating" if entry is not None else "cache miss; calculating")
     return (yield from miss_flow(job, entry))
 
 
@@ -128,6 +132,7 @@ def store(job: Job, value: Any) -> Flow:
         return
     if not stored:
         logger.debug("%s: result not cached: larger than entry_size_limit", job.reporter.name)
+        job.say("result not cached: larger than entry_size_limit")
 
 
 def compute_and_store(job: Job) -> Flow:
@@ -176,14 +181,19 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
                 latest = yield from _recheck(job)
                 if landed(latest, seen, job.allow_none):
                     assert latest is not None
+                    job.say("another caller stored the value meanwhile")
                     return latest.value  # stored while we were claiming
                 return (yield from compute_and_store(job))
             finally:
                 yield from _release(job, lease)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-            logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
+            if job.verbose:
+                job.say("waited past wait_for_calc_timeout; calculating")
+            else:
+                logger.info("%s: waited past wait_for_calc_timeout; computing", job.reporter.name)
             return (yield from compute_and_store(job))
+        job.say("another caller is calculating; waiting")
         try:
             latest = yield Wait(core, job.key, remaining)
         except CoreFailure as failure:
@@ -191,6 +201,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             return (yield job.compute())
         if landed(latest, seen, job.allow_none):
             assert latest is not None
+            job.say("got the value another caller calculated")
             return latest.value
         # The claim ended with no new value (the calculation failed or its lease
         # lapsed), or the timeout passed: go round and try to take over.

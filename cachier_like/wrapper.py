@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -16,12 +17,13 @@ from .cleanup import CleanupScheduler
 from .controls import CONTROL_KEYWORDS, NO_CONTROLS, CallControls, take_controls
 from .entry import Entry
 from .errors import ConfigurationError, UnkeyableArgumentError
-from .identity import function_namespace
+from .identity import function_namespace, unwrap_partial
 from .methods import CacheMethods
 from .options import OptionResolver, Options
 from .policy import Job, background_refresh_flow, call_flow, compute_and_store
 from .refreshes import Refresher
 from .steps import drive_async, drive_sync
+from .verbose import tell
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,13 @@ class CachedFunction(CacheMethods[P, R]):
         self, func: Callable[P, R], explicit: dict[str, Any], namespace: str | None
     ) -> None:
         functools.update_wrapper(self, func)
+        base = unwrap_partial(func)[0]
+        if base is not func:
+            # A partial has no name or docstring of its own: show its function's. Its
+            # own signature stays (inspect.signature follows __wrapped__ to it).
+            for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+                with contextlib.suppress(AttributeError):
+                    setattr(self, attr, getattr(base, attr))
         self.__wrapped__ = func
         self._func = func
         self._is_async = inspect.iscoroutinefunction(func)
@@ -64,8 +73,9 @@ class CachedFunction(CacheMethods[P, R]):
             "allow_non_static_methods", config.get_default_params()["allow_non_static_methods"]
         )
         if is_method and not allow_methods:
+            name = getattr(self, "__qualname__", func)  # a partial of a nameless callable
             raise TypeError(
-                f"{func.__qualname__} looks like an instance method (first parameter 'self'); "
+                f"{name} looks like an instance method (first parameter 'self'); "
                 "its cache would be shared by every instance. Pass "
                 "allow_non_static_methods=True to cache it anyway (self is left out of keys)."
             )
@@ -135,11 +145,13 @@ class CachedFunction(CacheMethods[P, R]):
         if self._is_async:
             return cast(R, self._acall(args, kwargs, opts, controls))
         if not opts.enabled or controls.skip:
+            self._say_uncached(opts, controls)
             return self._func(*args, **kwargs)
         job = self._job(args, kwargs, opts, controls)
         if job is None:
             return self._func(*args, **kwargs)  # no key: run it uncached
         if controls.overwrite:
+            job.say("overwriting: calculating")
             return cast(R, drive_sync(compute_and_store(job)))
         if opts.cleanup_stale:
             self._cleanup.maybe_purge(opts)
@@ -150,12 +162,14 @@ class CachedFunction(CacheMethods[P, R]):
     ) -> Any:
         func = cast(Callable[..., Coroutine[Any, Any, Any]], self._func)
         if not opts.enabled or controls.skip:
+            self._say_uncached(opts, controls)
             return await func(*args, **kwargs)
         job = self._job(args, kwargs, opts, controls)
         if job is None:
             return await func(*args, **kwargs)  # no key: run it uncached
         blocking = opts.core.blocking
         if controls.overwrite:
+            job.say("overwriting: calculating")
             return await drive_async(compute_and_store(job), blocking)
         if opts.cleanup_stale:
             self._cleanup.maybe_purge(opts)
@@ -172,7 +186,13 @@ class CachedFunction(CacheMethods[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return None
-        return Job(self._reporter, opts, key, (self._func, args, kwargs), allow_none)
+        call = (self._func, args, kwargs)
+        return Job(self._reporter, opts, key, call, allow_none, controls.verbose)
+
+    def _say_uncached(self, opts: Options, controls: CallControls) -> None:
+        if controls.verbose:
+            reason = "caching is disabled" if not opts.enabled else "cache skipped"
+            tell(self.namespace, f"{reason}: calling the function")
 
     def _unkeyable(
         self, error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options

@@ -28,4 +28,4 @@ if __name__ == "__main__":
     assert first == second == 144
     logger.info("first call  (computed): %s in %.3f s", first, miss_s)
     logger.info("second call (cached):   %s in %.6f s", second, hit_s)
-    logger.info("entries live in %s", slow_square.cache_dpath())
+    logger.info("entries live under %s", slow_square.cache_dpath())

@@ -66,9 +66,8 @@ def test_bare_decorator_and_empty_call_both_work(cache_dir: Path) -> None:
     assert calls == ["bare", "called", "alias"]
     for func in (bare, called, alias):
         assert isinstance(func, CachedFunction)
-        location = func.cache_dpath()
-        assert location is not None
-        assert Path(location).parent == cache_dir
+        assert func.cache_dpath() == str(cache_dir)
+        assert func.core.directory.parent == cache_dir
 
 
 # -- methods --------------------------------------------------------------------------------

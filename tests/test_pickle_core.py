@@ -52,16 +52,14 @@ HELPER = Path(__file__).parent / "helpers" / "pickle_core_worker.py"
 # -- helpers -----------------------------------------------------------------------
 
 
-def entry_files(directory: str | None) -> list[Path]:
-    """The ``.entry`` files of one function's cache directory."""
-    assert directory is not None
-    return sorted(Path(directory).glob("*.entry"))
+def entry_files(directory: Path) -> list[Path]:
+    """The ``.entry`` files of one function's cache directory (its ``core.directory``)."""
+    return sorted(directory.glob("*.entry"))
 
 
-def tmp_files(directory: str | None) -> list[Path]:
+def tmp_files(directory: Path) -> list[Path]:
     """Temporary files left anywhere under one function's cache directory."""
-    assert directory is not None
-    return sorted(Path(directory).rglob("*.tmp"))
+    return sorted(directory.rglob("*.tmp"))
 
 
 def fake_os(**overrides: Callable[..., Any]) -> types.ModuleType:
@@ -98,8 +96,8 @@ def test_racing_processes_leave_one_entry_file_a_key_and_no_temporary_file(
         return k * k + 7
 
     run_forked(workers, lambda index: [square(k) for k in windows[index]], start_together=True)
-    assert len(entry_files(square.cache_dpath())) == key_space
-    assert tmp_files(square.cache_dpath()) == []
+    assert len(entry_files(square.core.directory)) == key_space
+    assert tmp_files(square.core.directory) == []
 
 
 BLOB_SIZE = 1 << 20
@@ -170,7 +168,7 @@ def test_reads_never_see_a_torn_entry_while_another_process_rewrites_it(
     assert process.exitcode == 0
     assert rounds in seen  # the last read came after the last write
     assert warnings_in(caplog) == []
-    assert tmp_files(blob.cache_dpath()) == []
+    assert tmp_files(blob.core.directory) == []
 
 
 def test_forked_processes_rewriting_one_key_do_not_collide(
@@ -217,7 +215,7 @@ def test_forked_processes_rewriting_one_key_do_not_collide(
     assert outcome[0] == [0] * writers, "writers logged store failures"
     assert seen
     assert warnings_in(caplog) == []
-    assert tmp_files(blob.cache_dpath()) == []
+    assert tmp_files(blob.core.directory) == []
 
 
 def test_an_entry_written_by_one_process_is_read_by_another(cache_dir: Path) -> None:
@@ -286,7 +284,7 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
         return list(range(x))
 
     assert numbers(50) == list(range(50))
-    (path,) = entry_files(numbers.cache_dpath())
+    (path,) = entry_files(numbers.core.directory)
     path.write_bytes(DAMAGE[damage](path.read_bytes()))
 
     with caplog.at_level(logging.WARNING):
@@ -294,7 +292,7 @@ def test_a_damaged_entry_is_a_miss_with_a_warning_and_is_replaced(
     assert calls == [50, 50]
     assert any(path.name in message for message in warnings_in(caplog)), warnings_in(caplog)
 
-    assert entry_files(numbers.cache_dpath()) == [path]
+    assert entry_files(numbers.core.directory) == [path]
     assert path.read_bytes()[:8] == MAGIC
     entry = numbers.cached_entry(50)
     assert entry is not None
@@ -317,7 +315,7 @@ def test_store_failure_on_a_read_only_directory_fails_open(
         return 10 * x
 
     assert tenfold(1) == 10  # creates the function's directory and its claims directory
-    directory = Path(str(tenfold.cache_dpath()))
+    directory = tenfold.core.directory
     if os.geteuid() == 0:
         # root ignores directory permissions: fail the rename like a full disk instead.
         monkeypatch.setattr(pickle_module, "os", fake_os(replace=no_space))
@@ -332,7 +330,7 @@ def test_store_failure_on_a_read_only_directory_fails_open(
         directory.chmod(0o755)
     assert calls == [1, 2]
     assert any("store" in message for message in warnings_in(caplog)), warnings_in(caplog)
-    assert tmp_files(str(directory)) == []
+    assert tmp_files(directory) == []
 
 
 @pytest.mark.parametrize("failing", ["open", "write", "replace"])
@@ -369,7 +367,7 @@ def test_a_full_disk_fails_open_and_leaves_no_temporary_file(
     assert calls == [1, 2]
     assert any("store" in message for message in warnings_in(caplog)), warnings_in(caplog)
     assert tenfold.cached_entry(2) is None
-    assert tmp_files(tenfold.cache_dpath()) == []
+    assert tmp_files(tenfold.core.directory) == []
 
     @cached(cache_dir=cache_dir, namespace="tests.pickle_core.strict", raise_on_error=True)
     def strict(x: int) -> int:
@@ -461,11 +459,10 @@ def test_default_cache_dir_honours_the_environment_variable(
     def plus_one(x: int) -> int:
         return x + 1
 
-    location = plus_one.cache_dpath()
-    assert location is not None
-    assert Path(location).parent == chosen.absolute()
+    assert plus_one.cache_dpath() == str(chosen)
+    assert plus_one.core.directory.parent == chosen.absolute()
     assert plus_one(1) == 2
-    assert len(entry_files(location)) == 1
+    assert len(entry_files(plus_one.core.directory)) == 1
 
 
 # -- the core's own API --------------------------------------------------------------
@@ -513,8 +510,9 @@ def test_get_set_and_location(make_core: CoreFactory, cache_dir: Path) -> None:
     assert list(cache_dir.iterdir()) == [core.directory]
     # Another core object on the same directory sees the same entries.
     assert make_core().get("k") == Entry("new", 124.0)
-    assert core.location() == str(core.directory)
-    assert Path(core.location()).parent == cache_dir.absolute()
+    # location() (cache_dpath()) is the directory given; entries are in a subdirectory.
+    assert core.location() == str(cache_dir)
+    assert core.directory.parent == cache_dir.absolute()
 
 
 def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
@@ -535,7 +533,7 @@ def test_clear_removes_entries_and_temporaries_of_this_namespace_only(
     finally:
         core.release(0)
     assert core.get(0) is None
-    assert entry_files(core.location()) == []
+    assert entry_files(core.directory) == []
     assert not stray.exists()
     assert all(other.get(i) == Entry(i, 1.0) for i in range(4))
     assert core.clear() == 0
@@ -578,9 +576,9 @@ def test_purge_stale_removes_old_and_corrupted_entries(make_core: CoreFactory) -
     core = make_core()
     now = 1_000_000.0
     core.set("new", Entry("new", now - 1))
-    before = set(entry_files(core.location()))
+    before = set(entry_files(core.directory))
     core.set("broken", Entry("broken", now))
-    (broken,) = set(entry_files(core.location())) - before
+    (broken,) = set(entry_files(core.directory)) - before
     broken.write_bytes(b"junk")
     core.set("old", Entry("old", now - 100))
     assert core.purge_stale(50, now) == 2
@@ -644,7 +642,7 @@ def test_long_namespaces_get_a_hash_suffix(make_core: CoreFactory, cache_dir: Pa
         core = make_core(name)
         assert core.set("k", Entry(name, 1.0))
         assert core.get("k") == Entry(name, 1.0)
-        assert Path(core.location()).parent == cache_dir.absolute()
+        assert core.directory.parent == cache_dir.absolute()
 
 
 # -- temporary files of interrupted writes ------------------------------------------
@@ -682,7 +680,7 @@ def sigkilled_writer(core: PickleCore, key: str) -> Path:
         assert process.exitcode == -signal.SIGKILL
     finally:
         reap(process)
-    (left,) = tmp_files(core.location())
+    (left,) = tmp_files(core.directory)
     assert left.name.startswith(f"{key}.{process.pid}-"), left.name
     return left
 
@@ -708,7 +706,7 @@ def test_a_sigkilled_writers_temporary_file_is_removed_once_an_hour_old(
     other = sigkilled_writer(core, "k2")
     make_old(other)
     assert core.clear() == 1
-    assert tmp_files(core.location()) == []
+    assert tmp_files(core.directory) == []
 
 
 def test_clear_leaves_a_write_in_progress_to_finish(
@@ -744,7 +742,7 @@ def test_clear_leaves_a_write_in_progress_to_finish(
         writer.join(DEADLINE_S)
     assert outcome == [True]
     assert core.get("k") == Entry("new", 2.0)
-    assert tmp_files(core.location()) == []
+    assert tmp_files(core.directory) == []
 
 
 def test_cleanup_stale_removes_abandoned_temporary_files(cache_dir: Path) -> None:
@@ -753,7 +751,7 @@ def test_cleanup_stale_removes_abandoned_temporary_files(cache_dir: Path) -> Non
         return 2 * x
 
     assert double(1) == 2
-    directory = Path(str(double.cache_dpath()))
+    directory = double.core.directory
     abandoned, in_progress = directory / "a.1-0.1.tmp", directory / "b.1-0.1.tmp"
     abandoned.write_bytes(b"half")
     in_progress.write_bytes(b"half")
@@ -772,5 +770,5 @@ def test_an_ordinary_first_store_records_the_full_namespace(cache_dir: Path) -> 
         return x
 
     assert f(1) == 1  # claim (which makes the directory), compute, store
-    assert len(Path(str(f.cache_dpath())).name) < len(long_name)  # the directory name is cut
+    assert len(f.core.directory.name) < len(long_name)  # the directory name is cut
     assert PickleCore.namespaces(cache_dir=cache_dir) == [long_name]

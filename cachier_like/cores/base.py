@@ -274,5 +274,5 @@ class Core(abc.ABC):
         raise NotImplementedError(f"{cls.__name__} cannot list the functions it stores")
 
     def location(self) -> str | None:
-        """Where the entries live on disk, for ``cache_dpath()``; None if not on disk."""
+        """The directory the store was given, for ``cache_dpath()``; None if not on disk."""
         return None

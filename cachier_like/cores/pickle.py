@@ -91,14 +91,20 @@ class PickleCore(Core):
         prefer_range_locks: bool = True,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
-        self.directory = Path(cache_dir).expanduser().absolute() / namespace_dirname(namespace)
+        #: The ``cache_dir`` given, ``~`` expanded: what ``cache_dpath()`` returns.
+        self.cache_dir = os.path.expanduser(os.fspath(cache_dir))
+        #: This function's own subdirectory, which holds its entries and claims.
+        self.directory = Path(self.cache_dir).absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks)
         self._named = False  # whether this process saw the namespace file written
 
     def location(self) -> str:
-        """The directory holding this function's entries."""
-        return self._dir
+        """The ``cache_dir`` given, as cachier's ``cache_dpath()`` returns it.
+
+        The entries are in this function's subdirectory of it, :attr:`directory`.
+        """
+        return self.cache_dir
 
     # -- entries -------------------------------------------------------------------
 

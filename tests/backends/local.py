@@ -91,9 +91,8 @@ class PickleContract(CoreContract):
     @pytest.fixture
     def damage(self) -> Callable[[Core, Hashable], None]:
         def garble(core: Core, key: Hashable) -> None:
-            location = core.location()
-            assert location is not None
-            entry_file = Path(location) / (storage_name(key) + ".entry")
+            assert isinstance(core, PickleCore)
+            entry_file = core.directory / (storage_name(key) + ".entry")
             assert entry_file.exists()
             entry_file.write_bytes(b"garbage, not an entry file")
 
