@@ -5,11 +5,13 @@ renewed, so a calculator that dies stops blocking others within one lease. A liv
 calculator must therefore renew its claims while it computes: one daemon thread per
 process renews every held lease at a third of its length, and retries a renewal that
 failed (the store briefly unreachable) after a tenth of it, so a claim survives an
-outage of up to about two thirds of a lease.
+outage of up to about two thirds of a lease. A core with a native async client is
+renewed by a task on the calculator's event loop instead, never by the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -53,9 +55,23 @@ class LeaseKeeper:
         # When the renewal thread next wakes by itself (inf: only when notified).
         self._wake_at = math.inf
         self._warned: dict[str, float] = {}  # namespace -> when a failed renewal was logged
+        # token -> the task renewing a native async core's claim on its event loop
+        self._tasks: dict[int, asyncio.Task[None]] = {}
 
     def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
-        """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`."""
+        """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`.
+
+        A core with a native async client is renewed by a task on the running event
+        loop (its client belongs to that loop); any other by the renewal thread.
+        """
+        if core.native_async:
+            with self._cond:
+                token = next(self._tokens)
+                task = asyncio.get_running_loop().create_task(
+                    self._renew_on_loop(core, key, lease_s)
+                )
+                self._tasks[token] = task
+            return token
         due = time.monotonic() + lease_s * _RENEW_FRACTION
         with self._cond:
             token = next(self._tokens)
@@ -75,11 +91,29 @@ class LeaseKeeper:
         """Stop renewing (the caller releases the claim itself)."""
         with self._cond:
             self._leases.pop(token, None)
+            task = self._tasks.pop(token, None)
+        if task is not None:
+            task.cancel()
 
     def held(self) -> int:
         """How many leases are being renewed."""
         with self._cond:
-            return len(self._leases)
+            return len(self._leases) + len(self._tasks)
+
+    async def _renew_on_loop(self, core: Core, key: Hashable, lease_s: float) -> None:
+        delay = lease_s * _RENEW_FRACTION
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                kept = await core.arenew(key, lease_s)
+            except Exception as exc:
+                self._warn(core.namespace, exc)
+                delay = lease_s * _RETRY_FRACTION
+                continue
+            if not kept:
+                self._expired(core.namespace)
+                return
+            delay = lease_s * _RENEW_FRACTION
 
     def _due(self) -> list[tuple[int, Core, Hashable, float]]:
         """Wait until some lease is due (or none is held); return the due ones."""
@@ -113,12 +147,15 @@ class LeaseKeeper:
                     self._retry_soon(token, lease_s)
                     continue
                 if not kept:
-                    logger.warning(
-                        "%s: a claim expired before it was renewed; another caller may "
-                        "compute the same value (raise `lease`)",
-                        core.namespace,
-                    )
+                    self._expired(core.namespace)
                     self.drop(token)
+
+    def _expired(self, namespace: str) -> None:
+        logger.warning(
+            "%s: a claim expired before it was renewed; another caller may "
+            "compute the same value (raise `lease`)",
+            namespace,
+        )
 
     def _warn(self, namespace: str, error: Exception) -> None:
         now = time.monotonic()
@@ -136,6 +173,7 @@ class LeaseKeeper:
         # The child has no renewal thread and holds none of the parent's claims.
         self._cond = threading.Condition(threading.Lock())
         self._leases = {}
+        self._tasks = {}
         self._thread = None
         self._wake_at = math.inf
         self._warned = {}

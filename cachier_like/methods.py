@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .cores import Core
 from .counts import AwaitableCount
 from .entry import Entry
 from .options import Options
@@ -18,13 +16,6 @@ Q = ParamSpec("Q")
 R = TypeVar("R")
 #: What an ``async def`` function returns; its wrapper's upkeep counts may be awaited.
 AsyncResult = Coroutine[Any, Any, Any]
-
-
-async def _off_loop(core: Core, op: Callable[[], int]) -> int:
-    """``op()``, in a worker thread when ``core`` does I/O (the event loop keeps running)."""
-    if core.blocking:
-        return await asyncio.to_thread(op)
-    return op()
 
 
 class CacheMethods(abc.ABC, Generic[P, R]):
@@ -161,8 +152,7 @@ class CacheMethods(abc.ABC, Generic[P, R]):
             >>> asyncio.run(main())
             1
         """
-        core = self._current().core
-        return await _off_loop(core, core.clear)
+        return await self._current().core.aclear()
 
     async def aclear_being_calculated(self) -> int:
         """:meth:`clear_being_calculated` for event loops, without blocking them.
@@ -176,8 +166,7 @@ class CacheMethods(abc.ABC, Generic[P, R]):
             >>> asyncio.run(f.aclear_being_calculated())
             0
         """
-        core = self._current().core
-        return await _off_loop(core, core.clear_claims)
+        return await self._current().core.aclear_claims()
 
     def _count(self, count: int) -> int:
         """What the sync upkeep methods return: the count, awaitable on an async function."""

@@ -99,7 +99,7 @@ def call_flow(
     opts = job.opts
     if not have_entry:
         try:
-            entry = yield CoreOp(opts.core.get, (job.key,))
+            entry = yield CoreOp(opts.core, "get", (job.key,))
         except CoreFailure as failure:
             job.report("read", failure)
             return (yield job.compute())
@@ -126,7 +126,7 @@ def store(job: Job, value: Any) -> Flow:
     if value is None and not job.allow_none:
         return
     try:
-        stored = yield CoreOp(job.opts.core.set, (job.key, Entry(value, time.time())))
+        stored = yield CoreOp(job.opts.core, "set", (job.key, Entry(value, time.time())))
     except CoreFailure as failure:
         job.report("store", failure)
         return
@@ -152,7 +152,7 @@ def _release(job: Job, lease: int | None) -> Flow:
     if lease is not None:
         KEEPER.drop(lease)
     try:
-        yield CoreOp(job.opts.core.release, (job.key,))
+        yield CoreOp(job.opts.core, "release", (job.key,))
     except CoreFailure as failure:
         job.report("release", failure)
 
@@ -160,7 +160,7 @@ def _release(job: Job, lease: int | None) -> Flow:
 def _recheck(job: Job) -> Flow:
     """Read the entry again after winning a claim (it may have landed meanwhile)."""
     try:
-        return (yield CoreOp(job.opts.core.get, (job.key,)))
+        return (yield CoreOp(job.opts.core, "get", (job.key,)))
     except CoreFailure:
         return None  # re-checking is an optimisation; compute regardless
 
@@ -171,7 +171,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
     deadline = None if opts.wait_timeout is None else time.monotonic() + opts.wait_timeout
     while True:
         try:
-            claimed = yield CoreOp(core.claim, (job.key, opts.lease))
+            claimed = yield CoreOp(core, "claim", (job.key, opts.lease))
         except CoreFailure as failure:
             job.report("claim", failure)
             return (yield job.compute())
@@ -210,7 +210,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
 def background_refresh_flow(job: Job, seen: Entry) -> Flow:
     """``next_time``: refresh a stale entry unless another caller already is."""
     try:
-        claimed = yield CoreOp(job.opts.core.claim, (job.key, job.opts.lease))
+        claimed = yield CoreOp(job.opts.core, "claim", (job.key, job.opts.lease))
     except CoreFailure as failure:
         job.report("claim", failure)
         return

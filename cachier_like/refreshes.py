@@ -20,10 +20,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config, forks
 from .steps import Flow, drive_async, drive_sync
+
+if TYPE_CHECKING:
+    from .cores.base import Core
 
 logger = logging.getLogger(__name__)
 
@@ -120,20 +123,18 @@ class Refresher:
             with _lock:
                 _threads.discard(threading.current_thread())
 
-    def start_task(self, key: Hashable, make_flow: Callable[[], Flow], blocking: bool) -> None:
+    def start_task(self, key: Hashable, make_flow: Callable[[], Flow], core: Core) -> None:
         """Refresh ``key`` in a task of the running loop unless this process already is."""
         if not self._take(key):
             return
-        task = asyncio.get_running_loop().create_task(self._run_async(key, make_flow, blocking))
+        task = asyncio.get_running_loop().create_task(self._run_async(key, make_flow, core))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_async(
-        self, key: Hashable, make_flow: Callable[[], Flow], blocking: bool
-    ) -> None:
+    async def _run_async(self, key: Hashable, make_flow: Callable[[], Flow], core: Core) -> None:
         try:
             try:
-                await drive_async(make_flow(), blocking)
+                await drive_async(make_flow(), core)
             except asyncio.CancelledError:
                 # Only a shutdown cancels a refresh nobody awaits (asyncio.run cancels
                 # what is pending, then waits for it): run it once more, bounded.
@@ -142,7 +143,7 @@ class Refresher:
                 if uncancel is not None:
                     uncancel()
                 logger.info("%s: finishing a background refresh before exit", self.name)
-                await asyncio.wait_for(drive_async(make_flow(), blocking), exit_timeout())
+                await asyncio.wait_for(drive_async(make_flow(), core), exit_timeout())
         except asyncio.TimeoutError:
             logger.warning(
                 "%s: a background refresh did not finish within refresh_exit_timeout; "

@@ -8,7 +8,8 @@ their results, so the policy is written once for both worlds:
 * :class:`Wait` — wait for another caller's claim on a key to end.
 
 ``drive_sync`` runs the steps in the calling thread; ``drive_async`` awaits the function,
-runs blocking core operations in a thread and waits through ``Core.wait_async``. An
+awaits a core's native coroutines (or runs a blocking core's operations in a thread) and
+waits through ``Core.wait_async``. An
 error from a core step comes back into the flow as :class:`CoreFailure`, so the flow
 alone decides how to fail open; the user's own exceptions, and a
 ``ConfigurationError`` (a mistake to fix), pass straight through.
@@ -42,9 +43,14 @@ class Compute:
 
 @dataclass(slots=True)
 class CoreOp:
-    """Run one core operation, ``op(*args)``; its error comes back as CoreFailure."""
+    """Run one core operation, ``core.<name>(*args)``; its error comes back as CoreFailure.
 
-    op: Callable[..., Any]
+    Named rather than bound, so the async driver can run the core's native coroutine
+    (``core.a<name>``) instead when the core has one (``Core.native_async``).
+    """
+
+    core: Core
+    name: str  # "get", "set", "claim" or "release"
     args: tuple[Any, ...]
 
 
@@ -88,7 +94,7 @@ def drive_sync(flow: Flow) -> Any:
         error = send = None
         try:
             if type(step) is CoreOp:
-                send = step.op(*step.args)
+                send = getattr(step.core, step.name)(*step.args)
             elif type(step) is Compute:
                 send = step.func(*step.args, **step.kwargs)
             else:
@@ -100,16 +106,22 @@ def drive_sync(flow: Flow) -> Any:
             error = exc
 
 
-async def _finish_in_thread(
-    op: Callable[..., Any], args: tuple[Any, ...]
-) -> tuple[asyncio.Future[Any], asyncio.CancelledError | None]:
-    """Run ``op(*args)`` in a thread and wait for it to end, even through cancellation.
+# How drive_async runs a core's operations.
+_INLINE, _THREAD, _NATIVE_MODE = 0, 1, 2
+#: The native coroutine of each core operation a flow names.
+_NATIVE = {"get": "aget", "set": "aset", "claim": "aclaim", "release": "arelease"}
 
-    A thread cannot be stopped: a claim it takes after the caller was cancelled would
-    leak. So the operation always finishes, and the cancellation it outlived is
-    returned for the driver to deliver to the flow once the flow knows the result.
+
+async def _finish(
+    future: asyncio.Future[Any],
+) -> tuple[asyncio.Future[Any], asyncio.CancelledError | None]:
+    """Wait for ``future`` to end, even through cancellation.
+
+    An operation that takes something (a claim, a stored entry) must not be abandoned
+    half-way: a claim it takes after the caller was cancelled would leak. So it always
+    finishes, and the cancellation it outlived is returned for the driver to deliver to
+    the flow once the flow knows the result.
     """
-    future = asyncio.get_running_loop().run_in_executor(None, op, *args)
     cancelled: asyncio.CancelledError | None = None
     while not future.done():
         try:
@@ -119,8 +131,32 @@ async def _finish_in_thread(
     return future, cancelled
 
 
-async def drive_async(flow: Flow, blocking: bool) -> Any:
-    """Run a flow in the event loop: await the function, thread off blocking core work.
+async def _run_op(step: CoreOp, mode: int) -> tuple[Any, asyncio.CancelledError | None]:
+    """Run one core step off the flow: natively or in a thread, through cancellation."""
+    if mode == _NATIVE_MODE:
+        coroutine = getattr(step.core, _NATIVE[step.name])(*step.args)
+        if step.name == "get":  # a read takes nothing: cancelling it is harmless
+            return await coroutine, None
+        future: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
+    else:
+        op = getattr(step.core, step.name)
+        future = asyncio.get_running_loop().run_in_executor(None, op, *step.args)
+    done, cancelled = await _finish(future)
+    return done.result(), cancelled
+
+
+def _mode(core: Core) -> int:
+    if core.native_async:
+        return _NATIVE_MODE
+    return _THREAD if core.blocking else _INLINE
+
+
+async def drive_async(flow: Flow, core: Core) -> Any:
+    """Run a flow in the event loop: await the function and ``core``'s native operations.
+
+    A core with native coroutines (``core.native_async``) never leaves the loop; a
+    blocking core without them runs each operation in a worker thread; the memory core
+    runs inline.
 
     Cancellation is safe at any point: a core operation already running finishes and
     its result reaches the flow, which goes on through its core steps until it next
@@ -131,6 +167,7 @@ async def drive_async(flow: Flow, blocking: bool) -> Any:
     error: BaseException | None = None
     pending: asyncio.CancelledError | None = None  # to throw into the flow next
     unwinding = False  # a cancellation is in the flow: what it yields now is clean-up
+    mode = _mode(core)
     while True:
         try:
             step = flow.send(send) if error is None else flow.throw(error)
@@ -146,13 +183,12 @@ async def drive_async(flow: Flow, blocking: bool) -> Any:
             continue
         try:
             if type(step) is CoreOp:
-                if blocking:
-                    future, cancelled = await _finish_in_thread(step.op, step.args)
+                if mode == _INLINE:
+                    send = getattr(step.core, step.name)(*step.args)
+                else:
+                    send, cancelled = await _run_op(step, mode)
                     if not unwinding:  # during clean-up, the first cancellation is enough
                         pending = pending or cancelled
-                    send = future.result()
-                else:
-                    send = step.op(*step.args)
             elif type(step) is Compute:
                 send = await step.func(*step.args, **step.kwargs)
             else:

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import logging
 import time
 import types
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
 from .alerts import FailureReporter
 from .cleanup import CleanupScheduler
 from .controls import CONTROL_KEYWORDS, NO_CONTROLS, CallControls, take_controls
+from .cores.base import Core
 from .entry import Entry
 from .errors import ConfigurationError, UnkeyableArgumentError
+from .flights import share
 from .identity import function_namespace, unwrap_partial
 from .methods import CacheMethods
 from .options import OptionResolver, Options
-from .policy import Job, background_refresh_flow, call_flow, compute_and_store
+from .policy import Job, background_refresh_flow, call_flow, compute_and_store, fresh
 from .refreshes import Refresher
 from .steps import drive_async, drive_sync
 from .verbose import tell
@@ -29,6 +32,16 @@ logger = logging.getLogger(__name__)
 
 # The hit fast path's clock; a module global is one lookup cheaper than time.time.
 _now = time.time
+
+
+async def _read(core: Core, key: Hashable) -> Entry | None:
+    """An async call's first read: native, inline, or in a worker thread."""
+    if core.native_async:
+        return await core.aget(key)
+    if core.blocking:
+        return await asyncio.to_thread(core.get, key)
+    return core.get(key)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -167,14 +180,31 @@ class CachedFunction(CacheMethods[P, R]):
         job = self._job(args, kwargs, opts, controls)
         if job is None:
             return await func(*args, **kwargs)  # no key: run it uncached
-        blocking = opts.core.blocking
+        core = opts.core
         if controls.overwrite:
             job.say("overwriting: calculating")
-            return await drive_async(compute_and_store(job), blocking)
+            return await drive_async(compute_and_store(job), core)
         if opts.cleanup_stale:
             self._cleanup.maybe_purge(opts)
-        flow = call_flow(job, controls, None, False, self._start_refresh)
-        return await drive_async(flow, blocking)
+        if controls is not NO_CONTROLS:  # per-call controls: a flight of its own
+            flow = call_flow(job, controls, None, False, self._start_refresh)
+            return await drive_async(flow, core)
+        try:
+            entry = await _read(core, job.key)
+        except ConfigurationError:
+            raise
+        except Exception:
+            # The flow reads again, and reports the failure as it decides what to do.
+            return await share((core, job.key), lambda: self._adrive(job, None, False))
+        if fresh(entry, job.allow_none, opts.stale_after, _now()):
+            assert entry is not None
+            return entry.value
+        # Concurrent awaits of this cold key in this loop share one computation.
+        return await share((core, job.key), lambda: self._adrive(job, entry, True))
+
+    async def _adrive(self, job: Job, entry: Entry | None, have_entry: bool) -> Any:
+        flow = call_flow(job, NO_CONTROLS, entry, have_entry, self._start_refresh)
+        return await drive_async(flow, job.opts.core)
 
     def _job(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
@@ -214,6 +244,6 @@ class CachedFunction(CacheMethods[P, R]):
         """Refresh ``job.key`` in the background unless this process already is."""
         if self._is_async:
             make_flow = functools.partial(background_refresh_flow, job, seen)
-            self._refresher.start_task(job.key, make_flow, job.opts.core.blocking)
+            self._refresher.start_task(job.key, make_flow, job.opts.core)
         else:
             self._refresher.start_thread(job.key, background_refresh_flow(job, seen))

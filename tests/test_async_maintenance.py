@@ -21,6 +21,8 @@ from cachier_like.cores.base import Core
 from cachier_like.cores.sql import SQLCore
 from cachier_like.cores.sql.async_engines import LOOP, private_engine
 from cachier_like.counts import AwaitableCount
+from cachier_like.flights import joined
+from cachier_like.keys import KeyMaker
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.backends.types import CoreOptions
@@ -227,7 +229,7 @@ def _counting(
 async def _check_async_engine(
     engine: Any, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> CachedFunction[[int], Any]:
-    """Miss, concurrent callers of one key (one computes, the rest wait), hit, stats, clear.
+    """Miss, concurrent callers of one key (one computes, the rest join it), hit, stats, clear.
 
     Returns the function, holding one entry.
     """
@@ -242,7 +244,12 @@ async def _check_async_engine(
 
     monkeypatch.setattr(core, "wait_async", spied_wait)
     tasks = [asyncio.create_task(lookup(5)) for _ in range(4)]
-    await eventually(lambda: len(waiting) == 3)  # one computes, three wait for its claim
+    # One computes; in one loop the other three join its computation, not its claim.
+    key = KeyMaker(lookup.__wrapped__).key((5,), {})
+    await eventually(lambda: calls == [5])
+    while joined((core, key)) < 4:
+        await asyncio.sleep(0.001)
+    assert waiting == []
     release.set()
     results = await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S)
     assert results == [{"x": 5}] * 4

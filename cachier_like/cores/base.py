@@ -91,6 +91,11 @@ class Core(abc.ABC):
     blocking: ClassVar[bool] = True
     #: Whether claims expire after ``lease_s`` unless renewed (see :meth:`renew`).
     leases: ClassVar[bool] = False
+    #: Whether the ``a``-prefixed coroutines (:meth:`aget`, :meth:`aset`, :meth:`aclaim`,
+    #: :meth:`arelease`, :meth:`arenew`, :meth:`aclear`, :meth:`aclear_claims`) and
+    #: :meth:`wait_async` run on the event loop through a native async client, never in
+    #: a thread; cores set it per instance, once they know their client.
+    native_async: bool = False
 
     def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
@@ -226,6 +231,38 @@ class Core(abc.ABC):
                 break
             await asyncio.sleep(delay)
         return await self._run(self.get, key)
+
+    # The async twins of the operations. These defaults run the sync operation (in a
+    # worker thread when the core does I/O); cores with a native async client override
+    # them and set ``native_async``.
+
+    async def aget(self, key: Hashable) -> Entry | None:
+        """:meth:`get` for event loops."""
+        return await self._run(self.get, key)
+
+    async def aset(self, key: Hashable, entry: Entry) -> bool:
+        """:meth:`set` for event loops."""
+        return await self._run(lambda k: self.set(k, entry), key)
+
+    async def aclaim(self, key: Hashable, lease_s: float) -> bool:
+        """:meth:`claim` for event loops."""
+        return await self._run(lambda k: self.claim(k, lease_s), key)
+
+    async def arelease(self, key: Hashable) -> None:
+        """:meth:`release` for event loops."""
+        await self._run(self.release, key)
+
+    async def arenew(self, key: Hashable, lease_s: float) -> bool:
+        """:meth:`renew` for event loops."""
+        return await self._run(lambda k: self.renew(k, lease_s), key)
+
+    async def aclear(self) -> int:
+        """:meth:`clear` for event loops."""
+        return await self._run(lambda _: self.clear(), None)
+
+    async def aclear_claims(self) -> int:
+        """:meth:`clear_claims` for event loops."""
+        return await self._run(lambda _: self.clear_claims(), None)
 
     async def _run(self, func: Callable[[Hashable], T], key: Hashable) -> T:
         if self.blocking:
