@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -35,12 +34,10 @@ _now = time.time
 
 
 async def _read(core: Core, key: Hashable) -> Entry | None:
-    """An async call's first read: native, inline, or in a worker thread."""
-    if core.native_async:
-        return await core.aget(key)
-    if core.blocking:
-        return await asyncio.to_thread(core.get, key)
-    return core.get(key)
+    """An async call's first read: inline on the memory core, else the core's ``aget``."""
+    if core.blocking or core.native_async:
+        return await core.aget(key)  # native, or the base class's worker thread
+    return core.get(key)  # no coroutine on an in-process hit
 
 
 P = ParamSpec("P")

@@ -18,13 +18,17 @@ Defined here:
 - :func:`spy_on_wait` and :func:`start_waiter`: know when a caller is waiting on a claim.
 - :func:`warnings_in`: the warnings ``caplog`` captured.
 - :func:`key_windows`: overlapping key ranges, so that several workers ask for each key.
+- :func:`run_code`: run a piece of code in a fresh interpreter and capture its output.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -120,3 +124,18 @@ def key_windows(count: int, size: int, step: int, key_space: int) -> list[list[i
     about ``size / step`` workers ask for each key.
     """
     return [[(index * step + j) % key_space for j in range(size)] for index in range(count)]
+
+
+def run_code(
+    code: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with this interpreter in a fresh process; its output, captured."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -166,24 +166,8 @@ def test_pickle_reload_and_separate_files_are_stored_and_reported() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "backend",
-        "hash_func",
-        "mongetter",
-        "stale_after",
-        "next_time",
-        "cache_dir",
-        "pickle_reload",
-        "separate_files",
-        "wait_for_calc_timeout",
-        "allow_none",
-        "cleanup_stale",
-        "cleanup_interval",
-        "entry_size_limit",
-        "allow_non_static_methods",
-        "sql_engine",
-        "redis_client",
-    ],
+    # cachier's decorator parameters: its settings but the global switch, and two stores.
+    [name for name in CACHIER_FIELDS if name != "caching_enabled"] + ["sql_engine", "redis_client"],
 )
 def test_an_explicit_none_is_accepted_for_every_cachier_parameter(
     name: str, tmp_path: Path

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.backends import redis_backend
+from tests.support import run_code
 
 ROOT = Path(__file__).resolve().parent.parent
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -57,15 +58,7 @@ def test_code_block_runs(
     if _PAGE_MARKERS.get(page) == "redis":
         request.getfixturevalue("redis_test_client")  # skips (fails under CI) when down
         env["CACHIER_LIKE_REDIS_URL"] = redis_backend.redis_url()
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_code(code, env, cwd=tmp_path)
     assert result.returncode == 0, f"{page} block {index} failed:\n{result.stderr}"
 
 

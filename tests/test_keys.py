@@ -11,7 +11,6 @@ import dataclasses
 import enum
 import json
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -28,6 +27,7 @@ import pytest
 from cachier_like import CachedFunction, cached
 from cachier_like.hashing import UnhashableValueError
 from cachier_like.keys import LOCAL_KEY_MAX_LEN, ArgumentBinder, KeyMaker, stable_hash
+from tests.support import run_code
 
 pytestmark = pytest.mark.memory
 
@@ -228,14 +228,7 @@ print(json.dumps({
 
 def _run_with_seed(code: str, seed: str) -> Any:
     env = dict(os.environ, PYTHONHASHSEED=seed)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_code(code, env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

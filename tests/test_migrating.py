@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import run_code
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "migrating.md"
@@ -31,15 +31,7 @@ def program() -> str:
 
 def run(code: str, tmp_path: Path) -> str:
     env = dict(os.environ, CACHIER_LIKE_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_code(code, env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
