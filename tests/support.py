@@ -19,15 +19,20 @@ Defined here:
 - :func:`warnings_in`: the warnings ``caplog`` captured.
 - :func:`key_windows`: overlapping key ranges, so that several workers ask for each key.
 - :func:`run_code`: run a piece of code in a fresh interpreter and capture its output.
+- :func:`thread_hops`: record every ``asyncio.to_thread`` / ``run_in_executor`` call, to
+  show that a native async path never leaves the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Hashable, Mapping
+import traceback
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +69,7 @@ __all__ = [
     "run_forked",
     "spy_on_wait",
     "start_waiter",
+    "thread_hops",
     "wait_until",
     "warnings_in",
 ]
@@ -139,3 +145,39 @@ def run_code(
         timeout=120,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Record every ``asyncio.to_thread`` and ``loop.run_in_executor`` call made inside.
+
+    Yields a list that gets one line per call (the function handed over and the library
+    frame that handed it), while the calls still run as usual, so a test can assert that
+    a native async path makes none::
+
+        with thread_hops(monkeypatch) as hops:
+            asyncio.run(main())
+        assert hops == []
+    """
+    hops: list[str] = []
+    original_to_thread = asyncio.to_thread
+    original_executor = asyncio.base_events.BaseEventLoop.run_in_executor
+
+    def caller() -> str:
+        frames = [f for f in traceback.extract_stack()[:-2] if "cachier_like" in f.filename]
+        return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "outside the library"
+
+    async def to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(f"to_thread({getattr(func, '__qualname__', func)}) from {caller()}")
+        return await original_to_thread(func, *args, **kwargs)
+
+    def run_in_executor(
+        loop: asyncio.AbstractEventLoop, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
+        hops.append(f"run_in_executor({getattr(func, '__qualname__', func)}) from {caller()}")
+        return original_executor(loop, executor, func, *args)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(asyncio, "to_thread", to_thread)
+        patch.setattr(asyncio.base_events.BaseEventLoop, "run_in_executor", run_in_executor)
+        yield hops
