@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
@@ -26,17 +27,25 @@ __all__ = ["joined", "share"]
 
 
 class _Flight:
-    __slots__ = ("joined", "task")
+    """One computation in progress, and the futures of the awaits that share it."""
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.joined = 0
+    __slots__ = ("task", "waiters")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.waiters: list[asyncio.Future[Any]] = []
+
+    def joined(self) -> int:
+        return sum(not waiter.done() for waiter in self.waiters)
 
 
 # loop -> {(core, key): flight}; a loop that is closed and dropped takes its table along.
 _tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Flight]] = (
     weakref.WeakKeyDictionary()
 )
+#: Python 3.12+ starts a task eagerly: a computation that never suspends (a memory-core
+#: miss of a function that does not await) ends before ``create_task`` returns.
+_EAGER = sys.version_info >= (3, 12)
 
 
 def _forget(table: dict[Hashable, _Flight], name: Hashable, flight: _Flight) -> None:
@@ -44,10 +53,46 @@ def _forget(table: dict[Hashable, _Flight], name: Hashable, flight: _Flight) -> 
         del table[name]
 
 
+async def _lead(
+    table: dict[Hashable, _Flight],
+    name: Hashable,
+    flight: _Flight,
+    start: Callable[[], Coroutine[Any, Any, Any]],
+) -> Any:
+    """Run the computation; hand its outcome to every await still sharing it.
+
+    The outcome goes to each joiner's own future, set from inside this task: that wakes
+    the joiners in the loop's next turn (a shield around the task would take one more).
+    """
+    try:
+        result = await start()
+    except BaseException as exc:
+        _forget(table, name, flight)
+        for waiter in flight.waiters:
+            if not waiter.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(exc)
+        raise
+    _forget(table, name, flight)
+    for waiter in flight.waiters:
+        if not waiter.done():
+            waiter.set_result(result)
+    return result
+
+
 def _retrieved(task: asyncio.Task[Any]) -> None:
-    # Joiners that all left before it failed must not leave "exception never retrieved".
+    # The joiners hold the outcome; the task's own copy must not be reported as
+    # "exception never retrieved".
     if not task.cancelled():
         task.exception()
+
+
+def _retrieved_waiter(waiter: asyncio.Future[Any]) -> None:
+    # A joiner cancelled while its future got an exception never reads it.
+    if not waiter.cancelled():
+        waiter.exception()
 
 
 async def _settled(task: asyncio.Task[Any]) -> None:
@@ -55,6 +100,14 @@ async def _settled(task: asyncio.Task[Any]) -> None:
     while not task.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait((task,))
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]
+) -> asyncio.Task[Any]:
+    if _EAGER:
+        return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return loop.create_task(coroutine)
 
 
 async def share(name: Hashable, start: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -78,24 +131,27 @@ async def share(name: Hashable, start: Callable[[], Coroutine[Any, Any, Any]]) -
         table = _tables[loop] = {}
     flight = table.get(name)
     if flight is None:
-        flight = _Flight(loop.create_task(start()))
-        table[name] = flight
-        flight.task.add_done_callback(lambda _task: _forget(table, name, flight))
-        flight.task.add_done_callback(_retrieved)
-    flight.joined += 1
+        flight = table[name] = _Flight()
+        task = flight.task = _start(loop, _lead(table, name, flight, start))
+        if task.done():  # started eagerly, and finished without suspending
+            return task.result()
+        task.add_done_callback(_retrieved)
+    assert flight.task is not None
+    waiter = loop.create_future()
+    waiter.add_done_callback(_retrieved_waiter)
+    flight.waiters.append(waiter)
     try:
-        return await asyncio.shield(flight.task)
+        return await waiter
     except asyncio.CancelledError:
-        if flight.joined == 1 and not flight.task.done():
+        task = flight.task
+        if not task.done() and flight.joined() == 0:
             # The last joiner left: stop the work, and let the next caller start anew
             # rather than join a computation on its way out. Its clean-up (releasing the
             # claim) ends before this caller sees its cancellation, as without a flight.
             _forget(table, name, flight)
-            flight.task.cancel()
-            await _settled(flight.task)
+            task.cancel()
+            await _settled(task)
         raise
-    finally:
-        flight.joined -= 1
 
 
 def joined(name: Hashable) -> int:
@@ -110,4 +166,4 @@ def joined(name: Hashable) -> int:
     """
     table = _tables.get(asyncio.get_running_loop(), {})
     flight = table.get(name)
-    return 0 if flight is None else flight.joined
+    return 0 if flight is None else flight.joined()

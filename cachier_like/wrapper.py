@@ -8,21 +8,20 @@ import inspect
 import logging
 import time
 import types
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
 from .alerts import FailureReporter
 from .cleanup import CleanupScheduler
 from .controls import CONTROL_KEYWORDS, NO_CONTROLS, CallControls, take_controls
-from .cores.base import Core
 from .entry import Entry
 from .errors import ConfigurationError, UnkeyableArgumentError
 from .flights import share
 from .identity import function_namespace, unwrap_partial
 from .methods import CacheMethods
 from .options import OptionResolver, Options
-from .policy import Job, background_refresh_flow, call_flow, compute_and_store, fresh
+from .policy import Job, background_refresh_flow, call_flow, compute_and_store
 from .refreshes import Refresher
 from .steps import drive_async, drive_sync
 from .verbose import tell
@@ -31,13 +30,6 @@ logger = logging.getLogger(__name__)
 
 # The hit fast path's clock; a module global is one lookup cheaper than time.time.
 _now = time.time
-
-
-async def _read(core: Core, key: Hashable) -> Entry | None:
-    """An async call's first read: inline on the memory core, else the core's ``aget``."""
-    if core.blocking or core.native_async:
-        return await core.aget(key)  # native, or the base class's worker thread
-    return core.get(key)  # no coroutine on an in-process hit
 
 
 P = ParamSpec("P")
@@ -91,7 +83,9 @@ class CachedFunction(CacheMethods[P, R]):
             )
         self.namespace = namespace or function_namespace(func)
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
-        self._opts, self._fast = self._resolve()
+        self._opts, hot = self._resolve()
+        #: Whether sync (``_fast``) or async (``_afast``) calls may take the hit path.
+        self._fast, self._afast = hot and not self._is_async, hot and self._is_async
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refresher = Refresher(self.namespace)
@@ -111,14 +105,15 @@ class CachedFunction(CacheMethods[P, R]):
     # -- the call path -----------------------------------------------------------
 
     def _resolve(self) -> tuple[Options, bool]:
-        """The current options, and whether calls may take the inline hit path."""
+        """The current options, and whether calls may take the hit path."""
         opts = self._resolver.resolve()
-        return opts, opts.enabled and not opts.cleanup_stale and not self._is_async
+        return opts, opts.enabled and not opts.cleanup_stale
 
     def _current(self) -> Options:
         opts = self._opts
         if opts.version != config._version:
-            opts, self._fast = self._resolve()
+            opts, hot = self._resolve()
+            self._fast, self._afast = hot and not self._is_async, hot and self._is_async
             self._opts = opts
         return opts
 
@@ -153,7 +148,7 @@ class CachedFunction(CacheMethods[P, R]):
             return cast(R, drive_sync(flow))
         controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
         if self._is_async:
-            return cast(R, self._acall(args, kwargs, opts, controls))
+            return self._acall(args, kwargs, opts, controls)  # type: ignore[return-value]
         if not opts.enabled or controls.skip:
             self._say_uncached(opts, controls)
             return self._func(*args, **kwargs)
@@ -170,14 +165,43 @@ class CachedFunction(CacheMethods[P, R]):
     async def _acall(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
     ) -> Any:
-        func = cast(Callable[..., Coroutine[Any, Any, Any]], self._func)
+        func: Callable[..., Any] = self._func
+        if self._afast and controls is NO_CONTROLS:
+            # The async hit path: one key, one read, one freshness check; nothing is
+            # built for the miss (the job, the flight) until the read says it is one.
+            try:
+                key = opts.keys.key(args, kwargs)
+            except Exception as exc:
+                self._unkeyable(exc, args, kwargs, opts)
+                return await func(*args, **kwargs)  # no key: run it uncached
+            core = opts.core
+            try:
+                if core.blocking or core.native_async:
+                    entry = await core.aget(key)  # native, or the base class's worker thread
+                else:
+                    entry = core.get(key)  # no coroutine on an in-process hit
+            except ConfigurationError:
+                raise
+            except Exception:
+                # The flow reads again, and reports the failure as it decides what to do.
+                job = Job(self._reporter, opts, key, (func, args, kwargs), opts.allow_none)
+                return await share((core, key), lambda: self._adrive(job, None, False))
+            if (
+                entry is not None
+                and (entry.value is not None or opts.allow_none)
+                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
+            ):
+                return entry.value  # policy.fresh, inlined as on the sync hit path
+            job = Job(self._reporter, opts, key, (func, args, kwargs), opts.allow_none)
+            # Concurrent awaits of this cold key in this loop share one computation.
+            return await share((core, key), lambda: self._adrive(job, entry, True))
         if not opts.enabled or controls.skip:
             self._say_uncached(opts, controls)
             return await func(*args, **kwargs)
-        job = self._job(args, kwargs, opts, controls)
-        if job is None:
+        made = self._job(args, kwargs, opts, controls)
+        if made is None:
             return await func(*args, **kwargs)  # no key: run it uncached
-        core = opts.core
+        job, core = made, opts.core
         if controls.overwrite:
             job.say("overwriting: calculating")
             return await drive_async(compute_and_store(job), core)
@@ -186,18 +210,7 @@ class CachedFunction(CacheMethods[P, R]):
         if controls is not NO_CONTROLS:  # per-call controls: a flight of its own
             flow = call_flow(job, controls, None, False, self._start_refresh)
             return await drive_async(flow, core)
-        try:
-            entry = await _read(core, job.key)
-        except ConfigurationError:
-            raise
-        except Exception:
-            # The flow reads again, and reports the failure as it decides what to do.
-            return await share((core, job.key), lambda: self._adrive(job, None, False))
-        if fresh(entry, job.allow_none, opts.stale_after, _now()):
-            assert entry is not None
-            return entry.value
-        # Concurrent awaits of this cold key in this loop share one computation.
-        return await share((core, job.key), lambda: self._adrive(job, entry, True))
+        return await share((core, job.key), lambda: self._adrive(job, None, False))
 
     async def _adrive(self, job: Job, entry: Entry | None, have_entry: bool) -> Any:
         flow = call_flow(job, NO_CONTROLS, entry, have_entry, self._start_refresh)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ("cachier", "cachetools", "diskcache")
 #: Rows of the peer libraries (not cachier_like, which also starts with "cachier").
 PEER_ROW = re.compile(r"^(cachier[ (]|cachetools|diskcache)")
-LOCAL_SECTIONS = ("memory", "pickle", "key")
+LOCAL_SECTIONS = ("memory", "async", "pickle", "key")
 SERVER_SECTIONS = {"redis", "sql"}
 BASELINES = {
     "memory": ("bare call (no cache)", "functools.lru_cache(maxsize=None)"),
@@ -76,11 +76,14 @@ def test_quick_run_reports_every_section(tmp_path: Path, hide_peers: bool) -> No
     assert {(r["section"], r["case"], r["entries"]) for r in local} == {
         ("memory", "hit", None),
         ("memory", "miss", None),
+        ("async", "hit", None),
+        ("async", "miss", None),
+        ("async", "flight", None),
         *(("pickle", case, n) for case in ("hit", "miss") for n in sizes),
         ("key", "1 MB bytes", None),
         ("key", "100k-int list", None),
     }
-    assert len(local) == 2 + 2 * len(sizes) + 4
+    assert len(local) == 2 + 3 + 2 * len(sizes) + 4
     untimed = [r for r in local if not timed(r)]
     assert not untimed, untimed
     # Server sections: timed when their server answers, otherwise marked skipped.
@@ -96,7 +99,7 @@ def test_quick_run_reports_every_section(tmp_path: Path, hide_peers: bool) -> No
             assert all(timed(r) for r in found), found
 
     peer_rows = [r for r in results if PEER_ROW.match(r["impl"])]
-    assert {r["section"] for r in peer_rows} >= set(LOCAL_SECTIONS)
+    assert {r["section"] for r in peer_rows} >= set(LOCAL_SECTIONS) - {"async"}
     if hide_peers:
         assert all(r["skipped"] and "not installed" in r["note"] for r in peer_rows), peer_rows
 
@@ -107,7 +110,28 @@ def test_quick_run_reports_every_section(tmp_path: Path, hide_peers: bool) -> No
     assert labels[0] == "memory hit <= 1.5 us"
     assert any(label.startswith("1 MB key") for label in labels), labels
     assert sum(label.startswith("pickle miss") for label in labels) == len(sizes), labels
+    assert any(label.startswith("async memory hit") for label in labels), labels
+    assert any(label.startswith("1000 awaits: 1 computation") for label in labels), labels
     assert any(label.startswith("redis hit") for label in labels), labels
     assert any(label.startswith("sql postgres hit") for label in labels), labels
     verdicts = {t["verdict"] for t in payload["targets"]}
     assert verdicts <= {"PASS", "MISS", "n/a"}, payload["targets"]
+
+
+def test_only_runs_the_named_sections(tmp_path: Path) -> None:
+    out = tmp_path / "only.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--quick", "--only", "async", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(out.read_text(encoding="utf-8"))
+    assert {r["section"] for r in payload["results"]} == {"async"}
+    flight = [r for r in payload["results"] if r["case"] == "flight"]
+    assert len(flight) == 1 and "1 computation(s)" in flight[0]["note"], flight
+    assert "running: async functions, memory core..." in result.stdout
+    assert "running: memory core" not in result.stdout

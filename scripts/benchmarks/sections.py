@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from . import key_cost, memory_core, pickle_core, redis_core, sql_core
+from . import async_memory, key_cost, memory_core, pickle_core, redis_core, sql_core
 from .measure import Settings
 from .report import Report, Target
 
@@ -39,6 +39,7 @@ class SectionModule(Protocol):
 
 SECTIONS: tuple[SectionModule, ...] = (
     memory_core,
+    async_memory,
     pickle_core,
     key_cost,
     redis_core,
