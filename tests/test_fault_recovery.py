@@ -43,6 +43,7 @@ import pytest
 from redis.crc import key_slot
 
 from cachier_like import cached
+from cachier_like.cores import pickle as pickle_module
 from cachier_like.cores import pickle_files
 from cachier_like.cores.redis import key_tag
 from cachier_like.testing.processes import record, records, run_forked, wait_until
@@ -128,7 +129,9 @@ class Outcome:
             f"{self.label}: {len(self.tallies)} processes, {total} calls, {errors} errors, "
             f"{wrong} wrong, {computed} computed; longest call {longest:.3f} s; "
             f"recovery {min(recoveries):.3f} s (first process) / {max(recoveries):.3f} s "
-            f"(last process) after the store answered again"
+            f"(last process) after the store answered again; "
+            f"{self.hits_between(self.schedule.broken_at, self.schedule.restored_at)} hits "
+            f"during the outage"
         )
 
 
@@ -160,6 +163,7 @@ def run_scenario(
     label: str,
     call: Callable[[int], str],
     computed: list[int],
+    *,
     fault: Callable[[], None],
     restore: Callable[[], float],
     tmp_path: Path,
@@ -273,7 +277,7 @@ def test_fault_recovery_redis(redis_server: Server, fault: str, tmp_path: Path) 
     else:
         label = "Redis SIGSTOP at 5 s, SIGCONT at 10 s"
         breaks, restore = redis_server.hang, _resumed(redis_server)
-    outcome = run_scenario(label, value, computed, breaks, restore, tmp_path)
+    outcome = run_scenario(label, value, computed, fault=breaks, restore=restore, tmp_path=tmp_path)
     assert_recovered(outcome)
 
 
@@ -289,8 +293,12 @@ def test_fault_recovery_postgres(postgres_server: Server, tmp_path: Path) -> Non
     value(0)  # the table, created once rather than raced for by 8 processes
     label = "PostgreSQL pg_ctl stop -m immediate at 5 s, start at 10 s"
     outcome = run_scenario(
-        label, value, computed, postgres_server.stop_immediately, _restarted(postgres_server),
-        tmp_path,
+        label,
+        value,
+        computed,
+        fault=postgres_server.stop_immediately,
+        restore=_restarted(postgres_server),
+        tmp_path=tmp_path,
     )
     assert_recovered(outcome)
 
@@ -326,18 +334,26 @@ def test_fault_recovery_redis_cluster_node(redis_cluster: Cluster, tmp_path: Pat
         return str(functions[key % CLUSTER_FUNCTIONS](key))
 
     def restore() -> float:
+        # A restarted master refuses queries (CLUSTERDOWN) until it says the cluster is
+        # ok (about 2 s: Redis waits for a failover that could demote it): only then
+        # does the store answer again.
         victim.restart()
-        return victim.up_at
+        redis_cluster.wait_ok()
+        return time.monotonic()
 
     label = "Redis Cluster, one of 3 masters kill -9 at 5 s, restart at 10 s"
     try:
-        outcome = run_scenario(label, call, computed, victim.kill, restore, tmp_path, processes=4)
+        outcome = run_scenario(
+            label,
+            call,
+            computed,
+            fault=victim.kill,
+            restore=restore,
+            tmp_path=tmp_path,
+            processes=4,
+        )
     finally:
         redis_cluster.wait_ok()
-    schedule = outcome.schedule
-    print(
-        f"hits during the outage: {outcome.hits_between(schedule.broken_at, schedule.restored_at)}"
-    )
     assert_recovered(outcome, outage_hits=True)
 
 
@@ -350,7 +366,7 @@ def _can_mount() -> bool:
 
 def _run(*command: str) -> bool:
     try:
-        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+        return subprocess.run(command, check=False, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -444,16 +460,12 @@ def test_fault_recovery_pickle_write_fails_half_way(
 ) -> None:
     value, computed = _pickle_function(tmp_path / "cache")
     assert value(0) == expected(0) * 20
-    real_write = os.write
 
-    def no_space(fd: int, data: bytes | memoryview) -> int:
+    def half_then_no_space(fd: int, timestamp: float, payload: bytes) -> None:
+        os.write(fd, pickle_files.MAGIC)  # part of the header lands; the rest cannot
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def writev_half(fd: int, buffers: list[bytes | memoryview]) -> int:
-        return real_write(fd, bytes(buffers[0]))  # the header lands; the payload cannot
-
-    monkeypatch.setattr(pickle_files.os, "writev", writev_half)
-    monkeypatch.setattr(pickle_files.os, "write", no_space)
+    monkeypatch.setattr(pickle_module, "write_entry", half_then_no_space)
     with caplog.at_level(logging.WARNING, logger="cachier_like"):
         _assert_served_without_the_cache(value, computed, range(1, 21))
     warned = warnings_in(caplog)
@@ -510,3 +522,43 @@ def test_fault_recovery_pickle_read_only_directory(
     assert _leftovers(directory) == []
     make_read_only(False)
     _assert_caching_resumes(value, computed)
+
+
+@pytest.mark.redis
+def test_fault_recovery_a_cluster_node_down_keeps_the_breaker_open_until_it_is_back(
+    redis_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A probe that any live node answers would close the breaker while one node is
+    # down; each trip that follows holds it open twice as long (up to 8 s), so caching
+    # would resume up to 8 s after the node is back instead of within a second.
+    prefix = unique("probe")
+    victim = redis_cluster.node_of_slot(key_slot(key_tag(prefix, "f").encode()))
+    computed = [0]
+
+    @cached(backend="redis", redis_client=redis_cluster.url, key_prefix=prefix, namespace="f")
+    def value(key: int) -> str:
+        computed[0] += 1
+        return expected(key)
+
+    assert value(1) == expected(1)
+    with caplog.at_level(logging.DEBUG, logger="cachier_like.cores._breaker"):
+        victim.kill()
+        try:
+            down_until = time.monotonic() + 3.0  # several probe periods
+            while time.monotonic() < down_until:
+                assert value(1) == expected(1)
+                time.sleep(0.01)
+            closed = [r for r in caplog.records if "breaker closed" in r.getMessage()]
+        finally:
+            victim.restart()
+            redis_cluster.wait_ok()
+        assert closed == [], "the breaker closed while a primary was down"
+        back_at = time.monotonic()
+
+        def hit() -> bool:
+            before = computed[0]
+            assert value(1) == expected(1)  # the first one recomputes: the node lost it
+            return computed[0] == before
+
+        wait_until(hit, timeout_s=MAX_RECOVERY_S)
+    print(f"\nRedis Cluster, node back: cached again after {time.monotonic() - back_at:.3f} s")

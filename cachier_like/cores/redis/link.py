@@ -241,6 +241,10 @@ class Link(Breaker):
             with self.errors():
                 if self._factory is not None:
                     self._private((("PING",),))
+                elif isinstance(client := self.client(), RedisCluster):
+                    # Every primary: a PING that one live node answers would close the
+                    # breaker while another is down, and each trip after holds it longer.
+                    client.ping(target_nodes=RedisCluster.PRIMARIES)
                 else:
                     self._through_client((("PING",),))
         finally:
