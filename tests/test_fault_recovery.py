@@ -562,3 +562,24 @@ def test_fault_recovery_a_cluster_node_down_keeps_the_breaker_open_until_it_is_b
 
         wait_until(hit, timeout_s=MAX_RECOVERY_S)
     print(f"\nRedis Cluster, node back: cached again after {time.monotonic() - back_at:.3f} s")
+
+
+@pytest.mark.pickle
+def test_fault_recovery_pickle_room_for_the_entry_only(
+    small_tmpfs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One page left: the entry file fits, the namespace file written beside it after
+    # the first store (for the CLI) does not. The entry is stored all the same, and
+    # the namespace file's temporary file must not be left behind.
+    filler = small_tmpfs / "filler"
+    free = os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize
+    filler.write_bytes(b"\0" * (free - 4096))
+    value, computed = _pickle_function(small_tmpfs / "cache")
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        _assert_caching_resumes(value, computed)  # stored, then a hit
+    assert warnings_in(caplog) == []  # the store succeeded
+    assert _leftovers(small_tmpfs) == []
+    filler.unlink()
+    assert value(1001) == expected(1001) * 20  # the next store writes the namespace file
+    (written,) = small_tmpfs.rglob(".namespace")
+    assert written.read_text().endswith("_pickle_function.<locals>.value")
