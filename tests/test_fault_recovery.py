@@ -411,6 +411,13 @@ def _leftovers(directory: Path) -> list[str]:
     return found
 
 
+def _briefly(warned: list[str]) -> str:
+    """``N warning(s): <the operation and the OS error of the first>``."""
+    first = warned[0].split(": ", 1)[-1] if warned else ""
+    error = first.rsplit("] ", 1)[-1].rstrip("')\"")
+    return f"{len(warned)} warning(s): {first.split(',', 1)[0]} ({error})"
+
+
 def _pickle_function(cache_dir: Path) -> tuple[Callable[[int], str], list[int]]:
     computed = [0]
 
@@ -449,7 +456,7 @@ def test_fault_recovery_pickle_disk_full(
     with caplog.at_level(logging.WARNING, logger="cachier_like"):
         _assert_served_without_the_cache(value, computed, range(1, 21))
     warned = warnings_in(caplog)
-    print(f"\npickle, tmpfs full: 40 calls, right values; warnings: {warned}")
+    print(f"\npickle, tmpfs full: 40 calls, right values; {_briefly(warned)}")
     assert len(warned) == 1 and "store" in warned[0], warned
     assert _leftovers(small_tmpfs) == []
     filler.unlink()
@@ -471,7 +478,7 @@ def test_fault_recovery_pickle_write_fails_half_way(
     with caplog.at_level(logging.WARNING, logger="cachier_like"):
         _assert_served_without_the_cache(value, computed, range(1, 21))
     warned = warnings_in(caplog)
-    print(f"\npickle, writes failing half-way: 40 calls, right values; warnings: {warned}")
+    print(f"\npickle, writes failing half-way: 40 calls, right values; {_briefly(warned)}")
     assert len(warned) == 1 and "store" in warned[0], warned
     assert _leftovers(tmp_path / "cache") == []
     monkeypatch.undo()
@@ -519,7 +526,7 @@ def test_fault_recovery_pickle_read_only_directory(
         assert computed[0] == before
         _assert_served_without_the_cache(value, computed, range(1, 21))
     warned = warnings_in(caplog)
-    print(f"\npickle, read-only directory: 41 calls, right values; warnings: {warned}")
+    print(f"\npickle, read-only directory: 41 calls, right values; {_briefly(warned)}")
     assert len(warned) == 1, warned
     assert _leftovers(directory) == []
     make_read_only(False)
