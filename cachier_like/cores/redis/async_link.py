@@ -1,0 +1,304 @@
+"""The Redis core's native async path: ``redis.asyncio`` clients, one per event loop.
+
+Imported only by :mod:`cachier_like.cores.redis`. An :class:`AsyncLink` runs the core's
+commands for ``async def`` functions on the caller's event loop, as :class:`~.link.Link`
+does for threads. A ``redis.asyncio.Redis`` on a plain ``ConnectionPool`` lends it a few
+connections, which it keeps checked out (redis-py's check-out and check-in per command
+cost more than the round trip) and drives with the core's own packing; any other client
+(``RedisCluster``, a ``BlockingConnectionPool``, ...) runs them through its own
+``execute_command``. A link is a circuit breaker too: its prober thread pings the
+server through the link's loop (``run_coroutine_threadsafe``).
+
+Which client serves a loop (:class:`AsyncLinks`): a client given is used as it is; a
+callable is called once per loop; a URL (or ``$CACHIER_LIKE_REDIS_URL``) gets a client
+of its own in each loop, shared by the cores using that URL there, and closed with the
+loop: an async generator started on the loop awaits ``aclose()`` in its ``finally``,
+which ``loop.shutdown_asyncgens()`` (called by ``asyncio.run``) runs. The links of given
+clients hand their connections back to the pool at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from ...errors import BackendError, ConfigurationError
+from .._breaker import Breaker
+from ..shared import StoreSource
+from . import wire
+from .link import (
+    _SPEC,
+    _TRUE,
+    MAX_BLOCK_S,
+    NETWORK_ERRORS,
+    SCAN_COUNT,
+    URL_DEFAULTS,
+    Link,
+    is_async_client,
+)
+from .wire import _joined, _pack
+
+if TYPE_CHECKING:
+    from .scripts import Script
+
+logger = logging.getLogger(__name__)
+
+AsyncClient = aredis.Redis | AsyncRedisCluster
+#: Idle private connections a link keeps per loop; more in use at once are handed back.
+MAX_IDLE = 8
+#: Waiters of one link blocking on wake lists at once (each holds a connection); the
+#: others poll, with back-off up to 50 ms.
+MAX_BLOCKERS = 16
+#: Longest wait for a probe's PING, from the prober thread.
+PROBE_TIMEOUT_S = 2.0
+_FAST_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+
+
+#: redis_client= read for the async path: a URL stays a URL (a client per loop).
+_ASYNC_SPEC = dataclasses.replace(_SPEC, connect=lambda url: url)
+
+
+def async_client_from_url(url: str) -> AsyncClient:
+    """A new ``redis.asyncio`` client for ``url``, with the sync URL clients' timeouts."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    cluster = any(k == "cluster" and v.lower() in _TRUE for k, v in query)
+    rest = urlencode([(k, v) for k, v in query if k != "cluster"])
+    plain = urlunsplit(parts._replace(query=rest))
+    options = {**URL_DEFAULTS, "retry": Retry(NoBackoff(), 1)}
+    try:
+        if cluster:
+            return AsyncRedisCluster.from_url(plain, **options)
+        return aredis.Redis.from_url(plain, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
+
+
+class _Conn:
+    __slots__ = ("conn", "generation", "used")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.generation = wire._generation  # a forked child must not use the parent's
+        self.used = False
+
+
+class AsyncLink(Breaker):
+    """Runs the core's commands on one event loop, for one ``redis.asyncio`` client."""
+
+    def __init__(self, client: AsyncClient, loop: asyncio.AbstractEventLoop, owned: bool) -> None:
+        self.client = client
+        self.owned = owned  # built from a URL here: closed with the loop
+        self._loop = weakref.ref(loop)  # the link must not keep its loop alive
+        self._init_breaker("Redis")
+        pool = getattr(client, "connection_pool", None)
+        self._pool = pool if type(pool) is aredis.ConnectionPool else None
+        if self._pool is not None and self._pool.connection_class not in _FAST_CONNECTIONS:
+            self._pool = None
+        self._free: list[_Conn] = []
+        self._lent = 0  # private connections out of the pool now
+        self.blockers = 0  # waiters blocking on a wake list now
+        kwargs = pool.connection_kwargs if pool is not None else {}
+        if pool is None:  # a cluster: its nodes' settings
+            kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {})
+        self.timeout: float | None = kwargs.get("socket_timeout")
+        #: Longest single blocking read: below the socket timeout, which would cut it.
+        self.max_block = MAX_BLOCK_S if self.timeout is None else min(MAX_BLOCK_S, self.timeout / 2)
+
+    async def call(self, *args: Any) -> Any:
+        """Run one command and return redis-py's reply (an error reply raises)."""
+        return (await self.pipeline(args))[0]
+
+    async def pipeline(self, *commands: tuple[Any, ...], block_s: float = 0.0) -> list[Any]:
+        """Run commands in one round trip; ``block_s``: how long the last one may block."""
+        if self.down:
+            raise self.refusal()
+        with Link.errors():
+            try:
+                if self._pool is not None:
+                    return await self._private(commands, block_s)
+                return await self._through_client(commands)
+            except NETWORK_ERRORS as exc:
+                self.trip(exc)
+                raise
+
+    async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        """Run a Lua script by SHA1, sending its text when the server lacks it."""
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.call("EVAL", script.text, len(keys), *keys, *args)
+
+    async def scan(self, match: str) -> AsyncIterator[list[str]]:
+        """Keys matching ``match``, in batches (``SCAN``, through the client)."""
+        if self.down:
+            raise self.refusal()
+        batch: list[str] = []
+        with Link.errors():
+            async for key in self.client.scan_iter(match=match, count=SCAN_COUNT):
+                batch.append(key.decode() if isinstance(key, bytes) else key)
+                if len(batch) == SCAN_COUNT:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    async def _through_client(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        client: Any = self.client
+        if len(commands) == 1:
+            return [await client.execute_command(*_joined(commands[0]))]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*_joined(command))
+        return list(await pipe.execute())
+
+    async def _private(self, commands: tuple[tuple[Any, ...], ...], block_s: float) -> list[Any]:
+        free = self._free
+        slot = free.pop() if free else None
+        if slot is None or slot.generation != wire._generation:
+            assert self._pool is not None
+            pool: Any = self._pool  # redis-py leaves get_connection untyped
+            slot = _Conn(await pool.get_connection())
+            self._lent += 1
+        conn = slot.conn
+        timeout = None if self.timeout is None else self.timeout + block_s
+        for attempt in (0, 1):
+            replies: list[Any] = []
+            error: ResponseError | None = None
+            try:
+                await conn.send_packed_command(_pack(commands), check_health=False)
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response(timeout=timeout))
+                    except ResponseError as exc:  # an error reply: the connection is in step
+                        error = error or exc
+                        replies.append(exc)
+            except RedisConnectionError:
+                await conn.disconnect(nowait=True)
+                # A connection that worked may have been closed by the server: retry once.
+                if attempt or not slot.used:
+                    await self._give_back(slot)
+                    raise
+                slot.used = False
+                continue
+            except BaseException:
+                await conn.disconnect(nowait=True)  # a reply may be on its way: start afresh
+                slot.used = False
+                await self._give_back(slot)
+                raise
+            slot.used = True
+            await self._give_back(slot)
+            if error is not None:
+                raise error
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _give_back(self, slot: _Conn) -> None:
+        if len(self._free) < MAX_IDLE:
+            self._free.append(slot)
+        else:
+            self._lent -= 1
+            assert self._pool is not None
+            await self._pool.release(slot.conn)
+
+    def probe(self) -> None:
+        """``PING`` the server past the breaker, on the link's loop (from the prober thread)."""
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            raise BackendError("the event loop of this Redis client has closed")
+
+        async def ping() -> None:
+            with Link.errors():
+                if self._pool is not None:
+                    await self._private((("PING",),), 0.0)
+                else:
+                    await self._through_client((("PING",),))
+
+        asyncio.run_coroutine_threadsafe(ping(), loop).result(PROBE_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        """Hand the private connections back (and close the client, if the link built it)."""
+        free, self._free = self._free, []
+        try:
+            if self.owned:
+                await self.client.aclose()
+            elif self._pool is not None:
+                for slot in free:
+                    await self._pool.release(slot.conn)
+        except Exception as exc:  # closing at the loop's end: nothing to fail
+            logger.debug("closing a Redis client at the loop's end: %r", exc)
+
+
+async def _close_at_loop_end(link: AsyncLink) -> AsyncIterator[None]:
+    """Suspended until the loop's ``shutdown_asyncgens()``, which runs the ``finally``."""
+    try:
+        yield
+    finally:
+        await link.aclose()
+
+
+_loop_links: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[Any, tuple[AsyncLink, Any]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _link_in_loop(what: Any, make: Any) -> AsyncLink:
+    """The running loop's link for ``what`` (a URL or a client), made with ``make()``."""
+    loop = asyncio.get_running_loop()
+    links = _loop_links.get(loop)
+    if links is None:
+        links = _loop_links[loop] = {}
+    held = links.get(what)
+    if held is None:
+        client, owned = make()
+        link = AsyncLink(client, loop, owned)
+        closer = _close_at_loop_end(link)
+        await closer.__anext__()  # started: the loop now finalizes it at its shutdown
+        links[what] = held = (link, closer)  # the loop only holds its async gens weakly
+    return held[0]
+
+
+class AsyncLinks:
+    """The link each event loop uses for one core's ``redis_client`` (see the module doc).
+
+    :meth:`current` is None for a client that is not ``redis.asyncio`` (a sync client,
+    served through threads) as for a loop not seen yet; :meth:`make` tells them apart.
+    """
+
+    def __init__(self, given: Any) -> None:
+        self._source = StoreSource(given, _ASYNC_SPEC)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncLink | None] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def current(self) -> AsyncLink | None:
+        """The running loop's link, if :meth:`make` made one."""
+        return self._loops.get(asyncio.get_running_loop())
+
+    def known(self) -> bool:
+        """Whether :meth:`make` has run in the running loop."""
+        return asyncio.get_running_loop() in self._loops
+
+    async def make(self) -> AsyncLink | None:
+        """Resolve ``redis_client`` in the running loop; None when it gives a sync client."""
+        resolved = self._source.resolve()  # a URL, or a client (a callable's, once a loop)
+        link: AsyncLink | None = None
+        if isinstance(resolved, str):
+            link = await _link_in_loop(resolved, lambda: (async_client_from_url(resolved), True))
+        elif is_async_client(resolved):
+            link = await _link_in_loop(resolved, lambda: (resolved, False))
+        self._loops[asyncio.get_running_loop()] = link
+        return link
