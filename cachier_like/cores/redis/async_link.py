@@ -20,6 +20,7 @@ clients hand their connections back to the pool at the same moment.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import weakref
@@ -59,8 +60,12 @@ logger = logging.getLogger(__name__)
 AsyncClient = aredis.Redis | AsyncRedisCluster
 #: Idle private connections a link keeps per loop; more in use at once are handed back.
 MAX_IDLE = 8
-#: Waiters of one link blocking on wake lists at once (each holds a connection); the
-#: others poll, with back-off up to 50 ms.
+#: Most connections a link borrows from the client's pool at once (at most half the
+#: pool's ``max_connections``, leaving the rest to the application); more concurrent
+#: operations queue for one, as they would for a ``BlockingConnectionPool``.
+MAX_LENT = 32
+#: Waiters of one link blocking on wake lists at once (each holds a connection, at most
+#: half of those lent); the others poll, with back-off up to 50 ms.
 MAX_BLOCKERS = 16
 #: Longest wait for a probe's PING, from the prober thread.
 PROBE_TIMEOUT_S = 2.0
@@ -110,7 +115,12 @@ class AsyncLink(Breaker):
             self._pool = None
         self._free: list[_Conn] = []
         self._lent = 0  # private connections out of the pool now
+        self._queue: collections.deque[asyncio.Future[_Conn]] = collections.deque()
+        limit = getattr(self._pool, "max_connections", MAX_LENT)
+        self._most = max(1, min(MAX_LENT, limit // 2))
         self.blockers = 0  # waiters blocking on a wake list now
+        #: How many waiters may block at once; the others poll.
+        self.max_blockers = max(1, min(MAX_BLOCKERS, self._most // 2))
         kwargs = pool.connection_kwargs if pool is not None else {}
         if pool is None:  # a cluster: its nodes' settings
             kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {})
@@ -166,13 +176,7 @@ class AsyncLink(Breaker):
         return list(await pipe.execute())
 
     async def _private(self, commands: tuple[tuple[Any, ...], ...], block_s: float) -> list[Any]:
-        free = self._free
-        slot = free.pop() if free else None
-        if slot is None or slot.generation != wire._generation:
-            assert self._pool is not None
-            pool: Any = self._pool  # redis-py leaves get_connection untyped
-            slot = _Conn(await pool.get_connection())
-            self._lent += 1
+        slot = await self._take()
         conn = slot.conn
         timeout = None if self.timeout is None else self.timeout + block_s
         for attempt in (0, 1):
@@ -206,7 +210,38 @@ class AsyncLink(Breaker):
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _take(self) -> _Conn:
+        """A private connection: an idle one, a new one from the pool, or the next freed."""
+        free = self._free
+        while free:
+            slot = free.pop()
+            if slot.generation == wire._generation:
+                return slot
+            self._lent -= 1  # the parent's, in a forked child: left alone
+        if self._lent < self._most:
+            self._lent += 1
+            pool: Any = self._pool  # redis-py leaves get_connection untyped
+            try:
+                return _Conn(await pool.get_connection())
+            except BaseException:
+                self._lent -= 1
+                raise
+        future: asyncio.Future[_Conn] = asyncio.get_running_loop().create_future()
+        self._queue.append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                await self._give_back(future.result())  # handed over as this was cancelled
+            raise
+
     async def _give_back(self, slot: _Conn) -> None:
+        queue = self._queue
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_result(slot)
+                return
         if len(self._free) < MAX_IDLE:
             self._free.append(slot)
         else:
@@ -236,7 +271,8 @@ class AsyncLink(Breaker):
             if self.owned:
                 await self.client.aclose()
             elif self._pool is not None:
-                for slot in free:
+                for slot in free:  # closed: a connection belongs to the loop that opened it
+                    await slot.conn.disconnect()
                     await self._pool.release(slot.conn)
         except Exception as exc:  # closing at the loop's end: nothing to fail
             logger.debug("closing a Redis client at the loop's end: %r", exc)

@@ -21,13 +21,18 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
+import redis
+from redis.cluster import RedisCluster
+
 from ...entry import Entry
+from ...errors import AsyncOnlyError
 from ...steps import calling_task
 from ..base import Backoff, Core
 from ..shared import storage_name
 from . import scripts as lua
-from .async_link import MAX_BLOCKERS, AsyncLink, AsyncLinks
+from .async_link import AsyncLink, AsyncLinks
 from .keys import HEADER, MAGIC, ms, new_token
+from .link import ClientSource, is_async_client
 from .wire import Parts
 
 _WAKE_MS = 2000  # as the sync core: how long a wake element outlives its release
@@ -58,6 +63,33 @@ class RedisAsyncOps(Core):
     _px: tuple[str, str] | tuple[()]
     _held: dict[str, Held]
     _alinks: AsyncLinks
+    _source: ClientSource
+    _sync_caller: bool | None
+
+    def check_caller(self, is_async: bool) -> None:
+        """A ``redis.asyncio`` client serves ``async def`` functions only, natively.
+
+        An async function is served natively unless ``redis_client`` is a sync client
+        (then through threads); a sync function given an async client is refused.
+        """
+        self._sync_caller = not is_async
+        given = self._source._source.given
+        if not is_async and is_async_client(given):
+            raise AsyncOnlyError(self._sync_advice())
+        self.native_async = is_async and not isinstance(given, (redis.Redis, RedisCluster))
+
+    def _sync_advice(self) -> str:
+        if self._sync_caller:
+            return (
+                f"{self.namespace}: redis_client is a redis.asyncio client, which serves "
+                "only async def functions; pass a redis.Redis or a URL, or make the "
+                "function async def"
+            )
+        return (
+            f"{self.namespace}: redis_client is a redis.asyncio client, which sync code "
+            "cannot use: await the async method (aclear_cache(), "
+            "aclear_being_calculated()), or give redis_client a URL, which serves both"
+        )
 
     @abc.abstractmethod
     def _decode(self, suffix: str, data: bytes) -> Entry | None:
@@ -180,7 +212,7 @@ class RedisAsyncOps(Core):
         """Block on the claim's wake list on the loop, in slices no longer than its lease.
 
         Each blocked waiter holds one of the link's connections, so at most
-        :data:`~.async_link.MAX_BLOCKERS` block at once per loop; the others probe with
+        :data:`~.async_link.MAX_BLOCKERS` block at once per link; the others probe with
         back-off (up to 50 ms), so a crowd of waiters cannot drain the client's pool.
         """
         link = await self._alink()
@@ -188,7 +220,7 @@ class RedisAsyncOps(Core):
             return await self._thread_wait_async(key, timeout_s)
         backoff = Backoff(timeout_s, _POLL_MIN_S, _POLL_MAX_S)
         while True:
-            blocking = link.blockers < MAX_BLOCKERS
+            blocking = link.blockers < link.max_blockers
             if blocking:
                 link.blockers += 1
             try:

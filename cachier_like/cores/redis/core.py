@@ -23,9 +23,6 @@ from collections.abc import Hashable
 from datetime import timedelta
 from typing import Any
 
-import redis
-from redis.cluster import RedisCluster
-
 from ... import config, forks
 from ...entry import Entry
 from ...errors import AsyncOnlyError, ConfigurationError
@@ -53,10 +50,6 @@ __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 logger = logging.getLogger(__name__)
 
 _WAKE_MS = 2000  # how long a wake element outlives its release (no waiter needs more)
-
-
-def _is_sync_client(value: object) -> bool:
-    return isinstance(value, (redis.Redis, RedisCluster))
 
 
 _ASYNC_SLICE_S = 0.05  # longest thread-held blocking read of an async waiter
@@ -124,31 +117,6 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
     def key_of(self, key: Hashable) -> str:
         """The Redis key holding ``key``'s entry."""
         return self._v + storage_name(key)
-
-    def check_caller(self, is_async: bool) -> None:
-        """A ``redis.asyncio`` client serves ``async def`` functions only, natively.
-
-        An async function is served natively unless ``redis_client`` is a sync client
-        (then through threads); a sync function given an async client is refused.
-        """
-        self._sync_caller = not is_async
-        given = self._source._source.given
-        if not is_async and is_async_client(given):
-            raise AsyncOnlyError(self._sync_advice())
-        self.native_async = is_async and not (given is not None and _is_sync_client(given))
-
-    def _sync_advice(self) -> str:
-        if self._sync_caller:
-            return (
-                f"{self.namespace}: redis_client is a redis.asyncio client, which serves "
-                "only async def functions; pass a redis.Redis or a URL, or make the "
-                "function async def"
-            )
-        return (
-            f"{self.namespace}: redis_client is a redis.asyncio client, which sync code "
-            "cannot use: await the async method (aclear_cache(), "
-            "aclear_being_calculated()), or give redis_client a URL, which serves both"
-        )
 
     def _link(self) -> Link:
         link = self._linked
