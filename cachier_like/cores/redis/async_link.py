@@ -23,6 +23,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import sys
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import BackendError, ConfigurationError
 from .._breaker import Breaker
@@ -51,6 +53,11 @@ from .link import (
     is_async_client,
 )
 from .wire import _joined, _pack
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as async_timeout
+else:  # pragma: no cover - redis-py requires async-timeout before 3.11
+    from async_timeout import timeout as async_timeout  # type: ignore[import-not-found]
 
 if TYPE_CHECKING:
     from .scripts import Script
@@ -99,6 +106,29 @@ class _Conn:
         self.conn = conn
         self.generation = wire._generation  # a forked child must not use the parent's
         self.used = False
+
+
+async def _exchange(conn: Any, commands: tuple[tuple[Any, ...], ...], timeout: float | None) -> Any:
+    """Send ``commands`` on ``conn`` and read every reply, all within ``timeout``.
+
+    Written to the connection's stream and read with its parser directly: redis-py's
+    ``send_packed_command`` starts a task per write (``asyncio.wait_for``) and
+    ``read_response`` a timer per reply, which together cost more than the round trip.
+    An error reply comes back in the list, as the parser gives it.
+    """
+    if not conn.is_connected:
+        await conn.connect()
+    try:
+        async with async_timeout(timeout):
+            writer = conn._writer
+            writer.writelines(_pack(commands))
+            await writer.drain()
+            parser = conn._parser
+            return [await parser.read_response() for _ in commands]
+    except asyncio.TimeoutError:
+        raise RedisTimeoutError(f"no reply from the Redis server within {timeout} s") from None
+    except OSError as exc:
+        raise RedisConnectionError(f"Error talking to the Redis server: {exc!r}") from exc
 
 
 class AsyncLink(Breaker):
@@ -177,21 +207,12 @@ class AsyncLink(Breaker):
 
     async def _private(self, commands: tuple[tuple[Any, ...], ...], block_s: float) -> list[Any]:
         slot = await self._take()
-        conn = slot.conn
         timeout = None if self.timeout is None else self.timeout + block_s
         for attempt in (0, 1):
-            replies: list[Any] = []
-            error: ResponseError | None = None
             try:
-                await conn.send_packed_command(_pack(commands), check_health=False)
-                for _ in commands:
-                    try:
-                        replies.append(await conn.read_response(timeout=timeout))
-                    except ResponseError as exc:  # an error reply: the connection is in step
-                        error = error or exc
-                        replies.append(exc)
+                replies: list[Any] = await _exchange(slot.conn, commands, timeout)
             except RedisConnectionError:
-                await conn.disconnect(nowait=True)
+                await slot.conn.disconnect(nowait=True)
                 # A connection that worked may have been closed by the server: retry once.
                 if attempt or not slot.used:
                     await self._give_back(slot)
@@ -199,14 +220,15 @@ class AsyncLink(Breaker):
                 slot.used = False
                 continue
             except BaseException:
-                await conn.disconnect(nowait=True)  # a reply may be on its way: start afresh
+                await slot.conn.disconnect(nowait=True)  # a reply may be on its way: afresh
                 slot.used = False
                 await self._give_back(slot)
                 raise
             slot.used = True
             await self._give_back(slot)
-            if error is not None:
-                raise error
+            for reply in replies:
+                if isinstance(reply, ResponseError):  # all read: the connection is in step
+                    raise reply
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
