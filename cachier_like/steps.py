@@ -170,7 +170,9 @@ async def _run_op(step: CoreOp, mode: int) -> tuple[Any, asyncio.CancelledError 
     """Run one core step off the flow: natively or in a thread, through cancellation."""
     if mode == _NATIVE_MODE:
         coroutine = getattr(step.core, _NATIVE[step.name])(*step.args)
-        if step.name == "get":  # a read takes nothing: cancelling it is harmless
+        if step.name == "get" or step.core.cancel_safe_async:
+            # A read takes nothing, and a cancel-safe core cleans up after itself: awaited
+            # here, a task of its own would cost two loop turns.
             return await coroutine, None
         caller = asyncio.current_task()
         future: asyncio.Future[Any] = asyncio.ensure_future(_on_behalf(caller, coroutine))

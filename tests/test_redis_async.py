@@ -278,6 +278,44 @@ def test_cancelling_the_calculator_releases_its_claim(options: Options) -> None:
     asyncio.run(main())
 
 
+def test_a_claim_cut_short_by_cancellation_is_dropped(
+    options: Options, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled after its SET reached the server, a claim is released in the background."""
+
+    @cached(**options(lease=600))  # far past the poll's deadline below
+    async def f(x: int) -> int:
+        return x
+
+    core = f.core
+    assert isinstance(core, RedisCore) and core.cancel_safe_async
+    original = AsyncLink.pipeline
+    sent = asyncio.Event()
+
+    async def stalled(self: AsyncLink, *commands: Any, block_s: float = 0.0) -> Any:
+        replies = await original(self, *commands, block_s=block_s)
+        if commands[0][0] == "SET":  # the claim is taken; its reply is "late"
+            sent.set()
+            await asyncio.Event().wait()
+        return replies
+
+    async def main() -> None:
+        monkeypatch.setattr(AsyncLink, "pipeline", stalled)
+        task = asyncio.create_task(f(1))
+        await asyncio.wait_for(sent.wait(), DEADLINE_S)
+        assert core.is_claimed(key_of(f, 1))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        monkeypatch.setattr(AsyncLink, "pipeline", original)
+        deadline = time.monotonic() + 10.0
+        while core.is_claimed(key_of(f, 1)):
+            assert time.monotonic() < deadline, "the claim outlived its cancelled caller"
+            await asyncio.sleep(0.005)
+
+    asyncio.run(main())
+
+
 def test_no_operation_leaves_the_event_loop(
     options: Options, monkeypatch: pytest.MonkeyPatch
 ) -> None:

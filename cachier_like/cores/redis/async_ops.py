@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import time
 from collections.abc import Hashable
 from typing import Any
@@ -35,8 +36,12 @@ from .keys import HEADER, MAGIC, ms, new_token
 from .link import ClientSource, is_async_client
 from .wire import Parts
 
+logger = logging.getLogger(__name__)
+
 _WAKE_MS = 2000  # as the sync core: how long a wake element outlives its release
 _POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
+#: Releases finishing after a cancellation (see ``RedisAsyncOps._finish_later``).
+_finishing: set[asyncio.Task[None]] = set()
 
 
 class Held:
@@ -77,6 +82,8 @@ class RedisAsyncOps(Core):
         if not is_async and is_async_client(given):
             raise AsyncOnlyError(self._sync_advice())
         self.native_async = is_async and not isinstance(given, (redis.Redis, RedisCluster))
+        # Known to be native before the first call unless a callable names the client.
+        self.cancel_safe_async = self.native_async and not callable(given)
 
     def _sync_advice(self) -> str:
         if self._sync_caller:
@@ -106,7 +113,24 @@ class RedisAsyncOps(Core):
         link = self._alinks.current()
         if link is None and not self._alinks.known():
             link = await self._alinks.make()
+            # Cancel-safe on the native path only: a thread cannot be stopped.
+            self.cancel_safe_async = link is not None
         return link
+
+    def _finish_later(
+        self, link: AsyncLink, script: lua.Script, keys: tuple[str, ...], token: str
+    ) -> None:
+        """Run a release cut short by a cancellation to its end, in a task of its own."""
+
+        async def release() -> None:
+            try:
+                await link.script(script, keys, (token, _WAKE_MS))
+            except Exception as exc:  # the lease ends the claim anyway
+                logger.debug("%s: a cancelled release failed: %r", self.namespace, exc)
+
+        task = asyncio.get_running_loop().create_task(release())
+        _finishing.add(task)  # the loop holds its tasks weakly
+        task.add_done_callback(_finishing.discard)
 
     async def aget(self, key: Hashable) -> Entry | None:
         """One ``GET``; a claiming task's first read is the claim's own snapshot."""
@@ -148,9 +172,16 @@ class RedisAsyncOps(Core):
         if link is None:
             return await super().aclaim(key, lease_s)
         suffix, token = storage_name(key), new_token()
-        claimed, snapshot = await link.pipeline(
-            ("SET", self._c + suffix, token, "NX", "PX", ms(lease_s)), ("GET", self._v + suffix)
-        )
+        try:
+            claimed, snapshot = await link.pipeline(
+                ("SET", self._c + suffix, token, "NX", "PX", ms(lease_s)),
+                ("GET", self._v + suffix),
+            )
+        except asyncio.CancelledError:
+            # The SET may have reached the server: drop the claim if it took it.
+            keys = (self._c + suffix, f"{self._w}{suffix}:{token}")
+            self._finish_later(link, lua.RELEASE, keys, token)
+            raise
         if claimed:
             self._held[suffix] = Held(token, snapshot, calling_task())
         return bool(claimed)
@@ -177,7 +208,11 @@ class RedisAsyncOps(Core):
         held = self._held.pop(suffix, None)
         if held is not None and not held.stored:
             keys = (self._c + suffix, f"{self._w}{suffix}:{held.token}")
-            await link.script(lua.RELEASE, keys, (held.token, _WAKE_MS))
+            try:
+                await link.script(lua.RELEASE, keys, (held.token, _WAKE_MS))
+            except asyncio.CancelledError:
+                self._finish_later(link, lua.RELEASE, keys, held.token)
+                raise
         return None
 
     async def aclear(self) -> int:
