@@ -38,16 +38,20 @@ from tests.support import (
 
 pytestmark = pytest.mark.redis
 
-Kind = str  # "instance", "callable" or "url"
-KINDS = ["instance", "callable", "url"]
+Kind = str  # "instance", "callable", "url" or "blocking-pool"
+#: "blocking-pool": a client whose commands go through its own execute_command.
+KINDS = ["instance", "callable", "url", "blocking-pool"]
 
 
 def client_option(kind: Kind) -> Any:
-    """``redis_client=`` of each kind; an instance is built inside the running loop."""
+    """``redis_client=`` of each kind (a client connects in the loop that first uses it)."""
     if kind == "url":
         return redis_url()
     if kind == "callable":
         return lambda: aredis.Redis.from_url(redis_url())
+    if kind == "blocking-pool":
+        pool = aredis.BlockingConnectionPool.from_url(redis_url(), max_connections=4)
+        return lambda: aredis.Redis(connection_pool=pool)
     return aredis.Redis.from_url(redis_url())
 
 
@@ -359,21 +363,22 @@ def test_a_claim_cut_short_by_cancellation_is_dropped(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", ["url", "blocking-pool"])
 def test_no_operation_leaves_the_event_loop(
-    options: Options, monkeypatch: pytest.MonkeyPatch
+    options: Options, monkeypatch: pytest.MonkeyPatch, kind: Kind
 ) -> None:
     """Hits, misses, claims, renewals, waits and clears: no to_thread, no executor."""
     go = asyncio.Event()
     renewals: list[bool] = []
 
-    @cached(**options(lease=0.3))
+    @cached(**options(kind, lease=0.3))
     async def slow(x: int) -> int:
         await go.wait()
         return x * 2
 
     # A second function object on the same namespace has a core of its own, so its
     # call does not join the first one's flight: it finds the claim taken and waits.
-    @cached(**options(lease=0.3, namespace=slow.namespace))
+    @cached(**options(kind, lease=0.3, namespace=slow.namespace))
     async def same(x: int) -> int:
         return -1  # never run: the value arrives from the first
 

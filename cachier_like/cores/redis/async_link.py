@@ -146,7 +146,7 @@ class AsyncLink(Breaker):
         self._free: list[_Conn] = []
         self._lent = 0  # private connections out of the pool now
         self._queue: collections.deque[asyncio.Future[_Conn]] = collections.deque()
-        limit = getattr(self._pool, "max_connections", MAX_LENT)
+        limit = getattr(pool, "max_connections", None) or 2 * MAX_LENT  # any pool's own cap
         self._most = max(1, min(MAX_LENT, limit // 2))
         self.blockers = 0  # waiters blocking on a wake list now
         #: How many waiters may block at once; the others poll.
