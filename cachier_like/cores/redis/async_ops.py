@@ -31,7 +31,8 @@ from ...steps import calling_task
 from ..base import Backoff, Core
 from ..shared import storage_name
 from . import scripts as lua
-from .async_link import AsyncLink, AsyncLinks
+from .async_clients import AsyncLinks
+from .async_link import AsyncLink
 from .keys import HEADER, MAGIC, ms, new_token
 from .link import ClientSource, is_async_client
 from .wire import Parts

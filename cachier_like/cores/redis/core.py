@@ -30,7 +30,7 @@ from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff
 from ..shared import storage_name
 from . import scripts as lua
-from .async_link import AsyncLinks
+from .async_clients import AsyncLinks
 from .async_ops import Held, RedisAsyncOps
 from .keys import (
     DEFAULT_PREFIX,
