@@ -461,6 +461,33 @@ def test_a_dead_server_fails_open_within_a_bound(redis_prefix: str) -> None:
     assert calls == [1, 1, 2]
 
 
+def test_a_server_that_never_answers_costs_one_timeout_then_the_breaker_opens(
+    redis_prefix: str,
+) -> None:
+    """A socket that accepts connections (the backlog) but never replies: the first
+    call waits out the URL client's 0.5 s timeout, later ones fail open at once."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+        @cached(backend="redis", redis_client=url, key_prefix=redis_prefix)
+        async def f(x: int) -> int:
+            return x + 20
+
+        async def main() -> tuple[list[int], list[float]]:
+            values, took = [], []
+            for x in range(5):
+                began = time.monotonic()
+                values.append(await f(x))
+                took.append(time.monotonic() - began)
+            return values, took
+
+        values, took = asyncio.run(asyncio.wait_for(main(), DEADLINE_S))
+    assert values == [20, 21, 22, 23, 24]
+    assert took[0] < 2.0 and sum(took[1:]) < 0.5, took
+
+
 # -- across processes -------------------------------------------------------------------
 
 

@@ -79,7 +79,7 @@ class RedisAsyncOps(Core):
         (then through threads); a sync function given an async client is refused.
         """
         self._sync_caller = not is_async
-        given = self._source._source.given
+        given = self._source.given
         if not is_async and is_async_client(given):
             raise AsyncOnlyError(self._sync_advice())
         self.native_async = is_async and not isinstance(given, (redis.Redis, RedisCluster))

@@ -132,6 +132,11 @@ class ClientSource:
         self._source = StoreSource(given, _SPEC)
         self._retry_at = 0.0
 
+    @property
+    def given(self) -> Any:
+        """``redis_client`` as given (None: the environment's URL)."""
+        return self._source.given
+
     def resolve(self) -> Client:
         """The client: given, built from the URL (shared per URL), or the callable's.
 
