@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import sys
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -84,17 +85,26 @@ async def _exchange(conn: Any, commands: tuple[tuple[Any, ...], ...], timeout: f
     """
     if not conn.is_connected:
         await conn.connect()
+    writer, parser = getattr(conn, "_writer", None), getattr(conn, "_parser", None)
     try:
         async with async_timeout(timeout):
-            writer = conn._writer
+            if writer is None or parser is None:  # a redis-py without them: its public API
+                await conn.send_packed_command(_pack(commands), check_health=False)
+                return [await _reply(conn) for _ in commands]
             writer.writelines(_pack(commands))
             await writer.drain()
-            parser = conn._parser
             return [await parser.read_response() for _ in commands]
     except asyncio.TimeoutError:
         raise RedisTimeoutError(f"no reply from the Redis server within {timeout} s") from None
     except OSError as exc:
         raise RedisConnectionError(f"Error talking to the Redis server: {exc!r}") from exc
+
+
+async def _reply(conn: Any) -> Any:
+    try:
+        return await conn.read_response(timeout=math.inf)  # the exchange's timeout bounds it
+    except ResponseError as exc:
+        return exc
 
 
 class AsyncLink(Breaker):
