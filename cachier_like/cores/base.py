@@ -96,6 +96,11 @@ class Core(abc.ABC):
     #: :meth:`wait_async` run on the event loop through a native async client, never in
     #: a thread; cores set it per instance, once they know their client.
     native_async: bool = False
+    #: Whether the native coroutines are safe to cancel: one cancelled half-way leaves
+    #: nothing taken (a claim it may have taken is dropped, a release finishes in the
+    #: background). ``drive_async`` then awaits them in the caller's task; otherwise it
+    #: runs each in a task of its own and lets it finish through the cancellation.
+    cancel_safe_async: bool = False
 
     def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
