@@ -188,7 +188,7 @@ async def test_next_time_serves_the_stale_value_and_refreshes_on_the_loop(
 
 @pytest.mark.asyncio
 async def test_sync_and_async_cores_share_documents(namespace: str) -> None:
-    collection = mongomock.MongoClient()[TEST_DATABASE][f"entries_{uuid.uuid4().hex}"]
+    collection: Any = mongomock.MongoClient()[TEST_DATABASE][f"entries_{uuid.uuid4().hex}"]
     native = MongoCore(namespace, mongetter=AsyncCollectionStandIn(collection))
     threaded = MongoCore(namespace, mongetter=collection)
     assert native.native_async and not threaded.native_async
@@ -258,6 +258,22 @@ async def test_a_second_core_waits_for_the_first_cores_claim(
     finish.set()
     assert await asyncio.wait_for(calculation, DEADLINE_S) == "from the first"
     assert await asyncio.wait_for(waiter, DEADLINE_S) == "from the first"
+
+
+@pytest.mark.asyncio
+async def test_wait_async_ends_with_the_claim_or_at_its_timeout(acoll: Any, namespace: str) -> None:
+    holder = MongoCore(namespace, mongetter=acoll)
+    waiter = MongoCore(namespace, mongetter=acoll)
+    assert await holder.aclaim(KEY, 30.0)
+    begin = time.monotonic()
+    assert await waiter.wait_async(KEY, 0.25) is None  # still claimed: the timeout
+    assert time.monotonic() - begin >= 0.25  # it waited, not returned at once
+    waiting = asyncio.create_task(waiter.wait_async(KEY, DEADLINE_S))
+    await asyncio.sleep(0)
+    assert await holder.aset(KEY, Entry("done", 1.0))
+    assert not waiting.done()  # a store alone does not end the claim
+    await holder.arelease(KEY)
+    assert await asyncio.wait_for(waiting, DEADLINE_S) == Entry("done", 1.0)
 
 
 @pytest.mark.asyncio
@@ -392,7 +408,7 @@ async def test_a_callable_giving_an_async_collection_is_native(
         return 2 * x
 
     with thread_hops(monkeypatch) as hops:
-        assert await asyncio.gather(double(1), double(1), double(2)) == [2, 2, 4]
+        assert list(await asyncio.gather(double(1), double(1), double(2))) == [2, 2, 4]
         assert await double(1) == 2
     assert double.core.native_async
     assert given == [1]  # called once for this loop
@@ -403,7 +419,7 @@ async def test_a_callable_giving_an_async_collection_is_native(
 async def test_an_async_function_on_a_sync_collection_runs_through_threads(
     namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collection = mongomock.MongoClient()[TEST_DATABASE][f"entries_{uuid.uuid4().hex}"]
+    collection: Any = mongomock.MongoClient()[TEST_DATABASE][f"entries_{uuid.uuid4().hex}"]
 
     @cached(backend="mongo", mongetter=lambda: collection, namespace=namespace)
     async def double(x: int) -> int:
@@ -414,7 +430,8 @@ async def test_an_async_function_on_a_sync_collection_runs_through_threads(
         assert await double(3) == 6
     assert not double.core.native_async  # learnt from the callable's collection
     assert hops  # the documented, slower path
-    assert double.cached_entry(3).value == 6
+    entry = double.cached_entry(3)
+    assert entry is not None and entry.value == 6
 
 
 def test_sync_methods_of_an_async_function_on_an_async_collection_say_what_to_use() -> None:
@@ -478,7 +495,8 @@ def test_a_url_gives_each_event_loop_its_own_client_closed_with_the_loop(
         "serverSelectionTimeoutMS": 2000,
     }
     # The sync methods reach the same store through the process's sync client.
-    assert double.cached_entry(2).value == 4
+    entry = double.cached_entry(2)
+    assert entry is not None and entry.value == 4
     assert double.clear_cache() == 2
 
 
@@ -521,7 +539,9 @@ async def test_a_dead_server_fails_open_and_the_breaker_skips_it(
         assert await double(21) == 42  # computed; the cache failed open
         assert any("MongoDB" in message for message in warnings_in(caplog, "cachier_like"))
         breakers = [
-            b for b in guard_module._breakers.values() if type(b) is guard_module._AsyncClientBreaker
+            b
+            for b in guard_module._breakers.values()
+            if type(b) is guard_module._AsyncClientBreaker
         ]
         assert any(b.down for b in breakers)  # the next calls skip the server at once
         assert await double(21) == 42

@@ -5,9 +5,9 @@ so the MongoDB core's native async path is tested on these stand-ins: an
 :class:`AsyncCollectionStandIn` presents a mongomock collection through the coroutine
 methods the core awaits (the names and arguments of pymongo's ``AsyncCollection``), and
 an :class:`AsyncClientStandIn` stands in for ``pymongo.AsyncMongoClient`` where the
-core builds a client from a URL (:class:`StandInServers`). The core's code path is pymongo's: it cannot tell it
-has a stand-in. With ``$CACHIER_LIKE_TEST_MONGO_URI`` set, the same tests also run on a
-real ``AsyncMongoClient`` (see ``tests/test_mongo_async.py``).
+core builds a client from a URL (:class:`StandInServers`). The core's code path is
+pymongo's: it cannot tell it has a stand-in. With ``$CACHIER_LIKE_TEST_MONGO_URI`` set,
+the same tests also run on a real ``AsyncMongoClient`` (see ``tests/test_mongo_async.py``).
 
 What the stand-ins copy from pymongo, so the tests prove something:
 
@@ -58,7 +58,7 @@ class StandInServers:
         self.created: list[AsyncClientStandIn] = []
 
     def store(self, url: str) -> ServerStore:
-        return self.stores.setdefault(urlsplit(url).netloc, ServerStore())
+        return self.stores.setdefault(urlsplit(url).netloc, ServerStore())  # type: ignore[no-untyped-call]
 
     def sync_client(self, url: str, **options: Any) -> Any:
         return mongomock.MongoClient(url, _store=self.store(url))
