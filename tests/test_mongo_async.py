@@ -30,6 +30,7 @@ import pytest_asyncio
 from cachier_like import AsyncOnlyError, Entry, cached
 from cachier_like.cores.base import Core
 from cachier_like.cores.mongo import INDEX_NAME, MongoCore, close_clients
+from cachier_like.cores.mongo import clients as mongo_clients
 from cachier_like.cores.mongo import guard as guard_module
 from tests.backends.mongo_async_fake import AsyncCollectionStandIn, StandInServers
 from tests.backends.mongo_backend import TEST_DATABASE, TEST_URI_ENV, real_server_uri
@@ -488,6 +489,10 @@ def test_a_url_gives_each_event_loop_its_own_client_closed_with_the_loop(
         assert asyncio.run(double(1)) == 2  # another loop: a client of its own; a hit
     assert hops == []
     assert len(servers.created) == 2 and servers.created[1].closed
+    # Nothing holds on to the closed loops (a client refers to its loop), but the
+    # core's handle of the last one, until another loop comes.
+    assert mongo_clients._loop_clients == {} and mongo_clients._closers == {}
+    assert len(double.core._loop_colls) == 1
     assert calls == [1, 2]
     assert servers.created[0].options == {
         "socketTimeoutMS": 1000,

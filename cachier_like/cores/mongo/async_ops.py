@@ -18,7 +18,6 @@ import abc
 import asyncio
 import secrets
 import time
-import weakref
 from collections.abc import Hashable
 from typing import Any
 
@@ -56,8 +55,9 @@ class MongoAsyncOps(MongoMaintenance):
     _collection_name: str
     _tokens: dict[str, str]
     _async_caller: bool | None
-    # loop -> (clients generation, the task preparing the loop's collection)
-    _loop_colls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, Any]]
+    # loop -> (clients generation, the task preparing the loop's collection); pruned of
+    # closed loops as a new loop comes (a weak key would be kept alive by its task)
+    _loop_colls: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[Any]]]
 
     @abc.abstractmethod
     def _entry_of(self, doc: Any, key: Hashable) -> Entry | None:
@@ -117,6 +117,9 @@ class MongoAsyncOps(MongoMaintenance):
         generation = clients._generation
         held = self._loop_colls.get(loop)
         if held is None or held[0] != generation:
+            if held is None:  # a new loop: forget those closed since (each holds its loop)
+                for closed in [other for other in self._loop_colls if other.is_closed()]:
+                    del self._loop_colls[closed]
             task = loop.create_task(self._aresolve())
             task.add_done_callback(lambda done: self._forget_failed(loop, done))
             held = self._loop_colls[loop] = (generation, task)

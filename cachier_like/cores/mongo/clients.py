@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -41,13 +40,18 @@ URL_TIMEOUTS_MS = {"socketTimeoutMS": 1000, "connectTimeoutMS": 1000}
 _clients: dict[tuple[str, int | None], Any] = {}
 _clients_lock = threading.Lock()
 _generation = 0
-# loop -> {(url, timeout): (AsyncMongoClient, its closer)}; a loop that is dropped takes
-# its clients along. The closer is an async generator started on the loop, so the
-# loop's shutdown_asyncgens() (asyncio.run does it) runs its ``finally``, which closes
-# the client; holding it here keeps it from being finalized any earlier.
-_loop_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, int | None], tuple[Any, AsyncIterator[None]]]
-] = weakref.WeakKeyDictionary()
+# The AsyncMongoClients built from URLs: loop -> {(url, timeout): client}, and each
+# client's closer, loop -> [(client, closer)]. A closer is an async generator started
+# on the client's loop, so the loop's shutdown_asyncgens() (asyncio.run does it) runs its
+# ``finally``, which closes the client and drops both entries; holding it here keeps it
+# from being finalized earlier. Not WeakKeyDictionaries: a client refers to its loop, so
+# an entry would keep its own key alive; loops closed without shutting their generators
+# down are pruned as another loop's first client is added.
+_loop_clients: dict[asyncio.AbstractEventLoop, dict[tuple[str, int | None], Any]] = {}
+_closers: dict[asyncio.AbstractEventLoop, list[tuple[Any, AsyncIterator[None]]]] = {}
+# close() tasks started by close_clients on the running loop (the loop keeps only weak
+# references to its tasks).
+_closing: set[asyncio.Task[None]] = set()
 # What a forked child inherited: kept, never finalized there (the parent's sockets).
 _inherited: list[object] = []
 
@@ -56,16 +60,17 @@ def _forget_clients() -> tuple[list[Any], list[tuple[asyncio.AbstractEventLoop, 
     global _generation, _loop_clients
     clients = list(_clients.values())
     _clients.clear()
-    closers = [(loop, c) for loop, held in _loop_clients.items() for _, c in held.values()]
-    _loop_clients = weakref.WeakKeyDictionary()
+    on_loops = [(loop, c) for loop, held in _loop_clients.items() for c in held.values()]
+    _loop_clients = {}
     _generation += 1
-    return clients, closers
+    return clients, on_loops
 
 
 def _after_fork_in_child() -> None:
-    global _clients_lock
+    global _clients_lock, _closers
     _clients_lock = threading.Lock()  # another thread may have held it at the fork
-    _inherited.append(_forget_clients())
+    _inherited.append((_forget_clients(), _closers))
+    _closers = {}
 
 
 forks.reset_in_child(_after_fork_in_child)
@@ -74,28 +79,43 @@ forks.reset_in_child(_after_fork_in_child)
 def close_clients() -> None:
     """Close the clients this module opened from URLs; cores reconnect on next use.
 
-    An ``AsyncMongoClient`` is closed on its own event loop, scheduled from here (it
-    cannot be closed from another loop or thread).
+    An ``AsyncMongoClient`` is closed on its own event loop: at once from that loop's
+    thread (a task), else scheduled there; if its loop shuts down first, the loop's
+    shutdown closes it.
     """
     with _clients_lock:
-        clients, closers = _forget_clients()
+        clients, on_loops = _forget_clients()
     for client in clients:
         client.close()
-    for loop, closer in closers:
-        if not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(_finish(closer), loop)
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for loop, client in on_loops:
+        if loop is running:
+            task = loop.create_task(client.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        elif not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(client.close(), loop)
 
 
-async def _finish(closer: Any) -> None:
-    await closer.aclose()
-
-
-async def _close_with_loop(client: Any) -> AsyncIterator[None]:
+async def _close_with_loop(client: Any, loop: asyncio.AbstractEventLoop) -> AsyncIterator[None]:
     """Suspended on the client's loop until the loop shuts its async generators down."""
     try:
         yield
     finally:
-        await client.close()
+        # Read at this time: close_clients may have rebound them.
+        held = _loop_clients.get(loop, {})
+        for slot in [slot for slot, other in held.items() if other is client]:
+            del held[slot]
+        closers = _closers.get(loop, [])
+        closers[:] = [(other, c) for other, c in closers if other is not client]
+        if not held:
+            _loop_clients.pop(loop, None)
+        if not closers:
+            _closers.pop(loop, None)
+        await client.close()  # again, after close_clients: a no-op
 
 
 def async_clients_available() -> bool:
@@ -169,14 +189,17 @@ async def _async_collection_from_url(
     """The collection on this event loop's ``AsyncMongoClient`` for ``url``."""
     loop = asyncio.get_running_loop()
     slot = (url, timeout_ms)
+    if loop not in _closers:
+        for registry in (_loop_clients, _closers):
+            for closed in [other for other in registry if other.is_closed()]:
+                del registry[closed]
     held = _loop_clients.setdefault(loop, {})  # no await until stored: one client a loop
-    if slot in held:
-        client = held[slot][0]
-    else:
+    client = held.get(slot)
+    if client is None:
         # Looked up on the module at call time, so a test can stand in for it.
-        client = _new_client(pymongo.AsyncMongoClient, url, timeout_ms)
-        closer = _close_with_loop(client)
-        held[slot] = (client, closer)
+        client = held[slot] = _new_client(pymongo.AsyncMongoClient, url, timeout_ms)
+        closer = _close_with_loop(client, loop)
+        _closers.setdefault(loop, []).append((client, closer))
         await anext(closer)  # runs to its yield at once: registered with the loop
     return _collection_of(client, database_name, collection_name)
 

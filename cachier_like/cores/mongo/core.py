@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import Hashable
 from typing import Any
 
@@ -123,10 +122,7 @@ class MongoCore(MongoAsyncOps):
         self._coll_generation = -1
         #: Whether the decorated function is ``async def`` (None: no function told us).
         self._async_caller: bool | None = None
-        # loop -> (clients generation, the task preparing its async collection)
-        self._loop_colls: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loop_colls = {}  # see MongoAsyncOps._acollection
         given = self._source.obj
         self.native_async = given is not None and is_async_collection(given)
         # key -> token of the claim this process holds on it.
