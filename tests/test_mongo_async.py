@@ -205,6 +205,25 @@ async def test_sync_and_async_cores_share_documents(namespace: str) -> None:
     assert not threaded.is_claimed("c")
 
 
+@pytest.mark.asyncio
+async def test_the_holders_store_ends_its_claim_and_no_other_store_does(
+    acoll: Any, namespace: str
+) -> None:
+    holder = MongoCore(namespace, mongetter=acoll)
+    other = MongoCore(namespace, mongetter=acoll)
+    assert await holder.aclaim(KEY, 30.0)
+    assert await other.aset(KEY, Entry("other", 1.0))  # not the holder: the claim stays
+    claimed = await doc_of(acoll, namespace, KEY)
+    assert claimed is not None and claimed["claim_until"] > time.time()
+    assert await holder.aset(KEY, Entry("mine", 2.0))  # one update: the value, claim ended
+    stored = await doc_of(acoll, namespace, KEY)
+    assert stored is not None and "claim_token" not in stored and "claim_until" not in stored
+    assert await holder.arenew(KEY, 30.0)  # ended by its own store: nothing lost
+    await holder.arelease(KEY)  # nothing left to do
+    assert await other.aget(KEY) == Entry("mine", 2.0)
+    assert not await other.arenew(KEY, 30.0)  # it never held the claim
+
+
 # -- one computation ------------------------------------------------------------------
 
 

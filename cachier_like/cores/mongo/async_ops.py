@@ -53,7 +53,7 @@ class MongoAsyncOps(MongoMaintenance):
     _timeout_ms: int | None
     _database: str | None
     _collection_name: str
-    _tokens: dict[str, str]
+    _tokens: dict[str, str | None]
     _async_caller: bool | None
     # loop -> (clients generation, the task preparing the loop's collection); pruned of
     # closed loops as a new loop comes (a weak key would be kept alive by its task)
@@ -62,6 +62,10 @@ class MongoAsyncOps(MongoMaintenance):
     @abc.abstractmethod
     def _entry_of(self, doc: Any, key: Hashable) -> Entry | None:
         """The entry a read document holds, or None."""
+
+    @abc.abstractmethod
+    def _ended(self, name: str, token: str) -> None:
+        """This process's claim with ``token`` was ended by its own store."""
 
     @abc.abstractmethod
     def _upsert_races(self, key: Hashable) -> BackendError:
@@ -160,7 +164,7 @@ class MongoAsyncOps(MongoMaintenance):
         return self._entry_of(await coll.find_one(query, docs.ENTRY_PROJECTION), key)
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
-        """:meth:`set`, awaited: one upsert, retried when another writer inserted first."""
+        """:meth:`set`, awaited: the holder's store ends its claim in the same update."""
         coll = await self._acollection()
         if coll is None:
             return await super().aset(key, entry)
@@ -168,7 +172,14 @@ class MongoAsyncOps(MongoMaintenance):
         if payload is None:
             return False
         update = docs.entry_update(payload, float(entry.timestamp), self._ttl)
-        query = docs.doc_query(self.namespace, storage_name(key))
+        name = storage_name(key)
+        token = self._tokens.get(name)
+        if token is not None:
+            query = docs.token_query(self.namespace, name, token)
+            if (await coll.update_one(query, docs.ending_claim(update))).matched_count == 1:
+                self._ended(name, token)
+                return True
+        query = docs.doc_query(self.namespace, name)
         for _ in range(docs.UPSERT_ATTEMPTS):
             try:
                 await coll.update_one(query, update, upsert=True)
@@ -202,9 +213,11 @@ class MongoAsyncOps(MongoMaintenance):
         if coll is None:
             return await super().arenew(key, lease_s)
         name = storage_name(key)
-        token = self._tokens.get(name)
-        if token is None:
+        if name not in self._tokens:
             return False
+        token = self._tokens[name]
+        if token is None:
+            return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
         update = docs.lease_update(time.time() + lease_s, None, self._ttl)
         return int((await coll.update_one(query, update)).matched_count) == 1

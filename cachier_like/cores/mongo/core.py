@@ -125,8 +125,9 @@ class MongoCore(MongoAsyncOps):
         self._loop_colls = {}  # see MongoAsyncOps._acollection
         given = self._source.obj
         self.native_async = given is not None and is_async_collection(given)
-        # key -> token of the claim this process holds on it.
-        self._tokens: dict[str, str] = {}
+        # key -> token of the claim this process holds on it, or None once a store by
+        # the holder has ended it (the release then has nothing left to do).
+        self._tokens: dict[str, str | None] = {}
 
     # -- the collection ------------------------------------------------------------
 
@@ -178,13 +179,24 @@ class MongoCore(MongoAsyncOps):
         return self._entry_of(self._collection().find_one(query, docs.ENTRY_PROJECTION), key)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
-        """Upsert the entry's fields, leaving any claim on the document as it is."""
+        """Store the entry's fields; the claim holder's store also ends its own claim.
+
+        Any other store (or a holder whose claim was taken over) upserts the fields and
+        leaves a claim on the document as it is.
+        """
         payload = self.encode(entry.value)
         if payload is None:
             return False
         update = docs.entry_update(payload, float(entry.timestamp), self._ttl)
-        query = docs.doc_query(self.namespace, storage_name(key))
+        name = storage_name(key)
         coll = self._collection()
+        token = self._tokens.get(name)
+        if token is not None:
+            query = docs.token_query(self.namespace, name, token)
+            if coll.update_one(query, docs.ending_claim(update)).matched_count == 1:
+                self._ended(name, token)
+                return True
+        query = docs.doc_query(self.namespace, name)
         for _ in range(docs.UPSERT_ATTEMPTS):
             try:
                 coll.update_one(query, update, upsert=True)
@@ -192,6 +204,11 @@ class MongoCore(MongoAsyncOps):
             except DuplicateKeyError:
                 continue  # another writer inserted it first: now it is an update
         raise self._upsert_races(key)
+
+    def _ended(self, name: str, token: str) -> None:
+        """This process's claim with ``token`` was ended by its own store."""
+        if self._tokens.get(name) == token:
+            self._tokens[name] = None
 
     def _upsert_races(self, key: Hashable) -> BackendError:
         return BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
@@ -223,9 +240,11 @@ class MongoCore(MongoAsyncOps):
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim; False when it was lost (taken over or cleared)."""
         name = storage_name(key)
-        token = self._tokens.get(name)
-        if token is None:
+        if name not in self._tokens:
             return False
+        token = self._tokens[name]
+        if token is None:
+            return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
         update = docs.lease_update(time.time() + lease_s, None, self._ttl)
         return int(self._collection().update_one(query, update).matched_count) == 1

@@ -51,6 +51,15 @@ def entry_update(payload: bytes, stamp: float, ttl: float | None) -> dict[str, A
     return {"$set": fields}
 
 
+def ending_claim(update: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`entry_update` that also ends the claim: the claim holder's store.
+
+    Matched with :func:`token_query`, so it ends only the holder's own claim; waiters
+    see the claim end and the value in the same write.
+    """
+    return {**update, "$unset": CLAIM_FIELDS}
+
+
 def claim_query(ns: str, name: str, now: float) -> dict[str, Any]:
     """Matches the document only while its claim is absent or expired.
 
