@@ -34,6 +34,7 @@ from cachier_like.cores.mongo import clients as mongo_clients
 from cachier_like.cores.mongo import guard as guard_module
 from tests.backends.mongo_async_fake import AsyncCollectionStandIn, StandInServers
 from tests.backends.mongo_backend import TEST_DATABASE, TEST_URI_ENV, real_server_uri
+from tests.backends.services import require_service
 from tests.support import DEADLINE_S, thread_hops, warnings_in
 
 pytestmark = pytest.mark.mongo
@@ -104,12 +105,14 @@ async def acoll(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     uri = real_server_uri()
     if uri is None:
         pytest.skip(NO_SERVER)
+    sync_client = request.getfixturevalue("_real_mongo_client")
+    require_service(
+        "MongoDB",
+        lambda: sync_client.admin.command("ping"),
+        f"start a server or unset ${TEST_URI_ENV}",
+    )
     client: Any = pymongo.AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
-    try:
-        await client.admin.command("ping")  # connected before any test counts thread hops
-    except Exception as exc:
-        await client.close()
-        pytest.fail(f"MongoDB at ${TEST_URI_ENV} is not reachable: {exc!r}")
+    await client.admin.command("ping")  # connected before any test counts thread hops
     collection = client.get_default_database(TEST_DATABASE)[name]
     yield collection
     await collection.drop()
