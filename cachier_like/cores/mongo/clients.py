@@ -119,7 +119,7 @@ async def _close_with_loop(client: Any, loop: asyncio.AbstractEventLoop) -> Asyn
 
 
 def async_clients_available() -> bool:
-    """Whether this pymongo has ``AsyncMongoClient`` (4.10 and later)."""
+    """Whether this pymongo has ``AsyncMongoClient`` (4.10 and later; stable from 4.13)."""
     return hasattr(pymongo, "AsyncMongoClient")
 
 

@@ -65,12 +65,14 @@ class _AsyncClientBreaker(_ClientBreaker):
     """The breaker of one ``AsyncMongoClient``: awaited operations, a ping on its loop."""
 
     def __init__(self, client: Any) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None  # where the client failed
+        # Where the client failed; weak, so a breaker keeps no closed loop alive.
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         super().__init__(client)
 
     def probe(self) -> None:
         # In the prober thread: the ping must run on the loop the client belongs to.
-        client, loop = self.client(), self._loop
+        client = self.client()
+        loop = None if self._loop is None else self._loop()
         if client is None or loop is None or loop.is_closed():
             return  # nothing left to probe: the next operation finds out for itself
         ping = asyncio.run_coroutine_threadsafe(client.admin.command("ping"), loop)
@@ -85,7 +87,7 @@ class _AsyncClientBreaker(_ClientBreaker):
         try:
             return await method(*args, **kwargs)
         except ConnectionFailure as exc:  # unreachable, timed out, no server selected
-            self._loop = asyncio.get_running_loop()
+            self._loop = weakref.ref(asyncio.get_running_loop())
             self.trip(exc)
             raise BackendError(f"MongoDB: {type(exc).__name__}: {exc}") from exc
 
