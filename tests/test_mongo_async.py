@@ -548,6 +548,39 @@ async def test_close_clients_closes_a_loops_client_on_that_loop(
 
 
 @pytest.mark.asyncio
+async def test_the_breaker_pings_on_the_clients_loop_and_caching_resumes(namespace: str) -> None:
+    collection = AsyncCollectionStandIn(mongomock.MongoClient().db.entries)
+    server = collection.database.client
+    calls: list[int] = []
+
+    @cached(backend="mongo", mongetter=collection, namespace=namespace)
+    async def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert await double(1) == 2
+    server.down = True
+    assert await double(1) == 2  # computed again: the cache failed open
+    assert calls == [1, 1]
+    breaker = guard_module._breakers[id(server)]
+    assert breaker.down
+
+    async def pinged() -> bool:
+        return server.pings >= 1
+
+    await eventually(pinged, "the prober's ping on this loop")
+    assert breaker.down  # the server did not answer it
+    server.down = False  # the prober's next ping answers
+
+    async def closed() -> bool:
+        return not breaker.down
+
+    await eventually(closed, "the breaker closing")
+    assert await double(1) == 2  # a hit again
+    assert calls == [1, 1]
+
+
+@pytest.mark.asyncio
 async def test_a_dead_server_fails_open_and_the_breaker_skips_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

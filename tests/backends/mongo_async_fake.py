@@ -15,10 +15,12 @@ What the stand-ins copy from pymongo, so the tests prove something:
   does, so concurrent tasks interleave between operations;
 - a client is bound to the event loop it is first used on, and refuses any other
   (pymongo 4.12 and later raise too);
-- a closed client refuses operations.
+- a closed client refuses operations;
+- a client set ``down`` fails every operation with pymongo's ``AutoReconnect`` (a
+  ``ConnectionFailure``), as on an unreachable server.
 
 What they do not: the operations run in the loop's thread (mongomock is synchronous),
-so there is no network latency, timeout or server failure to meet.
+so there is no network latency or timeout to meet.
 
 Example:
     >>> import asyncio, mongomock
@@ -39,6 +41,7 @@ from urllib.parse import urlsplit
 import mongomock
 import pytest
 from mongomock.store import ServerStore
+from pymongo.errors import AutoReconnect
 
 __all__ = ["AsyncClientStandIn", "AsyncCollectionStandIn", "StandInServers"]
 
@@ -85,6 +88,10 @@ class AsyncClientStandIn:
         self.sync = sync
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        #: Set to make every operation fail as on an unreachable server.
+        self.down = False
+        #: How many pings it was sent (the breaker's probes).
+        self.pings = 0
         self.admin = _Admin(self)
 
     async def turn(self) -> None:
@@ -92,6 +99,8 @@ class AsyncClientStandIn:
         loop = asyncio.get_running_loop()
         if self.closed:
             raise RuntimeError("this AsyncMongoClient stand-in was closed")
+        if self.down:
+            raise AutoReconnect("the stand-in server is down")
         if self.loop is None:
             self.loop = loop
         elif self.loop is not loop:
@@ -113,6 +122,7 @@ class _Admin:
         self._client = client
 
     async def command(self, name: str) -> dict[str, Any]:
+        self._client.pings += 1
         await self._client.turn()
         assert name == "ping", f"the stand-in answers only ping, not {name!r}"
         return {"ok": 1.0}
