@@ -163,8 +163,9 @@ class Core(abc.ABC):
 
         A store by the claim's holder may end the claim too, waking its waiters in the
         same round trip (Redis: one script; SQL: the upsert clears the claim when the
-        token is this process's); the :meth:`release` that follows then has nothing to
-        do. Any other store leaves a claim alone.
+        token is this process's; MongoDB: the update matched on the claim's token);
+        the :meth:`release` that follows then has nothing to do. Any other store leaves
+        a claim alone.
         """
 
     @abc.abstractmethod
