@@ -27,7 +27,6 @@ import sqlalchemy as sa
 
 from cachier_like import Entry, cached
 from cachier_like.cores.sql import SQLCore
-from cachier_like.cores.sql import notify as notify_module
 from cachier_like.cores.sql.notify import RECHECK_S, Listener, Watch, listener_for
 from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.support import (
@@ -397,8 +396,8 @@ def test_without_psycopg_postgresql_waiters_poll(
     table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        notify_module.importlib.util,
+    monkeypatch.setattr(  # the one importlib.util: as if psycopg were not installed
+        importlib.util,
         "find_spec",
         lambda name, *args: None if name == "psycopg" else find_spec(name, *args),
     )
