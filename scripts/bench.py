@@ -22,6 +22,7 @@ Usage::
     python scripts/bench.py            # full run (about a minute, < 5 minutes)
     python scripts/bench.py --quick    # smoke run (< 20 s)
     python scripts/bench.py --json results.json
+    python scripts/bench.py --quick --only sql   # one section (see --help for the names)
 
 The code lives in the ``benchmarks`` package next to this script, one module per
 section; ``benchmarks/sections.py`` says how to add one.
@@ -42,6 +43,7 @@ if _HERE not in sys.path:
 
 from benchmarks.measure import FULL, QUICK  # noqa: E402
 from benchmarks.runner import run  # noqa: E402
+from benchmarks.sections import SECTIONS  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,12 +57,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: fewer iterations, sizes 100 and 1,000"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[section.NAME for section in SECTIONS],
+        metavar="SECTION",
+        help="run only this section (repeatable): "
+        + ", ".join(section.NAME for section in SECTIONS),
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    return run(QUICK if args.quick else FULL, args.json)
+    return run(QUICK if args.quick else FULL, args.json, args.only)
 
 
 if __name__ == "__main__":

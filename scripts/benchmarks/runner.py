@@ -8,7 +8,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,12 @@ def print_header(env: dict[str, Any], settings: Settings) -> None:
     )
 
 
-def run(settings: Settings, json_path: Path | None = None) -> int:
-    """Run every section, print the results, optionally write JSON; the exit status."""
+def run(
+    settings: Settings, json_path: Path | None = None, only: Sequence[str] | None = None
+) -> int:
+    """Run every section (or those named in ``only``), print the results, optionally
+    write JSON; the exit status."""
+    sections = [s for s in SECTIONS if not only or s.NAME in only]
     report = Report()
     env = environment()
     started = time.perf_counter()
@@ -73,13 +77,13 @@ def run(settings: Settings, json_path: Path | None = None) -> int:
         defaults_guard(report),
         tempfile.TemporaryDirectory(prefix="cachier_like_bench_") as base,
     ):
-        for section in SECTIONS:
+        for section in sections:
             print(f"running: {section.TITLE}...", flush=True)
             section.run(report, settings, Path(base))
-    for section in SECTIONS:
+    for section in sections:
         section.print_tables(report, settings)
     targets: list[Target] = []
-    for section in SECTIONS:
+    for section in sections:
         targets += section.targets(report, settings)
     print_targets(targets, settings)
     report.notes.append(
@@ -99,7 +103,7 @@ def run(settings: Settings, json_path: Path | None = None) -> int:
             "statistic": "median and min of timeit repeats, microseconds per call",
             "elapsed_s": elapsed,
         }
-        baselines = {section.NAME: section.BASELINE for section in SECTIONS}
+        baselines = {section.NAME: section.BASELINE for section in sections}
         write_json(json_path, report, targets, meta, baselines)
         print(f"wrote {json_path}")
     return 0
