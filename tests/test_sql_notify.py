@@ -209,10 +209,12 @@ def test_only_the_stores_and_releases_that_end_a_claim_notify_its_key(
         assert core.claim("k", 30.0) and core.claim("empty", 30.0) and core.claim("c", 30.0)
         core.set("k", Entry(2, 1.0))  # the holder's store ends its claim
         core.release("k")  # already ended by the store: sends nothing
-        core.release("empty")
+        core.release("empty")  # a claim-only row, deleted
+        assert core.claim("k", 30.0)
+        core.release("k")  # a row with a value: its claim cleared
         core.clear_claims()
-        got = [(n.channel, n.payload) for n in own.notifies(timeout=0.5, stop_after=3)]
-    assert got == [(core._channel, "k"), (core._channel, "empty"), (core._channel, "c")]
+        got = [(n.channel, n.payload) for n in own.notifies(timeout=0.5, stop_after=4)]
+    assert got == [(core._channel, key) for key in ("k", "empty", "k", "c")]
 
 
 def test_a_killed_calculator_is_taken_over_after_its_lease(
@@ -244,7 +246,9 @@ def test_a_killed_calculator_is_taken_over_after_its_lease(
 def test_a_killed_listener_connection_reconnects_and_waiters_poll_meanwhile(
     postgres_engine: sa.Engine, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = sa.create_engine(server_url("postgres"))  # a listener of this test's own
+    # Another URL (a query parameter more) has a listener of its own in this process.
+    url = sa.make_url(server_url("postgres")).update_query_dict({"application_name": table})
+    engine = sa.create_engine(url)
     try:
         holder, waiter = make_core(engine, table), make_core(engine, table)
         listener = listener_of(waiter)
@@ -275,6 +279,7 @@ def test_a_killed_listener_connection_reconnects_and_waiters_poll_meanwhile(
             wait_until(lambda: listener.is_live(waiter._channel))
         assert any("LISTEN lost" in message for message in warned)
         assert listener.backend_pid not in (None, first_pid)
+        assert listener is not listener_of(make_core(postgres_engine, table))
         assert holder.claim("k2", 30.0)
         reads = LiveReads(waiter)
         thread, got = start_waiter_thread(lambda: waiter.wait("k2", DEADLINE_S))

@@ -28,7 +28,7 @@ import importlib
 import importlib.util
 import logging
 import os
-import select
+import selectors
 import threading
 import time
 import weakref
@@ -301,28 +301,30 @@ class Listener:
 
     def _serve(self, connection: Any) -> None:
         self.backend_pid = connection.info.backend_pid
-        sock = connection.fileno()
-        while True:
-            with self._lock:
-                todo = self._wanted - self._listening
-            for channel in todo:
-                connection.execute(f"LISTEN {channel}")  # an identifier: channel_name()
-            if todo:
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection.fileno(), selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
                 with self._lock:
-                    self._listening |= todo
-                self._wake_channels(todo)  # they re-read: no store can go unheard now
-            for notify in connection.notifies(timeout=0):
-                self._wake(notify.channel, notify.payload)
-            ready, _, _ = select.select([sock, self._wake_r], [], [], _IDLE_CHECK_S)
-            if self._wake_r in ready:
-                while True:
-                    try:
-                        if not os.read(self._wake_r, 4096):
-                            break
-                    except BlockingIOError:
-                        break
-            if not ready:
-                connection.execute("SELECT 1")
+                    todo = self._wanted - self._listening
+                for channel in todo:
+                    connection.execute(f"LISTEN {channel}")  # an identifier: channel_name()
+                if todo:
+                    with self._lock:
+                        self._listening |= todo
+                    self._wake_channels(todo)  # they re-read: no store can go unheard now
+                for notify in connection.notifies(timeout=0):
+                    self._wake(notify.channel, notify.payload)
+                ready = selector.select(_IDLE_CHECK_S)
+                if any(key.fd == self._wake_r for key, _ in ready):
+                    self._drain()
+                if not ready:
+                    connection.execute("SELECT 1")  # a dead connection shows, and is replaced
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
 
     def _disconnected(self, connection: Any) -> None:
         self.backend_pid = None
