@@ -26,6 +26,7 @@ from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
 from ..shared import storage_name
+from . import notify
 from .async_engines import is_async_engine, namespaces_async
 from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up, sync_side
 from .notify import Listener, Watch, channel_name, listener_for
@@ -226,7 +227,7 @@ class SQLCore(Core):
         k = storage_name(key)
         listener = self._listener()
         if listener is not None:
-            return listener.wait(self._channel, k, self._watch, timeout_s)
+            return notify.wait(listener, self._channel, k, self._watch, timeout_s)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = self._poll(k)
@@ -243,7 +244,7 @@ class SQLCore(Core):
             await asyncio.to_thread(self._setup)  # it connects: not on the loop
         listener = self._listener()
         if listener is not None:
-            return await listener.wait_async(self._channel, k, self._watch, timeout_s)
+            return await notify.wait_async(listener, self._channel, k, self._watch, timeout_s)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = await asyncio.to_thread(self._poll, k)

@@ -5,12 +5,13 @@ send ``pg_notify(channel, key)`` (:mod:`.statements`), in the same statement, so
 wake-up costs no round trip. The channel is one per (table, namespace); the payload is
 the key's storage name, so a waiter wakes only for its own key.
 
-Per process and database there is one :class:`Listener`: a daemon thread holding a
-dedicated psycopg (v3) connection in autocommit, which ``LISTEN``\\s on a channel as its
-first waiter registers and hands each notification to the waiters of its key (a
-``threading.Event`` for a sync waiter; ``loop.call_soon_threadsafe`` on an
-``asyncio.Event`` for an async one). An async waiter's reads run on one reader thread
-per listener, shared by the waiters of a key, never in ``asyncio.to_thread``.
+Per process and database there is one :class:`~.listener.Listener`: a daemon thread
+holding a dedicated psycopg (v3) connection, which ``LISTEN``\\s on a channel as its
+first waiter registers and wakes the waiters of the key each notification names (a
+``threading.Event`` for a sync waiter, set from its thread; an ``asyncio.Event`` for an
+async one, set through ``loop.call_soon_threadsafe``). An async waiter's reads run on
+the listener's one reader thread, shared by the waiters of a key, never in
+``asyncio.to_thread``.
 
 A waiter registers, then reads the row: a store between its last read and the
 ``LISTEN`` is seen by that read, one after it by the notification. It still re-reads
@@ -26,29 +27,21 @@ import asyncio
 import contextlib
 import importlib
 import importlib.util
-import logging
-import os
-import selectors
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
 from ... import forks
-from ...alerts import RateLimitedLog
 from ...entry import Entry
 from ...hashing import stable_hash
 from ..base import Backoff
+from .listener import Listener
 
-__all__ = ["RECHECK_S", "Listener", "Watch", "channel_name", "listener_for"]
-
-logger = logging.getLogger(__name__)
-_log = RateLimitedLog(logger)
-T = TypeVar("T")
+__all__ = ["RECHECK_S", "Listener", "Watch", "channel_name", "listener_for", "wait", "wait_async"]
 
 #: A notified waiter still re-reads its row this often (a lost notification's cost).
 RECHECK_S = 1.0
@@ -56,10 +49,6 @@ RECHECK_S = 1.0
 POLL_MIN_S = 0.002
 POLL_MAX_S = 0.1
 _LEASE_MARGIN_S = 0.002
-_RECONNECT_MIN_S = 0.05
-_RECONNECT_MAX_S = 5.0
-#: An idle listener checks its connection this often (a dead one is replaced).
-_IDLE_CHECK_S = 30.0
 _CHANNEL_PREFIX = "cachier_like_"
 
 #: What a waiter reads of its row: (claimed, entry, seconds of lease left or None).
@@ -76,63 +65,6 @@ def channel_name(table: sa.Table, namespace: str) -> str:
     return _CHANNEL_PREFIX + stable_hash(f"{table.fullname}:{namespace}")
 
 
-class _Waiter:
-    __slots__ = ("channel", "key", "wake")
-
-    def __init__(self, channel: str, key: str, wake: Callable[[], None]) -> None:
-        self.channel, self.key, self.wake = channel, key, wake
-
-
-class _Reads:
-    """One thread that runs async waiters' reads; waiters of a key share a queued read."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._queue: deque[Hashable] = deque()
-        self._pending: dict[Hashable, tuple[Callable[[], Any], list[asyncio.Future[Any]]]] = {}
-        self._thread: threading.Thread | None = None
-
-    async def run(self, token: Hashable, read: Callable[[], T]) -> T:
-        """``read()`` on the reader thread (or the result of an identical queued one)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._cv:
-            queued = self._pending.get(token)
-            if queued is None:
-                self._pending[token] = (read, [future])
-                self._queue.append(token)
-                self._cv.notify()
-            else:
-                queued[1].append(future)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="cachier_like-pg-reads", daemon=True
-                )
-                self._thread.start()
-        return await future
-
-    def _serve(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue:
-                    self._cv.wait()
-                read, futures = self._pending.pop(self._queue.popleft())
-            try:
-                outcome: tuple[Any, BaseException | None] = (read(), None)
-            except Exception as exc:
-                outcome = (None, exc)
-            for future in futures:
-                with contextlib.suppress(RuntimeError):  # the waiter's loop is closed
-                    future.get_loop().call_soon_threadsafe(_settle, future, outcome)
-
-
-def _settle(future: asyncio.Future[Any], outcome: tuple[Any, BaseException | None]) -> None:
-    if not future.done():
-        if outcome[1] is None:
-            future.set_result(outcome[0])
-        else:
-            future.set_exception(outcome[1])
-
-
 def _next_sleep(backoff: Backoff, live: bool, lease_left: float | None) -> float | None:
     """How long a waiter sleeps before its next read; None once its deadline passed."""
     if live:
@@ -147,194 +79,67 @@ def _next_sleep(backoff: Backoff, live: bool, lease_left: float | None) -> float
     return delay
 
 
-class Listener:
-    """One process's LISTEN connection to one database, and the waiters it wakes.
+def wait(
+    listener: Listener,
+    channel: str,
+    key: str,
+    watch: Callable[[str], Watch],
+    timeout_s: float | None,
+) -> Entry | None:
+    """Block until ``watch(key)`` says the claim ended, or ``timeout_s`` passed.
 
-    ``connect()`` opens a psycopg connection; it is called on the listener's thread,
-    again after each drop.
+    ``watch(key)`` reads the row. Example (on PostgreSQL)::
+
+        wait(listener_for(engine), core._channel, "k", core._watch, 30.0)
     """
-
-    def __init__(self, name: str, connect: Callable[[], Any]) -> None:
-        self.name = name
-        self._connect = connect
-        self._lock = threading.Lock()
-        self._waiters: dict[str, dict[str, set[_Waiter]]] = {}
-        self._wanted: set[str] = set()  # channels to LISTEN on (kept: waiters come back)
-        self._listening: set[str] = set()  # those LISTENed on the current connection
-        self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._reads = _Reads()
-        #: The server process of the current connection (None while disconnected).
-        self.backend_pid: int | None = None
-
-    def is_live(self, channel: str) -> bool:
-        """Whether a store on ``channel`` now reaches this process's waiters."""
-        return channel in self._listening
-
-    def waiting(self, channel: str, key: str) -> int:
-        """How many waiters wait for ``key`` on ``channel`` (for tests and diagnostics)."""
-        with self._lock:
-            return len(self._waiters.get(channel, {}).get(key, ()))
-
-    def wait(
-        self, channel: str, key: str, watch: Callable[[str], Watch], timeout_s: float | None
-    ) -> Entry | None:
-        """Block until ``watch(key)`` says the claim ended, or ``timeout_s`` passed.
-
-        Example (on PostgreSQL; ``core._watch`` reads the row)::
-
-            listener.wait(core_channel, "k", core._watch, 30.0)
-        """
-        backoff = Backoff(timeout_s, POLL_MIN_S, POLL_MAX_S)
-        event = threading.Event()
-        waiter = self._add(channel, key, event.set)
-        try:
-            while True:
-                event.clear()  # before reading: a notification from now on is kept
-                live = self.is_live(channel)
-                claimed, entry, lease_left = watch(key)
-                delay = _next_sleep(backoff, live, lease_left) if claimed else None
-                if delay is None:
-                    return entry
-                event.wait(delay)
-        finally:
-            self._remove(waiter)
-
-    async def wait_async(
-        self, channel: str, key: str, watch: Callable[[str], Watch], timeout_s: float | None
-    ) -> Entry | None:
-        """:meth:`wait` on an event loop: reads on the reader thread, no thread while asleep."""
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(timeout_s, POLL_MIN_S, POLL_MAX_S)
-        event = asyncio.Event()
-
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(event.set)
-
-        waiter = self._add(channel, key, wake)
-        try:
-            while True:
-                event.clear()
-                live = self.is_live(channel)
-                claimed, entry, lease_left = await self._reads.run((watch, key), lambda: watch(key))
-                delay = _next_sleep(backoff, live, lease_left) if claimed else None
-                if delay is None:
-                    return entry
-                timer = loop.call_later(delay, event.set)  # the sleep, cut short by a wake
-                try:
-                    await event.wait()
-                finally:
-                    timer.cancel()
-        finally:
-            self._remove(waiter)
-
-    # -- registration ------------------------------------------------------------------
-
-    def _add(self, channel: str, key: str, wake: Callable[[], None]) -> _Waiter:
-        waiter = _Waiter(channel, key, wake)
-        with self._lock:
-            self._waiters.setdefault(channel, {}).setdefault(key, set()).add(waiter)
-            new = channel not in self._wanted
-            self._wanted.add(channel)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="cachier_like-pg-listen", daemon=True
-                )
-                self._thread.start()
-        if new:
-            self._poke()
-        return waiter
-
-    def _remove(self, waiter: _Waiter) -> None:
-        with self._lock:
-            keys = self._waiters.get(waiter.channel, {})
-            waiters = keys.get(waiter.key)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del keys[waiter.key]
-
-    def _poke(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # already poked
-            os.write(self._wake_w, b"\0")
-
-    def _wake(self, channel: str, key: str | None = None) -> None:
-        with self._lock:
-            keys = self._waiters.get(channel, {})
-            groups = keys.values() if key is None else [keys.get(key, set())]
-            waiters = [waiter for group in groups for waiter in group]
-        for waiter in waiters:
-            waiter.wake()
-
-    def _wake_channels(self, channels: Iterable[str]) -> None:
-        for channel in channels:
-            self._wake(channel)
-
-    # -- the listener's thread ---------------------------------------------------------
-
-    def _run(self) -> None:
-        delay = _RECONNECT_MIN_S
+    backoff = Backoff(timeout_s, POLL_MIN_S, POLL_MAX_S)
+    event = threading.Event()
+    waiter = listener.add(channel, key, event.set)
+    try:
         while True:
-            started = time.monotonic()
+            event.clear()  # before reading: a notification from now on is kept
+            live = listener.is_live(channel)
+            claimed, entry, lease_left = watch(key)
+            delay = _next_sleep(backoff, live, lease_left) if claimed else None
+            if delay is None:
+                return entry
+            event.wait(delay)
+    finally:
+        listener.remove(waiter)
+
+
+async def wait_async(
+    listener: Listener,
+    channel: str,
+    key: str,
+    watch: Callable[[str], Watch],
+    timeout_s: float | None,
+) -> Entry | None:
+    """:func:`wait` on an event loop: reads on the listener's reader thread, none while asleep."""
+    loop = asyncio.get_running_loop()
+    backoff = Backoff(timeout_s, POLL_MIN_S, POLL_MAX_S)
+    event = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(event.set)
+
+    waiter = listener.add(channel, key, wake)
+    try:
+        while True:
+            event.clear()
+            live = listener.is_live(channel)
+            claimed, entry, lease_left = await listener.reader.run((watch, key), lambda: watch(key))
+            delay = _next_sleep(backoff, live, lease_left) if claimed else None
+            if delay is None:
+                return entry
+            timer = loop.call_later(delay, event.set)  # the sleep, cut short by a wake
             try:
-                connection = self._connect()
-            except Exception as exc:
-                _log.warn(
-                    ("connect", self.name), "%s: LISTEN failed (%r); waiters poll", self.name, exc
-                )
-            else:
-                try:
-                    self._serve(connection)
-                except Exception as exc:
-                    _log.warn(
-                        ("lost", self.name), "%s: LISTEN lost (%r); reconnecting", self.name, exc
-                    )
-                finally:
-                    self._disconnected(connection)
-            if time.monotonic() - started > 10 * _RECONNECT_MAX_S:
-                delay = _RECONNECT_MIN_S  # it served a while: this is a new outage
-            time.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX_S)
-
-    def _serve(self, connection: Any) -> None:
-        self.backend_pid = connection.info.backend_pid
-        with selectors.DefaultSelector() as selector:
-            selector.register(connection.fileno(), selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                with self._lock:
-                    todo = self._wanted - self._listening
-                for channel in todo:
-                    connection.execute(f"LISTEN {channel}")  # an identifier: channel_name()
-                if todo:
-                    with self._lock:
-                        self._listening |= todo
-                    self._wake_channels(todo)  # they re-read: no store can go unheard now
-                for notify in connection.notifies(timeout=0):
-                    self._wake(notify.channel, notify.payload)
-                ready = selector.select(_IDLE_CHECK_S)
-                if any(key.fd == self._wake_r for key, _ in ready):
-                    self._drain()
-                if not ready:
-                    connection.execute("SELECT 1")  # a dead connection shows, and is replaced
-
-    def _drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-
-    def _disconnected(self, connection: Any) -> None:
-        self.backend_pid = None
-        with self._lock:
-            dropped, self._listening = self._listening, set()
-        self._wake_channels(dropped)  # back to polling until the next connection
-        try:
-            connection.close()
-        except Exception:
-            logger.debug("closing a lost LISTEN connection failed", exc_info=True)
+                await event.wait()
+            finally:
+                timer.cancel()
+    finally:
+        listener.remove(waiter)
 
 
 _lock = threading.Lock()
@@ -397,8 +202,7 @@ def _after_fork_in_child() -> None:
     global _lock, _LISTENERS
     _lock = threading.Lock()
     for listener in _LISTENERS.values():
-        os.close(listener._wake_r)
-        os.close(listener._wake_w)
+        listener.close_pipe()
     _LISTENERS = {}
     _BY_ENGINE.clear()
 
