@@ -17,6 +17,7 @@ import asyncio
 import importlib.util
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from cachier_like import Entry, cached
-from cachier_like.cores.sql import SQLCore
+from cachier_like.cores.sql import SQLCore, notify
 from cachier_like.cores.sql.notify import RECHECK_S, Listener, Watch, listener_for
 from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.support import (
@@ -55,6 +56,13 @@ def table(postgres_engine: sa.Engine) -> Iterator[str]:
     name = unique_table()
     yield name
     drop_table(postgres_engine, name)
+
+
+@pytest.fixture
+def own_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's engines get listeners of their own (not this process's, by URL)."""
+    monkeypatch.setattr(notify, "_LISTENERS", {})
+    monkeypatch.setattr(notify, "_BY_ENGINE", weakref.WeakKeyDictionary())
 
 
 def make_core(engine: object, table: str, namespace: str = "notify.f") -> SQLCore:
@@ -243,12 +251,11 @@ def test_a_killed_calculator_is_taken_over_after_its_lease(
 # -- the listener's connection --------------------------------------------------------
 
 
+@pytest.mark.usefixtures("own_listeners")
 def test_a_killed_listener_connection_reconnects_and_waiters_poll_meanwhile(
     postgres_engine: sa.Engine, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Another URL (a query parameter more) has a listener of its own in this process.
-    url = sa.make_url(server_url("postgres")).update_query_dict({"application_name": table})
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(server_url("postgres"))
     try:
         holder, waiter = make_core(engine, table), make_core(engine, table)
         listener = listener_of(waiter)
@@ -279,7 +286,6 @@ def test_a_killed_listener_connection_reconnects_and_waiters_poll_meanwhile(
             wait_until(lambda: listener.is_live(waiter._channel))
         assert any("LISTEN lost" in message for message in warned)
         assert listener.backend_pid not in (None, first_pid)
-        assert listener is not listener_of(make_core(postgres_engine, table))
         assert holder.claim("k2", 30.0)
         reads = LiveReads(waiter)
         thread, got = start_waiter_thread(lambda: waiter.wait("k2", DEADLINE_S))
@@ -327,6 +333,7 @@ def test_200_async_waiters_of_one_key_wake_on_few_threads_without_thread_hops(
     assert elapsed < PROMPT_S
 
 
+@pytest.mark.usefixtures("own_listeners")  # connected the way this engine's listener is
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
 def test_async_waiters_on_an_async_engine_are_woken_by_notify(
     table: str, driver: str, monkeypatch: pytest.MonkeyPatch

@@ -151,7 +151,7 @@ _BY_ENGINE: weakref.WeakKeyDictionary[sa.Engine, Listener | None] = weakref.Weak
 
 def listener_for(engine: sa.Engine) -> Listener | None:
     """The listener of ``engine``'s database (the sync side of an AsyncEngine), or None:
-    not PostgreSQL, or psycopg (v3) is not installed."""
+    not PostgreSQL, or psycopg 3.2+ is not installed."""
     try:
         return _BY_ENGINE[engine]
     except KeyError:
@@ -177,7 +177,9 @@ def _opener(engine: sa.Engine) -> Callable[[], Any] | None:
     if dialect.name != "postgresql" or importlib.util.find_spec("psycopg") is None:
         return None
     psycopg = importlib.import_module("psycopg")  # only where it is installed
-    if dialect.driver == "psycopg":
+    if _version(psycopg.__version__) < (3, 2):  # notifies(timeout=...) came with 3.2
+        return None
+    if dialect.driver == "psycopg" and not dialect.is_async:  # not psycopg's async mode
 
         def detached() -> Any:
             fairy = engine.raw_connection()
@@ -194,6 +196,18 @@ def _opener(engine: sa.Engine) -> Callable[[], Any] | None:
         params.update(url.query)
     params.update(url.translate_connect_args(username="user", database="dbname"))
     return lambda: psycopg.connect(autocommit=True, **params)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``(major, minor)`` of a version string.
+
+    Example:
+        >>> _version("3.2.10"), _version("3.10.0.dev1")
+        ((3, 2), (3, 10))
+    """
+    return tuple(
+        int("".join(ch for ch in part if ch.isdigit()) or 0) for part in text.split(".")[:2]
+    )
 
 
 def _after_fork_in_child() -> None:
