@@ -9,6 +9,7 @@ PostgreSQL, by an ``AsyncEngine`` of the test's own.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import time
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 
 from cachier_like import ConfigurationError, Entry, cached
 from cachier_like.cores.sql import SQLCore
-from cachier_like.cores.sql.async_native import loop_engine
+from cachier_like.cores.sql.async_native import Native, loop_engine
 from cachier_like.flights import joined
 from cachier_like.keys import KeyMaker
 from tests.backends.sql_backend import drop_table, server_url, unique_table
@@ -64,9 +65,8 @@ class Store:
 
 def _skip_a_broken_aiomysql() -> None:
     """aiomysql 0.3.2 sends no bytes parameter with PyMySQL 1.2.3+ (aio-libs/aiomysql#1080)."""
-    import pymysql.converters
-
-    if not callable(getattr(pymysql.converters, "escape_bytes_prefixed", None)):
+    converters = importlib.import_module("pymysql.converters")
+    if not callable(getattr(converters, "escape_bytes_prefixed", None)):
         pytest.skip("aiomysql cannot send bytes with this PyMySQL (aio-libs/aiomysql#1080)")
 
 
@@ -380,14 +380,17 @@ def test_a_url_gives_each_event_loop_an_engine_disposed_with_it(
     async def main() -> AsyncEngine:
         assert await ident(1) == 1
         engine = await loop_engine(sa.make_url(url_store.url))
-        native: Any = ident.core._native
+        core: Any = ident.core
+        native: Native = core._native
         assert native.runner.engine is engine
-        assert engine.sync_engine.pool.checkedin() >= 1  # a connection, idle in its pool
+        pool: Any = engine.sync_engine.pool
+        assert pool.checkedin() >= 1  # a connection, idle in its pool
         return engine
 
     first = asyncio.run(main())
     assert disposed == [first]
-    assert first.sync_engine.pool.checkedin() == 0
+    pool: Any = first.sync_engine.pool  # the one dispose() left: empty
+    assert pool.checkedin() == 0
     second = asyncio.run(main())
     assert second is not first and disposed == [first, second]
 

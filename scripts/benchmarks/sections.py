@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from . import key_cost, memory_core, pickle_core, redis_core, sql_core
+from . import key_cost, memory_core, pickle_core, redis_core, sql_async, sql_core
 from .measure import Settings
 from .report import Report, Target
 
@@ -43,4 +43,5 @@ SECTIONS: tuple[SectionModule, ...] = (
     key_cost,
     redis_core,
     sql_core,
+    sql_async,
 )

@@ -157,12 +157,14 @@ async def loop_engine(url: sa.URL) -> AsyncEngine:
         engines = _STRONG_LOOP_ENGINES.setdefault(loop, {})
     text = url.render_as_string(hide_password=False)
     held = engines.get(text)
-    if held is None:
-        engine: Any = engine_from_url(url)
-        closer = _disposed_at_shutdown(engine)
-        engines[text] = held = (engine, closer)
-        await anext(closer)  # runs to the yield at once; the loop now finalizes it
-    return held[0]
+    if held is not None:
+        return held[0]
+    engine = engine_from_url(url)
+    assert not isinstance(engine, sa.Engine)
+    closer = _disposed_at_shutdown(engine)
+    engines[text] = (engine, closer)
+    await anext(closer)  # runs to the yield at once; the loop now finalizes it
+    return engine
 
 
 # -- the table, on first use -----------------------------------------------------------
