@@ -36,6 +36,7 @@ from tests.support import (
     run_forked,
     thread_hops,
     wait_until,
+    warnings_in,
 )
 
 pytestmark = pytest.mark.sql
@@ -406,3 +407,22 @@ def test_a_sync_clear_cache_of_a_url_configured_async_function(url_store: Store)
     asyncio.run(fill())
     assert ident.clear_cache() == 2  # the core's own loop, with an engine of its own
     assert ident.cached_entry(1) is None
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_server_fails_open_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("asyncpg")
+    calls: list[int] = []
+    refused = "postgresql+asyncpg://postgres@127.0.0.1:9/test"  # nothing listens there
+
+    @cached(backend="sql", sql_engine=refused, table_name=unique_table())
+    async def ident(x: int) -> int:
+        calls.append(x)
+        return x
+
+    with thread_hops(monkeypatch) as hops:
+        assert (await ident(1), await ident(1)) == (1, 1)
+    assert calls == [1, 1] and hops == []
+    assert any("without the cache" in m for m in warnings_in(caplog, "cachier_like"))

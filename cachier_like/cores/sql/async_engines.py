@@ -47,6 +47,7 @@ __all__ = [
     "create_table_async",
     "create_table_on",
     "execute",
+    "has_table_async",
     "is_async_engine",
     "namespaces_async",
     "own_engine",
@@ -203,6 +204,18 @@ async def execute(engine: AsyncEngine, prepared: Prepared, params: Params) -> An
         if exc.connection_invalidated or is_transient(exc.orig):
             raise Retry(exc) from exc
         raise
+
+
+def has_table_async(engine: AsyncEngine, name: str, schema: str | None) -> bool:
+    """Whether the table ``schema.name`` exists (``sa.inspect`` takes no AsyncEngine)."""
+
+    async def run() -> bool:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: sa.inspect(sync).has_table(name, schema=schema)
+            )
+
+    return LOOP.run(run())
 
 
 def namespaces_async(engine: AsyncEngine, table: sa.Table) -> list[str]:
