@@ -30,9 +30,10 @@ class MissingDriverError(ConfigurationError, ImportError):
 class AsyncOnlyError(ConfigurationError, TypeError):
     """A store only ``async def`` functions can use was given to a sync one.
 
-    A SQLAlchemy ``AsyncEngine`` as ``sql_engine``: raised as the function is decorated
-    (or, from a callable returning one, on its first call). Use an ``async def``
-    function, or a sync ``Engine``.
+    A SQLAlchemy ``AsyncEngine`` as ``sql_engine``, or a URL naming an async driver
+    (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``, ...): raised as the function is
+    decorated (or, from a callable or ``$CACHIER_LIKE_SQL_URL``, on its first call). Use
+    an ``async def`` function, or a sync ``Engine`` or the sync driver's URL.
     """
 
 

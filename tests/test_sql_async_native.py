@@ -426,3 +426,20 @@ async def test_an_unreachable_server_fails_open_on_the_loop(
         assert (await ident(1), await ident(1)) == (1, 1)
     assert calls == [1, 1] and hops == []
     assert any("without the cache" in m for m in warnings_in(caplog, "cachier_like"))
+
+
+@pytest.mark.asyncio
+async def test_the_environments_async_url_is_native_from_the_first_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("aiosqlite")
+
+    @cached(backend="sql", table_name="env_cache")
+    async def ident(x: int) -> int:
+        return x
+
+    monkeypatch.setenv("CACHIER_LIKE_SQL_URL", f"sqlite+aiosqlite:///{tmp_path / 'env.sqlite'}")
+    with thread_hops(monkeypatch) as hops:
+        assert (await ident(1), await ident(1)) == (1, 1)
+        assert await ident.aclear_cache() == 1
+    assert ident.core.native_async and hops == []

@@ -74,14 +74,15 @@ class SQLCore(NativeOps):
         self._source = engine_source(sql_engine)
         self._pid = os.getpid()
         given = self._source.obj
-        self._engine: AnyEngine | None = None if given is None else adopt(given, inherited=False)
+        self._by_env = sql_engine is None
+        self._engine = None if given is None else adopt(given, inherited=False)
         self._user_engine = given if is_async_engine(given) else None
         user = self._user_engine
         self.native_async = user is not None and native_capable(user.url)
         self._native: Native | None = None
         self._native_task: asyncio.Task[Native] | None = None
         #: Whether the decorated function is a sync one (None: no function told us).
-        self._sync_caller: bool | None = None
+        self._sync_caller = None
         self._ns = namespace_text(namespace)
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()

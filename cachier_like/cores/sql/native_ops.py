@@ -36,6 +36,10 @@ class NativeOps(Core):
     _ns: str
     _pid: int
     _held: dict[str, str | None]
+    _sync_caller: bool | None
+    _engine: AnyEngine | None
+    #: Whether the engine comes from $CACHIER_LIKE_SQL_URL (sql_engine not given).
+    _by_env: bool
     #: The application's AsyncEngine, awaited on its loop (None: one engine per loop, from the URL).
     _user_engine: AsyncEngine | None
     _native: Native | None
@@ -46,6 +50,17 @@ class NativeOps(Core):
 
     def _resolve(self) -> AnyEngine:
         raise NotImplementedError
+
+    def _native_from_env(self) -> bool:
+        """Whether ``$CACHIER_LIKE_SQL_URL``, read now, gives this async function a native path.
+
+        Resolving builds the engine object without connecting, so it may run on the loop;
+        a URL given to the decorator was looked at as it decorated, an engine when given.
+        """
+        if self._engine is not None or self._sync_caller is not False or not self._by_env:
+            return False
+        self._resolve()
+        return self.native_async
 
     async def _anative(self) -> Native:
         """The runner and statements for the running loop (set up once per loop)."""
@@ -74,7 +89,7 @@ class NativeOps(Core):
 
     async def aget(self, key: Hashable) -> Entry | None:
         """:meth:`get` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().aget(key)
         _, runner, statements = await self._anative()
         rows = await runner.run(statements.get, {"ns": self._ns, "k": storage_name(key)})
@@ -82,7 +97,7 @@ class NativeOps(Core):
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
         """:meth:`set` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().aset(key, entry)
         payload = self.encode(entry.value)
         if payload is None:
@@ -98,7 +113,7 @@ class NativeOps(Core):
 
     async def aclaim(self, key: Hashable, lease_s: float) -> bool:
         """:meth:`claim` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().aclaim(key, lease_s)
         _, runner, statements = await self._anative()
         k = storage_name(key)
@@ -117,7 +132,7 @@ class NativeOps(Core):
 
     async def arenew(self, key: Hashable, lease_s: float) -> bool:
         """:meth:`renew` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().arenew(key, lease_s)
         k = storage_name(key)
         if k not in self._held:
@@ -131,7 +146,7 @@ class NativeOps(Core):
 
     async def arelease(self, key: Hashable) -> None:
         """:meth:`release` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().arelease(key)
         token = self._held.pop(storage_name(key), None)
         if token is None:
@@ -143,7 +158,7 @@ class NativeOps(Core):
 
     async def aclear(self) -> int:
         """:meth:`clear` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().aclear()
         _, runner, statements = await self._anative()
         params = {"ns": self._ns}
@@ -152,7 +167,7 @@ class NativeOps(Core):
 
     async def aclear_claims(self) -> int:
         """:meth:`clear_claims` on the caller's loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await super().aclear_claims()
         _, runner, statements = await self._anative()
         params = {"ns": self._ns}
@@ -162,7 +177,7 @@ class NativeOps(Core):
 
     async def _apoll(self, key: str) -> tuple[bool, Entry | None]:
         """One poll of a waiter (see ``SQLCore._poll``) without leaving the loop."""
-        if not self.native_async:
+        if not (self.native_async or self._native_from_env()):
             return await asyncio.to_thread(self._poll, key)
         _, runner, statements = await self._anative()
         rows: Any = await runner.run(statements.poll, {"ns": self._ns, "k": key})
