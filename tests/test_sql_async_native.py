@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from cachier_like import ConfigurationError, Entry, cached
 from cachier_like.cores.sql import SQLCore
 from cachier_like.cores.sql.async_native import Native, loop_engine
+from cachier_like.cores.sql.engines import missing_driver_advice
 from cachier_like.flights import joined
 from cachier_like.keys import KeyMaker
 from tests.backends.sql_backend import drop_table, server_url, unique_table
@@ -444,3 +445,17 @@ async def test_the_environments_async_url_is_native_from_the_first_call(
         assert (await ident(1), await ident(1)) == (1, 1)
         assert await ident.aclear_cache() == 1
     assert ident.core.native_async and hops == []
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("postgresql+asyncpg://db/app", "postgres-async"),
+        ("sqlite+aiosqlite:///cache.sqlite", "sqlite-async"),
+        ("mysql+aiomysql://db/app", "mysql-async"),
+    ],
+)
+def test_a_missing_async_driver_names_its_extra(url: str, extra: str) -> None:
+    driver = sa.make_url(url).get_dialect().driver
+    advice = missing_driver_advice(sa.make_url(url), ModuleNotFoundError(name=driver))
+    assert f"pip install 'cachier_like[{extra}]'" in advice

@@ -1,6 +1,7 @@
 """Section 5, the SQL core's native async path: async hit and miss on PostgreSQL (asyncpg).
 
-Measured inside one event loop, each figure a median over repeats of a batch of awaits:
+Measured inside one event loop, each figure a median over repeats of a batch of awaits
+(the implementations take turns, repeat by repeat):
 
 * ours, given a ``postgresql+asyncpg://`` URL (a native engine per loop, autocommit);
 * ours, given an application's ``create_async_engine(url)`` (native; not autocommit, so
@@ -73,22 +74,43 @@ def server_url() -> sa.URL:
     return sa.make_url(text)
 
 
-async def _timed(call: Call, keys: Iterator[int], s: Settings) -> Timing:
-    """Microseconds per ``await call(key)``: a batch sized to ``per_repeat_s``, repeated."""
-    started, batch = time.perf_counter(), 0
-    while time.perf_counter() - started < s.calibrate_s * 10 or batch < 10:
-        await call(next(keys))
-        batch += 1
-    per_call = (time.perf_counter() - started) / batch
-    number = max(1, min(round(s.per_repeat_s / per_call), int(s.cap_s / s.repeats / per_call)))
-    times = []
+async def _timed(
+    calls: dict[str, Call], keys: Callable[[], Iterator[int]], s: Settings
+) -> dict[str, Timing]:
+    """Microseconds per ``await call(key)`` for each call: batches sized to ``per_repeat_s``.
+
+    The repeats take turns (one batch of each call, then the next repeat), so a machine
+    whose load drifts during the run slows every row alike.
+    """
+    numbers, made, streams = {}, {}, {name: keys() for name in calls}
+    for name, call in calls.items():
+        started, batch = time.perf_counter(), 0
+        while time.perf_counter() - started < s.calibrate_s * 10 or batch < 10:
+            await call(next(streams[name]))
+            batch += 1
+        per_call = (time.perf_counter() - started) / batch
+        cap = int(s.cap_s / s.repeats / per_call)
+        numbers[name] = max(1, min(round(s.per_repeat_s / per_call), cap))
+        made[name] = batch
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(s.repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            await call(next(keys))
-        times.append((time.perf_counter() - t0) / number * 1e6)
-    calls = batch + number * s.repeats
-    return Timing(statistics.median(times), min(times), number, s.repeats, calls, "")
+        for name, call in calls.items():
+            stream, number = streams[name], numbers[name]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                await call(next(stream))
+            times[name].append((time.perf_counter() - t0) / number * 1e6)
+    return {
+        name: Timing(
+            statistics.median(times[name]),
+            min(times[name]),
+            numbers[name],
+            s.repeats,
+            made[name] + numbers[name] * s.repeats,
+            "",
+        )
+        for name in calls
+    }
 
 
 def _add(calls: list[int]) -> Callable[[int], Awaitable[int]]:
@@ -141,16 +163,18 @@ async def _bench(report: Report, settings: Settings) -> None:
             return pickle.loads(row[0])
 
         readers: dict[str, Call] = {RAW_ROW: raw, FLOOR_ROW: floor}
-        for name, call in {**funcs, **readers}.items():
+        hitters = {**funcs, **readers}
+        for call in hitters.values():
             for i in range(WARM_UP_CALLS):
                 assert await call(i) == i + 2
-            before = len(calls)
-            timing = await _timed(call, itertools.cycle(range(ENTRIES)), settings)
-            note = "" if len(calls) == before else f"{len(calls) - before} computed on hits!"
+        before = len(calls)
+        hits = await _timed(hitters, lambda: itertools.cycle(range(ENTRIES)), settings)
+        note = "" if len(calls) == before else f"{len(calls) - before} computed on hits!"
+        for name, timing in hits.items():
             report.rows.append(Row(NAME, "hit", name, ENTRIES, timing, note))
-        fresh = itertools.count(10_000_000)
-        for name, call in funcs.items():
-            timing = await _timed(call, fresh, settings)
+        fresh = itertools.count(10_000_000)  # one stream of new keys, shared
+        misses = await _timed(funcs, lambda: fresh, settings)
+        for name, timing in misses.items():
             report.rows.append(Row(NAME, "miss", name, ENTRIES, timing))
         for name in readers:
             report.rows.append(Row(NAME, "miss", name, ENTRIES, note="reads only"))
