@@ -15,16 +15,17 @@ import signal
 import time
 from collections.abc import AsyncIterator, Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
 from cachier_like import ConfigurationError, Entry, cached
-from cachier_like.cores.sql import SQLCore
-from cachier_like.cores.sql.async_native import Native, loop_engine
+from cachier_like.cores.sql import SQLCore, async_native
+from cachier_like.cores.sql.async_native import Native, NativeRunner, loop_engine
 from cachier_like.cores.sql.engines import missing_driver_advice
+from cachier_like.cores.sql.statements import Prepared
 from cachier_like.flights import joined
 from cachier_like.keys import KeyMaker
 from tests.backends.sql_backend import drop_table, server_url, unique_table
@@ -459,3 +460,36 @@ def test_a_missing_async_driver_names_its_extra(url: str, extra: str) -> None:
     driver = sa.make_url(url).get_dialect().driver
     advice = missing_driver_advice(sa.make_url(url), ModuleNotFoundError(name=driver))
     assert f"pip install 'cachier_like[{extra}]'" in advice
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_renewal_or_poll_lets_its_statement_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = asyncio.Event()
+    finished: list[bool] = []
+
+    async def gated_execute(engine: object, prepared: Prepared, params: object) -> int:
+        await gate.wait()  # a statement in flight
+        finished.append(True)
+        return 1
+
+    monkeypatch.setattr(async_native, "execute", gated_execute)
+
+    class Up:
+        down = False
+
+    runner = NativeRunner(cast(Any, Up()), cast(Any, None))
+    select = Prepared(sa.text("SELECT 1"), "SELECT 1", None, False, True)
+    for finish in (True, False):
+        call = asyncio.create_task(runner.run(select, {}, finish=finish))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the statement has started
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        gate.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gate.clear()
+    assert finished == [True]  # only the statement run with finish=True completed

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -94,14 +94,21 @@ class NativeRunner:
         self.breaker = breaker
         self.engine = engine
 
-    async def run(self, prepared: Prepared, params: Params) -> Any:
-        """Run one statement: its rows (a list) if it returns rows, else its row count."""
+    async def run(self, prepared: Prepared, params: Params, finish: bool = False) -> Any:
+        """Run one statement: its rows (a list) if it returns rows, else its row count.
+
+        With ``finish``, a cancelled caller lets the statement finish in the background
+        (a task more per statement), for statements cancelled in the normal course: lease
+        renewals, waiters' polls. A hit cut short costs its connection instead.
+        """
         breaker = self.breaker
         if breaker.down:
             raise breaker.refusal()
         attempt = 1
         while True:
             try:
+                if finish:
+                    return await _finished(execute(self.engine, prepared, params))
                 return await execute(self.engine, prepared, params)
             except Retry as retry:
                 if attempt >= ATTEMPTS or breaker.down:
@@ -117,6 +124,32 @@ class NativeRunner:
                 if outage is None:
                     raise
                 raise outage from exc
+
+
+#: Statements whose caller was cancelled, finishing in the background.
+_FINISHING: set[asyncio.Task[Any]] = set()
+
+
+def _drop_outcome(task: asyncio.Task[Any]) -> None:
+    _FINISHING.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: the caller that wanted it is gone
+
+
+async def _finished(statement: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``statement``; if the caller is cancelled, let it finish in the background.
+
+    A statement cut short mid-protocol costs its connection (the pool closes it, and
+    the next call connects anew); one round trip more keeps it in the pool.
+    """
+    task = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _FINISHING.add(task)
+            task.add_done_callback(_drop_outcome)
+        raise
 
 
 class Native(NamedTuple):

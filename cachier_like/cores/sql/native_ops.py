@@ -142,7 +142,7 @@ class NativeOps(Core):
             return True
         _, runner, statements = await self._anative()
         params = {"ns": self._ns, "k": k, "tok": token, "lease": float(lease_s)}
-        return bool(await runner.run(statements.renew, params) == 1)
+        return bool(await runner.run(statements.renew, params, finish=True) == 1)
 
     async def arelease(self, key: Hashable) -> None:
         """:meth:`release` on the caller's loop."""
@@ -162,8 +162,8 @@ class NativeOps(Core):
             return await super().aclear()
         _, runner, statements = await self._anative()
         params = {"ns": self._ns}
-        removed: int = await runner.run(statements.clear_free, params)
-        return removed + int(await runner.run(statements.clear_claimed, params))
+        removed: int = await runner.run(statements.clear_free, params, finish=True)
+        return removed + int(await runner.run(statements.clear_claimed, params, finish=True))
 
     async def aclear_claims(self) -> int:
         """:meth:`clear_claims` on the caller's loop."""
@@ -171,8 +171,8 @@ class NativeOps(Core):
             return await super().aclear_claims()
         _, runner, statements = await self._anative()
         params = {"ns": self._ns}
-        cleared: int = await runner.run(statements.clear_claims, params)
-        await runner.run(statements.drop_claim_rows, params)
+        cleared: int = await runner.run(statements.clear_claims, params, finish=True)
+        await runner.run(statements.drop_claim_rows, params, finish=True)
         return cleared
 
     async def _apoll(self, key: str) -> tuple[bool, Entry | None]:
@@ -180,7 +180,7 @@ class NativeOps(Core):
         if not (self.native_async or self._native_from_env()):
             return await asyncio.to_thread(self._poll, key)
         _, runner, statements = await self._anative()
-        rows: Any = await runner.run(statements.poll, {"ns": self._ns, "k": key})
+        rows: Any = await runner.run(statements.poll, {"ns": self._ns, "k": key}, finish=True)
         if not rows:
             return False, None
         value, timestamp, live = rows[0]
