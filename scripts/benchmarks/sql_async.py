@@ -12,13 +12,16 @@ Measured inside one event loop, each figure a median over repeats of a batch of 
   an autocommit asyncpg engine (a pool checkout per read, as ours does);
 * a floor: the same ``await conn.execute(select)`` on one connection held throughout.
 
-Hits cycle over ``n`` stored keys; misses compute and store new keys. The server comes
+Hits cycle over the stored keys, one await at a time and in bursts of ``BURST``
+concurrent awaits (``asyncio.gather``, per-await figures: where the thread path queues
+on the worker threads); misses compute and store new keys. The server comes
 from ``$CACHIER_LIKE_TEST_POSTGRES_URL`` (default: the local test server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import itertools
 import os
@@ -60,6 +63,10 @@ OURS_THREAD_ROW = f"{OURS} async def, sql_engine='postgresql+psycopg://...' (thr
 FLOOR_ROW = "floor: await conn.execute(select) on one held connection + unpickle"
 READERS = (RAW_ROW, FLOOR_ROW)
 ENTRIES = 1_000
+#: Concurrent awaits in the burst case (distinct stored keys).
+BURST = 100
+BURST_CASE = f"hit, {BURST} concurrent"
+CASES = ("hit", BURST_CASE, "miss")
 WARM_UP_CALLS = 200
 #: The native URL path's hit, judged on the median against the raw read.
 TARGET_RATIO = 1.5
@@ -111,6 +118,15 @@ async def _timed(
         )
         for name in calls
     }
+
+
+def _burst(call: Call) -> Call:
+    """``BURST`` concurrent awaits of ``call`` on consecutive keys, from ``first``."""
+
+    async def burst(first: int) -> None:
+        await asyncio.gather(*(call(first + j) for j in range(BURST)))
+
+    return burst
 
 
 def _add(calls: list[int]) -> Callable[[int], Awaitable[int]]:
@@ -172,6 +188,14 @@ async def _bench(report: Report, settings: Settings) -> None:
         note = "" if len(calls) == before else f"{len(calls) - before} computed on hits!"
         for name, timing in hits.items():
             report.rows.append(Row(NAME, "hit", name, ENTRIES, timing, note))
+        bursts = {name: _burst(call) for name, call in hitters.items() if name != FLOOR_ROW}
+        timed = await _timed(bursts, lambda: itertools.cycle(range(0, ENTRIES, BURST)), settings)
+        for name, timing in timed.items():
+            per_call = dataclasses.replace(
+                timing, median_us=timing.median_us / BURST, min_us=timing.min_us / BURST
+            )
+            report.rows.append(Row(NAME, BURST_CASE, name, ENTRIES, per_call))
+        report.rows.append(Row(NAME, BURST_CASE, FLOOR_ROW, ENTRIES, note="one connection"))
         fresh = itertools.count(10_000_000)  # one stream of new keys, shared
         misses = await _timed(funcs, lambda: fresh, settings)
         for name, timing in misses.items():
@@ -188,7 +212,7 @@ async def _bench(report: Report, settings: Settings) -> None:
 
 def _skip(report: Report, why: str) -> None:
     for name in (OURS_URL_ROW, OURS_ENGINE_ROW, OURS_THREAD_ROW, *READERS):
-        for case in ("hit", "miss"):
+        for case in CASES:
             report.rows.append(Row(NAME, case, name, ENTRIES, note=f"skipped: {why}"))
 
 
@@ -208,10 +232,9 @@ def print_tables(report: Report, settings: Settings) -> None:
     print()
     print(f"5. SQL core, native async, PostgreSQL asyncpg, {ENTRIES:,} rows  [us per await]")
     headers = ["implementation"]
-    for case in ("hit", "miss"):
+    for case in ("hit", f"x{BURST}", "miss"):
         headers += [f"{case} med", f"{case} min", "/raw", f"/{OURS}", "repeats x calls"]
-    cases = ("hit", "miss")
-    rows = section_rows(report, NAME, cases, lambda _: RAW_ROW, entries=ENTRIES, show_calls=True)
+    rows = section_rows(report, NAME, CASES, lambda _: RAW_ROW, entries=ENTRIES, show_calls=True)
     print_table([*headers, "notes"], rows)
 
 
