@@ -28,7 +28,7 @@ from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff, CoreStats, EntryInfo
 from ..shared import storage_name
 from .async_engines import is_async_engine, namespaces_async
-from .async_native import Native, is_async_url, native_capable
+from .async_native import Native, native_capable
 from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up
 from .native_ops import NativeOps
 from .runner import Runner
@@ -114,30 +114,6 @@ class SQLCore(NativeOps):
                 self._engine = adopt(engine, inherited)
                 self.native_async = is_async_engine(engine) and native_capable(engine.url)
             return self._engine
-
-    def check_caller(self, is_async: bool) -> None:
-        """An AsyncEngine, or a URL naming an async driver, serves ``async def`` functions only.
-
-        Such a URL gives an async function a native client (see ``docs/cores/sql.md``).
-        """
-        self._sync_caller = not is_async
-        url = self._source.url
-        if not is_async and (is_async_engine(self._source.given) or is_async_url(url)):
-            raise AsyncOnlyError(self._sync_caller_advice(url is not None))
-        if is_async and is_async_url(url):
-            self.native_async = native_capable(url)
-
-    def _sync_caller_advice(self, by_url: bool) -> str:
-        if by_url:
-            return (
-                f"{self.namespace}: sql_engine names an async driver, which serves only "
-                "async def functions; use the sync driver's URL (sqlite://, "
-                "postgresql+psycopg://, mysql+pymysql://) or make the function async def"
-            )
-        return (
-            f"{self.namespace}: sql_engine is an AsyncEngine, which serves only async def "
-            "functions; make the function async def, or pass a sync Engine or a URL"
-        )
 
     def _after_fork(self) -> None:
         """In a forked child (its engines already disposed): no claims, free locks."""

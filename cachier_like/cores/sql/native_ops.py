@@ -2,7 +2,9 @@
 
 Each mirrors its sync operation in :mod:`.core` statement for statement, through a
 :class:`~.async_native.NativeRunner`; with ``native_async`` off (a sync engine, an
-in-memory SQLite one) they fall back to the base class's worker threads.
+in-memory SQLite one) they fall back to the base class's worker threads. Here too:
+which functions an async engine serves (``check_caller``), and when the native path
+applies (``native_async``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ...entry import Entry
+from ...errors import AsyncOnlyError
 from ..base import Core
-from ..shared import storage_name
+from ..shared import StoreSource, storage_name
 from .async_engines import is_async_engine
-from .async_native import Native, NativeRunner, loop_engine, native_statements
+from .async_native import (
+    Native,
+    NativeRunner,
+    is_async_url,
+    loop_engine,
+    native_capable,
+    native_statements,
+)
 from .engines import AnyEngine, adopt_pool, runner_for
 
 if TYPE_CHECKING:
@@ -40,6 +50,7 @@ class NativeOps(Core):
     _engine: AnyEngine | None
     #: Whether the engine comes from $CACHIER_LIKE_SQL_URL (sql_engine not given).
     _by_env: bool
+    _source: StoreSource[AnyEngine]
     #: The application's AsyncEngine, awaited on its loop (None: one engine per loop, from the URL).
     _user_engine: AsyncEngine | None
     _native: Native | None
@@ -61,6 +72,30 @@ class NativeOps(Core):
             return False
         self._resolve()
         return self.native_async
+
+    def check_caller(self, is_async: bool) -> None:
+        """An AsyncEngine, or a URL naming an async driver, serves ``async def`` functions only.
+
+        Such a URL gives an async function a native client (see ``docs/cores/sql.md``).
+        """
+        self._sync_caller = not is_async
+        url = self._source.url
+        if not is_async and (is_async_engine(self._source.given) or is_async_url(url)):
+            raise AsyncOnlyError(self._sync_caller_advice(url is not None))
+        if is_async and is_async_url(url):
+            self.native_async = native_capable(url)
+
+    def _sync_caller_advice(self, by_url: bool) -> str:
+        if by_url:
+            return (
+                f"{self.namespace}: sql_engine names an async driver, which serves only "
+                "async def functions; use the sync driver's URL (sqlite://, "
+                "postgresql+psycopg://, mysql+pymysql://) or make the function async def"
+            )
+        return (
+            f"{self.namespace}: sql_engine is an AsyncEngine, which serves only async def "
+            "functions; make the function async def, or pass a sync Engine or a URL"
+        )
 
     async def _anative(self) -> Native:
         """The runner and statements for the running loop (set up once per loop)."""
