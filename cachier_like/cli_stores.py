@@ -112,6 +112,7 @@ def _sql_options(args: Any) -> dict[str, Any]:
     # Drivers are optional: imported for their backend only.
     import sqlalchemy as sa  # noqa: PLC0415
 
+    from .cores.sql.async_engines import has_table_async  # noqa: PLC0415
     from .cores.sql.engines import SQL_URL_ENV, shared_engine  # noqa: PLC0415
     from .cores.sql.schema import DEFAULT_TABLE, split_table_name  # noqa: PLC0415
 
@@ -133,7 +134,12 @@ def _sql_options(args: Any) -> dict[str, Any]:
         schema, table = split_table_name(name)
     except ValueError as exc:  # ConfigurationError
         raise TargetError(f"--table: {exc}") from None
-    if not sa.inspect(shared_engine(url)).has_table(table, schema=schema):
+    engine = shared_engine(url)
+    if isinstance(engine, sa.Engine):
+        exists = sa.inspect(engine).has_table(table, schema=schema)
+    else:  # a URL naming an async driver
+        exists = has_table_async(engine, table, schema)
+    if not exists:
         hint = (
             "check --table" if args.table else "the default table; pass --table if yours is another"
         )

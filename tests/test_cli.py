@@ -1044,6 +1044,36 @@ def test_a_missing_sql_table_is_an_error(project: Project) -> None:
 
 
 @pytest.mark.sql
+def test_a_url_naming_an_async_driver_lists_and_clears(project: Project) -> None:
+    pytest.importorskip("aiosqlite")
+    url = f"sqlite+aiosqlite:///{project.root / 'cache.db'}"
+    project.python(
+        f"""
+        import asyncio
+
+        from cachier_like import cached
+
+        @cached(backend="sql", sql_engine={url!r}, namespace="sqldemo.af")
+        async def af(x: int) -> int:
+            return x
+
+        async def main() -> None:
+            await af(1)
+            await af(2)
+
+        asyncio.run(main())
+        """
+    )
+    store = ["--backend", "sql", "--url", url]
+    data = project.cli_json("ls", *store)
+    assert [(row["function"], row["entries"]) for row in data["functions"]] == [("sqldemo.af", 2)]
+    project.cli("clear", *store, "--function", "sqldemo.af", "--yes")
+    assert project.cli_json("ls", *store)["functions"] == []
+    missing = project.cli("ls", *store, "--table", "nope").assert_one_line_error()
+    assert "no table 'nope'" in missing, missing
+
+
+@pytest.mark.sql
 def test_a_sqlite_database_without_the_cache_table_is_an_error(project: Project) -> None:
     other = project.root / "other.db"
     project.python(

@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from . import async_memory, key_cost, memory_core, pickle_core, redis_async, redis_core, sql_core
+from . import (
+    async_memory,
+    key_cost,
+    memory_core,
+    pickle_core,
+    redis_async,
+    redis_core,
+    sql_async,
+    sql_core,
+)
 from .measure import Settings
 from .report import Report, Target
 
@@ -45,4 +54,5 @@ SECTIONS: tuple[SectionModule, ...] = (
     redis_core,
     redis_async,
     sql_core,
+    sql_async,
 )

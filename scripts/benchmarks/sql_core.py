@@ -240,6 +240,7 @@ def build_impls(db: str, url: str, n: int, cleanup: list[Callable[[], None]]) ->
     keys = [key_text(KeyMaker(add).key((i, 2), {})) for i in range(n)]
     ns = namespace_text("bench.add")
     auto = engine_from_url(sa.make_url(url))
+    assert isinstance(auto, sa.Engine)
     cleanup.append(auto.dispose)
     impls += [
         Impl(RAW_ROW, Counter(), raw_reader(engine, table, ns, keys), note="same engine"),

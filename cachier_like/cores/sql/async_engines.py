@@ -1,8 +1,10 @@
-"""SQLAlchemy ``AsyncEngine`` for the SQL core: its statements run on a loop of the core's own.
+"""SQLAlchemy ``AsyncEngine`` for the SQL core's sync operations: run on a loop of its own.
 
-The core's operations are plain calls, made from whatever thread needs them: an async
-wrapper's worker thread (the core is ``blocking``, so the caller's event loop keeps
-running), the breaker's prober, the CLI, a sync ``clear_cache()``. An AsyncEngine's
+An ``async def`` function's calls await their statements on the caller's own event
+loop (:mod:`.async_native`). The core's plain (sync) operations are made from whatever
+thread needs them: the breaker's prober, the CLI, a sync ``clear_cache()``, the purge
+thread, and the calls of a function given an in-memory SQLite AsyncEngine (whose one
+connection the two paths would share, so it keeps the worker-thread path). An AsyncEngine's
 connections are only driven by awaiting, so each statement is a coroutine run on one
 private event loop, in a daemon thread (:class:`EngineLoop`), and the calling thread
 waits for its result. Every connection the core uses is opened and used on that loop.
@@ -13,8 +15,6 @@ shared pool: so the core runs its statements on a copy of the engine with a pool
 its own, built like the engine's (``Pool.recreate()``: same class, size and listeners).
 An in-memory SQLite database lives in its one connection, so that engine (it needs
 ``StaticPool``) is used as it is: aiosqlite does not tie a connection to a loop.
-
-The native async path (statements awaited on the caller's loop) is not here yet.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ __all__ = [
     "EngineLoop",
     "check_async_engine",
     "create_table_async",
+    "create_table_on",
+    "execute",
+    "has_table_async",
     "is_async_engine",
     "namespaces_async",
+    "own_engine",
     "private_engine",
 ]
 
@@ -144,6 +148,13 @@ def private_engine(engine: AsyncEngine) -> AsyncEngine:
         return private
 
 
+def own_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Mark ``engine``, which the core built from a URL, as its own private engine (no copy)."""
+    with _private_lock:
+        _PRIVATE[engine.sync_engine] = engine
+    return engine
+
+
 async def _connect(engine: AsyncEngine) -> AsyncConnection:
     try:
         return await engine.connect()
@@ -162,17 +173,49 @@ def _create_on(connection: sa.Connection, table: sa.Table) -> None:
             raise
 
 
+async def create_table_on(engine: AsyncEngine, table: sa.Table) -> None:
+    """Create ``table`` through ``engine`` if it is missing, on the running loop."""
+    connection = await _connect(engine)
+    try:
+        await connection.run_sync(_create_on, table)
+    finally:
+        await connection.close()
+
+
 def create_table_async(engine: AsyncEngine, table: sa.Table) -> None:
     """Create ``table`` through ``engine`` if it is missing (from any thread but the loop's)."""
+    LOOP.run(create_table_on(engine, table))
 
-    async def create() -> None:
-        connection = await _connect(engine)
-        try:
-            await connection.run_sync(_create_on, table)
-        finally:
-            await connection.close()
 
-    LOOP.run(create())
+async def execute(engine: AsyncEngine, prepared: Prepared, params: Params) -> Any:
+    """One attempt at ``prepared`` on a connection of ``engine``, on the running loop.
+
+    Its rows (a list) or its row count; a dropped connection or a deadlock raises
+    :class:`~.runner.Retry`.
+    """
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(prepared.statement, dict(params))
+            out = result.fetchall() if prepared.returns_rows else result.rowcount
+            if prepared.write:
+                await connection.commit()
+            return out
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated or is_transient(exc.orig):
+            raise Retry(exc) from exc
+        raise
+
+
+def has_table_async(engine: AsyncEngine, name: str, schema: str | None) -> bool:
+    """Whether the table ``schema.name`` exists (``sa.inspect`` takes no AsyncEngine)."""
+
+    async def run() -> bool:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: sa.inspect(sync).has_table(name, schema=schema)
+            )
+
+    return LOOP.run(run())
 
 
 def namespaces_async(engine: AsyncEngine, table: sa.Table) -> list[str]:
@@ -208,20 +251,7 @@ class AsyncRunner(Runner):
         self._unreachable = (*self._unreachable, OSError)
 
     def _once(self, prepared: Prepared, params: Params) -> Any:
-        return LOOP.run(self._execute(prepared, params))
-
-    async def _execute(self, prepared: Prepared, params: Params) -> Any:
-        try:
-            async with self.async_engine.connect() as connection:
-                result = await connection.execute(prepared.statement, dict(params))
-                out = result.fetchall() if prepared.returns_rows else result.rowcount
-                if prepared.write:
-                    await connection.commit()
-                return out
-        except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated or is_transient(exc.orig):
-                raise Retry(exc) from exc
-            raise
+        return LOOP.run(execute(self.async_engine, prepared, params))
 
     def probe(self) -> None:
         """``SELECT 1`` past the breaker."""

@@ -1,8 +1,9 @@
 """SQL core: entries and calculation claims in one table, through SQLAlchemy Core.
 
-Works with SQLite, PostgreSQL (psycopg) and MySQL/MariaDB (PyMySQL). One row per
-(namespace, key) holds the pickled value, its calculation time and the claim columns;
-see ``docs/cores/sql.md`` for the schema, the guarantees and the limits.
+Works with SQLite, PostgreSQL (psycopg) and MySQL/MariaDB (PyMySQL), and through an
+``AsyncEngine`` (:mod:`.native_ops`: an async function's calls stay on its event loop).
+One row per (namespace, key) holds the pickled value, its calculation time and the claim
+columns; see ``docs/cores/sql.md`` for the schema, the guarantees and the limits.
 
 Nothing connects until the first cache operation, so decorating needs no server.
 """
@@ -24,11 +25,13 @@ from ... import forks
 from ...entry import Entry
 from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
+from ..base import UNREADABLE, Backoff, CoreStats, EntryInfo
 from ..shared import storage_name
 from . import notify
 from .async_engines import is_async_engine, namespaces_async
+from .async_native import Native, native_capable
 from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up, sync_side
+from .native_ops import NativeOps
 from .notify import Listener, Watch, channel_name, listener_for
 from .runner import Runner
 from .schema import DEFAULT_TABLE, make_table, namespace_text
@@ -47,7 +50,7 @@ class _Ready(NamedTuple):
     statements: Statements
 
 
-class SQLCore(Core):
+class SQLCore(NativeOps):
     """Entries as rows of one table; claims as (token, expiry) columns on the same row.
 
     Example:
@@ -73,14 +76,21 @@ class SQLCore(Core):
         self._source = engine_source(sql_engine)
         self._pid = os.getpid()
         given = self._source.obj
-        self._engine: AnyEngine | None = None if given is None else adopt(given, inherited=False)
+        self._by_env = sql_engine is None
+        self._engine = None if given is None else adopt(given, inherited=False)
+        self._user_engine = given if is_async_engine(given) else None
+        user = self._user_engine
+        self.native_async = user is not None and native_capable(user.url)
+        self._native: Native | None = None
+        self._native_task: asyncio.Task[Native] | None = None
         #: Whether the decorated function is a sync one (None: no function told us).
-        self._sync_caller: bool | None = None
+        self._sync_caller = None
         self._ns = namespace_text(namespace)
         #: The PostgreSQL NOTIFY channel of this namespace's waiters (see :mod:`.notify`).
         self._channel = channel_name(self.table, self._ns)
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()
+        self._engine_lock = threading.Lock()
         # key text -> token of a claim this process holds, or None once a store by the
         # holder has ended it (the release then has nothing left to do).
         self._held: dict[str, str | None] = {}
@@ -89,33 +99,32 @@ class SQLCore(Core):
     # -- connection and schema, on first use ------------------------------------------
 
     def _setup(self) -> _Ready:
+        engine = self._engine or self._resolve()
         with self._setup_lock:
             if self._ready is None:
-                if self._engine is None:
-                    inherited = self._pid != os.getpid()
-                    engine = self._source.resolve()
-                    if self._sync_caller and is_async_engine(engine):
-                        raise AsyncOnlyError(self._sync_caller_advice())
-                    self._engine = adopt(engine, inherited)
-                self._ready = _Ready(*set_up(self._engine, self.table))
+                self._ready = _Ready(*set_up(engine, self.table))
             return self._ready
 
-    def check_caller(self, is_async: bool) -> None:
-        """An AsyncEngine serves ``async def`` functions only (see ``docs/cores/sql.md``)."""
-        self._sync_caller = not is_async
-        if not is_async and is_async_engine(self._source.given):
-            raise AsyncOnlyError(self._sync_caller_advice())
-
-    def _sync_caller_advice(self) -> str:
-        return (
-            f"{self.namespace}: sql_engine is an AsyncEngine, which serves only async def "
-            "functions; make the function async def, or pass a sync Engine or a URL"
-        )
+    def _resolve(self) -> AnyEngine:
+        """The engine the sync operations use, resolved once (connecting nothing)."""
+        with self._engine_lock:
+            if self._engine is None:
+                inherited = self._pid != os.getpid()
+                engine = self._source.resolve()
+                if self._sync_caller and is_async_engine(engine):
+                    raise AsyncOnlyError(self._sync_caller_advice(self._source.by_url))
+                if is_async_engine(engine) and not self._source.by_url:
+                    self._user_engine = engine  # a callable's: awaited on the caller's loop
+                self._engine = adopt(engine, inherited)
+                self.native_async = is_async_engine(engine) and native_capable(engine.url)
+            return self._engine
 
     def _after_fork(self) -> None:
         """In a forked child (its engines already disposed): no claims, free locks."""
         self._held.clear()
         self._setup_lock = threading.Lock()
+        self._engine_lock = threading.Lock()
+        self._native = self._native_task = None
         if self._ready is not None and self._ready.runner.memory:
             self._ready = None  # the child's in-memory database starts empty
 
@@ -221,6 +230,16 @@ class SQLCore(Core):
         assert self._engine is not None
         return listener_for(sync_side(self._engine))
 
+    async def _alistener(self) -> Listener | None:
+        """:meth:`_listener` without blocking the loop: a native core's engine is known
+        without connecting (the listener's thread connects); another is set up in a thread."""
+        if self.native_async:
+            engine = self._engine
+            return None if engine is None else listener_for(sync_side(engine))
+        if self._ready is None:
+            await asyncio.to_thread(self._setup)  # it connects: not on the loop
+        return self._listener()
+
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """Until the claim ends: woken by NOTIFY on PostgreSQL (see :mod:`.notify`), else
         polling the row with back-off (2 ms doubling to 100 ms)."""
@@ -238,16 +257,14 @@ class SQLCore(Core):
 
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
         """:meth:`wait` for event loops: on PostgreSQL woken by NOTIFY, reads on the
-        listener's thread; else each poll in a thread, the sleeps on the loop."""
+        listener's thread; else each poll on the loop (natively) or in a thread."""
         k = storage_name(key)
-        if self._ready is None:
-            await asyncio.to_thread(self._setup)  # it connects: not on the loop
-        listener = self._listener()
+        listener = await self._alistener()
         if listener is not None:
             return await notify.wait_async(listener, self._channel, k, self._watch, timeout_s)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
-            claimed, entry = await asyncio.to_thread(self._poll, k)
+            claimed, entry = await self._apoll(k)
             delay = None if not claimed else backoff.next_delay()
             if delay is None:
                 return entry

@@ -10,8 +10,10 @@ type of ``sql_engine``, a URL's syntax and dialect); ``$CACHIER_LIKE_SQL_URL``, 
 driver and the connection options are checked on first use, and a mistake there is a
 ``ConfigurationError`` (``MissingDriverError`` for a driver) raised to the caller.
 
-An ``AsyncEngine`` (for ``async def`` functions) is kept as it is given; its pool and
-set-up are keyed by its sync side, and its statements run as :mod:`.async_engines` says.
+An ``AsyncEngine`` (for ``async def`` functions) is kept as it is given, and a URL naming
+an async driver (``sqlite+aiosqlite``, ``postgresql+asyncpg``, ...) gives one; its pool
+and set-up are keyed by its sync side. Its statements run as :mod:`.async_engines` (sync
+operations) and :mod:`.async_native` (an async function's calls) say.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .async_engines import (
     check_async_engine,
     create_table_async,
     is_async_engine,
+    own_engine,
     private_engine,
 )
 from .runner import Runner, is_memory_sqlite
@@ -55,6 +58,9 @@ URL_CONNECT_ARGS: dict[str, dict[str, Any]] = {
     "psycopg2": {"connect_timeout": 2},
     "pymysql": {"connect_timeout": 2, "read_timeout": 30, "write_timeout": 30},
     "mysqldb": {"connect_timeout": 2},
+    # No watchdog for async drivers: asyncpg's command_timeout bounds a hung statement.
+    "asyncpg": {"timeout": 2, "command_timeout": 30},
+    "aiomysql": {"connect_timeout": 2},
 }
 #: The extra that installs each dialect's usual driver, and that driver's URL scheme.
 _EXTRAS = {
@@ -62,10 +68,16 @@ _EXTRAS = {
     "mysql": ("mysql", "mysql+pymysql", "pymysql"),
     "mariadb": ("mysql", "mariadb+pymysql", "pymysql"),
 }
+#: The extra that installs each async driver.
+_ASYNC_EXTRAS = {
+    "asyncpg": "postgres-async",
+    "aiosqlite": "sqlite-async",
+    "aiomysql": "mysql-async",
+}
 
 _lock = threading.Lock()
 #: URL (with password) -> the engine the core built for it.
-_URL_ENGINES: dict[str, sa.Engine] = {}
+_URL_ENGINES: dict[str, AnyEngine] = {}
 #: engine -> the process whose connections its pool holds.
 _POOL_OWNERS: weakref.WeakKeyDictionary[sa.Engine, int] = weakref.WeakKeyDictionary()
 #: engine -> its runner, and the statements of each table set up on it.
@@ -74,12 +86,13 @@ _SETUPS: weakref.WeakKeyDictionary[sa.Engine, tuple[Runner, dict[str, Statements
 )
 
 
-def engine_from_url(url: sa.URL) -> sa.Engine:
+def engine_from_url(url: sa.URL) -> AnyEngine:
     """A new engine for ``url`` as the core builds it: autocommit, one statement per operation.
 
     In autocommit mode a hit is a single round trip (no BEGIN, no ROLLBACK on return to
     the pool). An in-memory SQLite database lives in one connection, shared by every
-    thread of this process. Connections get :data:`URL_CONNECT_ARGS`.
+    thread of this process. Connections get :data:`URL_CONNECT_ARGS`. A URL naming an
+    async driver gives an ``AsyncEngine``.
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
     if is_memory_sqlite(url):
@@ -89,11 +102,17 @@ def engine_from_url(url: sa.URL) -> sa.Engine:
         connect_args = {k: v for k, v in defaults.items() if k not in url.query}
         if connect_args:
             options["connect_args"] = connect_args
+    create: Any = sa.create_engine
+    if url.get_dialect().is_async:
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 (optional)
+
+        create = create_async_engine
     try:
         try:
-            return sa.create_engine(url, skip_autocommit_rollback=True, **options)
+            engine = create(url, skip_autocommit_rollback=True, **options)
         except TypeError:  # SQLAlchemy before 2.0.43
-            return sa.create_engine(url, **options)
+            engine = create(url, **options)
+        return own_engine(check_async_engine(engine)) if is_async_engine(engine) else engine
     except ImportError as exc:
         raise MissingDriverError(missing_driver_advice(url, exc)) from exc
     except (sa.exc.ArgumentError, TypeError, ValueError) as exc:
@@ -111,6 +130,9 @@ def missing_driver_advice(url: sa.URL, error: ImportError) -> str:
     """
     module = error.name or url.get_dialect().driver
     scheme = url.drivername
+    async_extra = _ASYNC_EXTRAS.get(url.get_dialect().driver)
+    if async_extra is not None:
+        return f"the {scheme} URL needs {module}: pip install 'cachier_like[{async_extra}]'"
     extra = _EXTRAS.get(url.get_backend_name())
     if extra is None:
         return f"the {scheme} URL needs the driver module {module!r}, which is not installed"
@@ -124,14 +146,14 @@ def missing_driver_advice(url: sa.URL, error: ImportError) -> str:
     )
 
 
-def shared_engine(url: sa.URL) -> sa.Engine:
-    """The one engine this process's cores use for ``url``."""
+def shared_engine(url: sa.URL) -> AnyEngine:
+    """The one engine this process's cores use for ``url`` (from threads, for an async one)."""
     text = url.render_as_string(hide_password=False)
     with _lock:
         engine = _URL_ENGINES.get(text)
         if engine is None:
             engine = _URL_ENGINES[text] = engine_from_url(url)
-            _POOL_OWNERS[engine] = os.getpid()
+            _POOL_OWNERS[sync_side(engine)] = os.getpid()
         return engine
 
 
@@ -199,14 +221,18 @@ def adopt(engine: AnyEngine, inherited: bool) -> AnyEngine:
     """
     if is_async_engine(engine):
         engine = private_engine(engine)
-    pool_engine = sync_side(engine)
+    adopt_pool(sync_side(engine), inherited)
+    return engine
+
+
+def adopt_pool(pool_engine: sa.Engine, inherited: bool) -> None:
+    """Dispose ``pool_engine``'s pool if another process's connections may be in it."""
     pid = os.getpid()
     with _lock:
         owner = _POOL_OWNERS.get(pool_engine)
         if owner != pid and (owner is not None or inherited):
             pool_engine.dispose(close=False)
         _POOL_OWNERS[pool_engine] = pid
-    return engine
 
 
 def _create_table(engine: sa.Engine, table: sa.Table) -> None:
@@ -232,12 +258,24 @@ def _runner(engine: AnyEngine) -> Runner:
     return Runner(engine) if isinstance(engine, sa.Engine) else AsyncRunner(engine)
 
 
+def runner_for(engine: AnyEngine) -> Runner:
+    """The one runner (and breaker) of ``engine``, connecting nothing."""
+    return _setups(engine)[0]
+
+
+def _setups(engine: AnyEngine) -> tuple[Runner, dict[str, Statements]]:
+    pool_engine = sync_side(engine)
+    with _lock:
+        setups = _SETUPS.get(pool_engine) or (_runner(engine), {})
+        _SETUPS[pool_engine] = setups
+        return setups
+
+
 def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
     """The runner for ``engine`` and the statements for ``table``, creating it if missing."""
     pool_engine = sync_side(engine)
+    runner, tables = _setups(engine)
     with _lock:
-        runner, tables = _SETUPS.get(pool_engine) or (_runner(engine), {})
-        _SETUPS[pool_engine] = (runner, tables)
         statements = tables.get(table.fullname)
     if statements is None:
         if runner.down:

@@ -30,7 +30,8 @@ from .._breaker import Breaker
 from .statements import Params, Prepared
 from .watchdog import Watchdog
 
-_ATTEMPTS = 3
+#: Attempts at a statement whose connection dropped, or that deadlocked.
+ATTEMPTS = 3
 #: Deadlock and serialization failures (PostgreSQL SQLSTATEs, MySQL error numbers).
 _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 _TRANSIENT_MYSQL_ERRORS = frozenset({1205, 1213})
@@ -128,7 +129,7 @@ class Runner(Breaker):
                 with self._lock:
                     return self._once(prepared, params)
             except Retry as retry:
-                if attempt >= _ATTEMPTS or self.down:
+                if attempt >= ATTEMPTS or self.down:
                     outage = self.failed(retry.error)
                     if outage is None:
                         raise retry.error from None
