@@ -44,6 +44,8 @@ class NativeOps(Core):
     # Set by SQLCore.
     table: sa.Table
     _ns: str
+    #: The PostgreSQL NOTIFY channel of this namespace's waiters (see :mod:`.notify`).
+    _channel: str
     _pid: int
     _held: dict[str, str | None]
     _sync_caller: bool | None
@@ -141,6 +143,7 @@ class NativeOps(Core):
         k = storage_name(key)
         token = self._held.get(k)
         params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
+        params["chan"] = self._channel  # on PostgreSQL, the store that ends a claim notifies
         await runner.run(statements.set, params)
         if token is not None and self._held.get(k) == token:
             self._held[k] = None
@@ -187,7 +190,7 @@ class NativeOps(Core):
         if token is None:
             return
         _, runner, statements = await self._anative()
-        params = {"ns": self._ns, "k": storage_name(key), "tok": token}
+        params = {"ns": self._ns, "k": storage_name(key), "tok": token, "chan": self._channel}
         if await runner.run(statements.release_empty, params) == 0:
             await runner.run(statements.release, params)
 
@@ -205,7 +208,7 @@ class NativeOps(Core):
         if not (self.native_async or self._native_from_env()):
             return await super().aclear_claims()
         _, runner, statements = await self._anative()
-        params = {"ns": self._ns}
+        params = {"ns": self._ns, "chan": self._channel}
         cleared: int = await runner.run(statements.clear_claims, params, finish=True)
         await runner.run(statements.drop_claim_rows, params, finish=True)
         return cleared
@@ -218,7 +221,7 @@ class NativeOps(Core):
         rows: Any = await runner.run(statements.poll, {"ns": self._ns, "k": key}, finish=True)
         if not rows:
             return False, None
-        value, timestamp, live = rows[0]
+        value, timestamp, live, _left = rows[0]
         return bool(live), self._entry(value, timestamp)
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
