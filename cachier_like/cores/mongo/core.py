@@ -160,15 +160,15 @@ class MongoCore(MongoMaintenance):
             return None
         if self._ttl is not None and time.time() - stamp >= self._ttl:
             return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
-        value = self.decode(payload, where)
+        value = self.decode(payload, where, storage_name(key), stamp)
         return None if value is UNREADABLE else Entry(value, stamp)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry's fields, leaving any claim on the document as it is."""
-        payload = self.encode(entry.value)
+        stamp = float(entry.timestamp)
+        payload = self.encode(entry.value, storage_name(key), stamp)
         if payload is None:
             return False
-        stamp = float(entry.timestamp)
         fields: dict[str, Any] = {
             "value": Binary(payload),
             "ts": stamp,
