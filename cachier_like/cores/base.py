@@ -107,7 +107,7 @@ class Core(abc.ABC):
         #: Signs what :meth:`encode` returns and checks what :meth:`decode` reads (None:
         #: no secret); set by the decorator, like :attr:`size_limit`.
         self.signer: Signer | None = None
-        #: Entries refused since the core was built: a missing, wrong or foreign signature.
+        #: Reads refused since the core was built: a missing, wrong or foreign signature.
         self.rejected = 0
         self._damage_log = RateLimitedLog(logger)
 
@@ -140,7 +140,7 @@ class Core(abc.ABC):
         return payload if signer is None else signer.sign(self.namespace, name, timestamp, payload)
 
     def decode(self, payload: Any, where: str, name: str, timestamp: float) -> Any:
-        """The value ``payload`` (stored as ``name``, at ``timestamp``) holds, or :data:`UNREADABLE`.
+        """The value ``payload`` (``name``'s, stored at ``timestamp``) holds, or UNREADABLE.
 
         With a secret, the signature is checked before anything is deserialized: a
         missing, wrong or foreign one (another key's, another function's, another
