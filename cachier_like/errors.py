@@ -30,9 +30,12 @@ class MissingDriverError(ConfigurationError, ImportError):
 class AsyncOnlyError(ConfigurationError, TypeError):
     """A store only ``async def`` functions can use was given to a sync one.
 
-    A SQLAlchemy ``AsyncEngine`` as ``sql_engine``: raised as the function is decorated
-    (or, from a callable returning one, on its first call). Use an ``async def``
-    function, or a sync ``Engine``.
+    A SQLAlchemy ``AsyncEngine`` as ``sql_engine``, or a pymongo ``AsyncCollection`` as
+    ``mongetter``: raised as the function is decorated (or, from a callable returning
+    one, on its first call). Use an ``async def`` function, or a sync ``Engine``,
+    ``Collection`` or URL. Also raised by the sync methods (``clear_cache()``,
+    ``cached_entry()``, ...) of an ``async def`` function on an ``AsyncCollection``,
+    which has no sync API: await ``aclear_cache()`` instead, or give a URL.
     """
 
 

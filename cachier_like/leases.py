@@ -6,7 +6,8 @@ calculator must therefore renew its claims while it computes: one daemon thread 
 process renews every held lease at a third of its length, and retries a renewal that
 failed (the store briefly unreachable) after a tenth of it, so a claim survives an
 outage of up to about two thirds of a lease. A core with a native async client is
-renewed by a task on the calculator's event loop instead, never by the thread.
+renewed on the calculator's event loop instead (a timer, then a task calling its
+``arenew``), never by the thread.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ class LeaseKeeper:
         # When the renewal thread next wakes by itself (inf: only when notified).
         self._wake_at = math.inf
         self._warned: dict[str, float] = {}  # namespace -> when a failed renewal was logged
-        # token -> the task renewing a native async core's claim on its event loop
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        # token -> (core, key, lease seconds, the timer of its next renewal): the claims
+        # of native async cores, renewed on their event loop (a timer, then a task)
+        self._native: dict[int, tuple[Core, Hashable, float, asyncio.TimerHandle]] = {}
+        self._renewing: set[asyncio.Task[None]] = set()
 
     def hold(self, core: Core, key: Hashable, lease_s: float) -> int:
         """Start renewing ``key``'s claim on ``core``; return a token for :meth:`drop`.
@@ -65,12 +68,11 @@ class LeaseKeeper:
         loop (its client belongs to that loop); any other by the renewal thread.
         """
         if core.native_async:
+            # A timer, not a task: a miss holds its lease for one round trip or two,
+            # and a task started and cancelled for it costs two more loop turns.
             with self._cond:
                 token = next(self._tokens)
-                task = asyncio.get_running_loop().create_task(
-                    self._renew_on_loop(core, key, lease_s)
-                )
-                self._tasks[token] = task
+                self._schedule(token, core, key, lease_s, lease_s * _RENEW_FRACTION)
             return token
         due = time.monotonic() + lease_s * _RENEW_FRACTION
         with self._cond:
@@ -91,29 +93,47 @@ class LeaseKeeper:
         """Stop renewing (the caller releases the claim itself)."""
         with self._cond:
             self._leases.pop(token, None)
-            task = self._tasks.pop(token, None)
-        if task is not None:
-            task.cancel()
+            native = self._native.pop(token, None)
+        if native is not None:
+            native[3].cancel()
 
     def held(self) -> int:
         """How many leases are being renewed."""
         with self._cond:
-            return len(self._leases) + len(self._tasks)
+            return len(self._leases) + len(self._native)
 
-    async def _renew_on_loop(self, core: Core, key: Hashable, lease_s: float) -> None:
-        delay = lease_s * _RENEW_FRACTION
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                kept = await core.arenew(key, lease_s)
-            except Exception as exc:
-                self._warn(core.namespace, exc)
-                delay = lease_s * _RETRY_FRACTION
-                continue
+    def _schedule(
+        self, token: int, core: Core, key: Hashable, lease_s: float, delay_s: float
+    ) -> None:
+        """Renew a native core's lease in ``delay_s``, on the running loop."""
+        timer = asyncio.get_running_loop().call_later(delay_s, self._renew_soon, token)
+        self._native[token] = (core, key, lease_s, timer)
+
+    def _renew_soon(self, token: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._renew_on_loop(token))
+        self._renewing.add(task)  # the loop holds its tasks weakly
+        task.add_done_callback(self._renewing.discard)
+
+    async def _renew_on_loop(self, token: int) -> None:
+        held = self._native.get(token)
+        if held is None:
+            return  # dropped meanwhile
+        core, key, lease_s, _ = held
+        try:
+            kept = await core.arenew(key, lease_s)
+        except Exception as exc:
+            self._warn(core.namespace, exc)
+            kept, delay_s = True, lease_s * _RETRY_FRACTION
+        else:
+            delay_s = lease_s * _RENEW_FRACTION
+        with self._cond:
+            if token not in self._native:
+                return  # dropped while renewing
             if not kept:
+                del self._native[token]
                 self._expired(core.namespace)
                 return
-            delay = lease_s * _RENEW_FRACTION
+            self._schedule(token, core, key, lease_s, delay_s)
 
     def _due(self) -> list[tuple[int, Core, Hashable, float]]:
         """Wait until some lease is due (or none is held); return the due ones."""
@@ -173,7 +193,8 @@ class LeaseKeeper:
         # The child has no renewal thread and holds none of the parent's claims.
         self._cond = threading.Condition(threading.Lock())
         self._leases = {}
-        self._tasks = {}
+        self._native = {}
+        self._renewing = set()
         self._thread = None
         self._wake_at = math.inf
         self._warned = {}

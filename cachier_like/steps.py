@@ -18,16 +18,51 @@ alone decides how to fail open; the user's own exceptions, and a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator, Hashable
+import contextvars
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .cores.base import Core
 
-__all__ = ["Compute", "CoreFailure", "CoreOp", "Flow", "Step", "Wait", "drive_async", "drive_sync"]
+T = TypeVar("T")
+
+__all__ = [
+    "Compute",
+    "CoreFailure",
+    "CoreOp",
+    "Flow",
+    "Step",
+    "Wait",
+    "calling_task",
+    "drive_async",
+    "drive_sync",
+]
+
+#: In a task drive_async starts for a core step: the task driving the flow.
+_DRIVER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "cachier_like_driver", default=None
+)
+
+
+def calling_task() -> asyncio.Task[Any] | None:
+    """The task whose flow asked for the core operation running now.
+
+    ``drive_async`` runs a native core step (other than a read) in a task of its own,
+    so it finishes through cancellation; a core that keys what a caller holds by task
+    (the Redis core's claim snapshots) asks this rather than ``asyncio.current_task()``.
+
+    Example:
+        >>> import asyncio
+        >>> async def main() -> bool:
+        ...     return calling_task() is asyncio.current_task()
+        >>> asyncio.run(main())
+        True
+    """
+    return _DRIVER.get() or asyncio.current_task()
 
 
 # Plain slotted classes: a miss yields about five steps, and a frozen dataclass costs
@@ -135,14 +170,22 @@ async def _run_op(step: CoreOp, mode: int) -> tuple[Any, asyncio.CancelledError 
     """Run one core step off the flow: natively or in a thread, through cancellation."""
     if mode == _NATIVE_MODE:
         coroutine = getattr(step.core, _NATIVE[step.name])(*step.args)
-        if step.name == "get":  # a read takes nothing: cancelling it is harmless
+        if step.name == "get" or step.core.cancel_safe_async:
+            # A read takes nothing, and a cancel-safe core cleans up after itself: awaited
+            # here, a task of its own would cost two loop turns.
             return await coroutine, None
-        future: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
+        caller = asyncio.current_task()
+        future: asyncio.Future[Any] = asyncio.ensure_future(_on_behalf(caller, coroutine))
     else:
         op = getattr(step.core, step.name)
         future = asyncio.get_running_loop().run_in_executor(None, op, *step.args)
     done, cancelled = await _finish(future)
     return done.result(), cancelled
+
+
+async def _on_behalf(caller: asyncio.Task[Any] | None, coroutine: Coroutine[Any, Any, T]) -> T:
+    _DRIVER.set(caller)  # in this task's own copy of the context: see calling_task()
+    return await coroutine
 
 
 def _mode(core: Core) -> int:

@@ -11,6 +11,11 @@ binaries are missing.
   a free port, as the ``postgres`` user when the tests run as root.
 - :func:`private_mariadb`: ``mariadb-install-db``, then ``mariadbd`` on a free port
   (``--skip-grant-tables``: ``root`` without a password), as ``mysql`` under root.
+
+A server can also crash and come back: :meth:`Server.kill` (``SIGKILL``, as ``kill -9``),
+:meth:`Server.stop_immediately` (PostgreSQL: ``pg_ctl stop -m immediate``, no checkpoint)
+and :meth:`Server.restart` (the same command: the same port and data directory; Redis
+runs without persistence, so its entries are lost and recomputed).
 """
 
 from __future__ import annotations
@@ -63,9 +68,14 @@ class Server:
     name: str
     url: str
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)  # what started it, to start it again
+    probe: Callable[[], object] | None = None  # raises until the server answers
+    user: str | None = None  # the user it runs as (PostgreSQL refuses root)
+    immediate_stop: list[str] = field(default_factory=list)  # e.g. pg_ctl stop -m immediate
     hung: list[int] = field(default_factory=list)
     stop_signal: int = signal.SIGTERM  # PostgreSQL: SIGINT (SIGTERM waits for its clients)
     resumed_at: float = 0.0  # time.monotonic() of the last resume
+    up_at: float = 0.0  # time.monotonic() at which it answered after the last restart
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def pids(self) -> list[int]:
@@ -101,6 +111,32 @@ class Server:
             self.hung = []
             self.resumed_at = time.monotonic()
 
+    def kill(self) -> None:
+        """``SIGKILL`` the server and its children, as ``kill -9`` would; wait for it to die."""
+        with self._lock:
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.process.wait(START_S)
+
+    def stop_immediately(self) -> None:
+        """Stop at once without a clean shutdown (``pg_ctl stop -m immediate``), or kill."""
+        if not self.immediate_stop:
+            self.kill()
+            return
+        subprocess.run(
+            self.immediate_stop, user=self.user, check=True, capture_output=True, timeout=START_S
+        )
+        self.process.wait(START_S)
+
+    def restart(self) -> None:
+        """Start the server again with its command (same port, same data); wait until up."""
+        assert self.process.poll() is not None, "still running: kill or stop it first"
+        assert self.probe is not None, f"{self.name} cannot be restarted"
+        self.process = start_process(self.command, self.user)
+        wait_until_up(self, self.probe)
+        self.up_at = time.monotonic()
+
     def stop(self) -> None:
         """Resume if hung, then end the server by its PID."""
         self.resume()
@@ -113,7 +149,13 @@ class Server:
                 self.process.wait()
 
 
-def _wait_until_up(server: Server, probe: Callable[[], object]) -> None:
+def start_process(command: list[str], user: str | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_until_up(server: Server, probe: Callable[[], object]) -> None:
     deadline = time.monotonic() + START_S
     while True:
         if server.process.poll() is not None:
@@ -127,7 +169,7 @@ def _wait_until_up(server: Server, probe: Callable[[], object]) -> None:
             time.sleep(0.05)
 
 
-def _binary(path: str | None, name: str) -> str:
+def require_binary(path: str | None, name: str) -> str:
     if path is None:
         require_service(name, _missing(name), f"install {name} to run the fault tests")
     assert path is not None
@@ -146,7 +188,7 @@ def private_redis() -> Iterator[Server]:
     """A Redis server of this test's own, on a free port, without persistence."""
     import redis
 
-    binary = _binary(shutil.which("redis-server"), "redis-server")
+    binary = require_binary(shutil.which("redis-server"), "redis-server")
     port = free_port()
     command = [
         binary,
@@ -159,15 +201,15 @@ def private_redis() -> Iterator[Server]:
         "--appendonly",
         "no",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Server("redis-server", f"redis://127.0.0.1:{port}/0", process)
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+    url = f"redis://127.0.0.1:{port}/0"
+    server = Server("redis-server", url, start_process(command), command, client.ping)
     try:
-        client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
-        _wait_until_up(server, client.ping)
-        client.close()
+        wait_until_up(server, client.ping)
         yield server
     finally:
         server.stop()
+        client.close()
 
 
 def _postgres_bin() -> str | None:
@@ -181,7 +223,7 @@ def private_postgres() -> Iterator[Server]:
     """A PostgreSQL cluster of this test's own (trust auth, database ``postgres``)."""
     import psycopg
 
-    bindir = _binary(_postgres_bin(), "postgres")
+    bindir = require_binary(_postgres_bin(), "postgres")
     user = "postgres" if os.geteuid() == 0 else None  # initdb refuses to run as root
     base = tempfile.mkdtemp(prefix="cachier-like-pg-")
     if user is not None:
@@ -200,18 +242,24 @@ def private_postgres() -> Iterator[Server]:
         command = [f"{bindir}/postgres", "-D", data, "-p", str(port)]
         for setting in settings:
             command += ["-c", setting]
-        process = subprocess.Popen(
-            command, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        server = Server("postgres", url, process, stop_signal=signal.SIGINT)
 
         def probe() -> None:
             psycopg.connect(
                 host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2
             ).close()
 
-        _wait_until_up(server, probe)
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        server = Server(
+            "postgres",
+            url,
+            start_process(command, user),
+            command,
+            probe,
+            user,
+            immediate_stop=[f"{bindir}/pg_ctl", "stop", "-D", data, "-m", "immediate", "-w"],
+            stop_signal=signal.SIGINT,
+        )
+        wait_until_up(server, probe)
         yield server
     finally:
         if server is not None:
@@ -228,8 +276,8 @@ def private_mariadb() -> Iterator[Server]:
     """A MariaDB server of this test's own, with a database ``test``."""
     import sqlalchemy as sa
 
-    server_binary = _binary(_sbin("mariadbd"), "mariadbd")
-    install = _binary(_sbin("mariadb-install-db"), "mariadb-install-db")
+    server_binary = require_binary(_sbin("mariadbd"), "mariadbd")
+    install = require_binary(_sbin("mariadb-install-db"), "mariadb-install-db")
     user = "mysql" if os.geteuid() == 0 else None
     base = tempfile.mkdtemp(prefix="cachier-like-mariadb-")
     if user is not None:
@@ -257,8 +305,8 @@ def private_mariadb() -> Iterator[Server]:
             "--innodb-buffer-pool-size=32M",
             *as_user,
         ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server = Server("mariadbd", f"mysql+pymysql://root@127.0.0.1:{port}/test", process)
+        url = f"mysql+pymysql://root@127.0.0.1:{port}/test"
+        server = Server("mariadbd", url, start_process(command), command)
 
         def probe() -> None:
             url = f"mysql+pymysql://root@127.0.0.1:{port}/"
@@ -269,7 +317,8 @@ def private_mariadb() -> Iterator[Server]:
             finally:
                 engine.dispose()
 
-        _wait_until_up(server, probe)
+        server.probe = probe
+        wait_until_up(server, probe)
         yield server
     finally:
         if server is not None:

@@ -329,6 +329,30 @@ def test_wait_backs_off(mongo_collection: Any) -> None:
     assert 3 <= polls <= 15, polls
 
 
+def test_the_holders_store_ends_its_claim_in_the_same_update(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = MongoCore("tests.ends", mongetter=mongo_collection)
+    other = MongoCore("tests.ends", mongetter=mongo_collection)
+    assert holder.claim("k", 60.0)
+    assert other.set("k", Entry("other", 1.0))  # not the holder: the claim stays
+    assert other.is_claimed("k")
+    updates: list[Any] = []
+    original = mongo_collection.update_one
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        updates.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(mongo_collection, "update_one", counted)
+    holder._coll = None  # resolved again, through the counting collection
+    assert holder.set("k", Entry("mine", 2.0))
+    holder.release("k")  # nothing left to do
+    assert len(updates) == 1 and "$unset" in updates[0]  # one write: value in, claim out
+    assert not other.is_claimed("k")
+    assert other.get("k") == Entry("mine", 2.0)
+
+
 # -- duplicate-key races -----------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from cachier_like.cores.redis import core as redis_module
 from cachier_like.cores.redis import wire as _redis_wire
 from cachier_like.cores.redis.link import RETRY_AFTER_S, Link
 from tests.backends.redis_backend import redis_url
+from tests.redis_cluster import Cluster
 from tests.support import (
     DEADLINE_S,
     LIBRARY_LOGGER,
@@ -604,17 +605,19 @@ def test_an_invalid_url_option_is_a_configuration_error_at_the_first_call() -> N
         f(1)
 
 
-# -- Redis Cluster (when one is given) ---------------------------------------------------
+# -- Redis Cluster ---------------------------------------------------------------------
 
 CLUSTER_URL_ENV = "CACHIER_LIKE_TEST_REDIS_CLUSTER_URL"
 
 
 @pytest.fixture
-def cluster_url() -> str:
+def cluster_url(request: pytest.FixtureRequest) -> str:
+    """``$CACHIER_LIKE_TEST_REDIS_CLUSTER_URL`` if set, else the session's private cluster."""
     url = os.environ.get(CLUSTER_URL_ENV)
-    if not url:
-        pytest.skip(f"no Redis Cluster: set ${CLUSTER_URL_ENV} (a URL with ?cluster=true)")
-    return url
+    if url:
+        return url
+    cluster: Cluster = request.getfixturevalue("redis_cluster")
+    return cluster.url
 
 
 def test_a_redis_cluster_serves_hits_waits_and_per_function_clears(

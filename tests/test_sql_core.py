@@ -419,7 +419,9 @@ def test_stats_of_an_empty_namespace_and_the_rows_clear_claims_leaves(db: Databa
     assert (core.get("a"), core.get("b")) == (Entry(b"x" * 100, 10.0), Entry(b"y" * 10, 20.0))
 
 
-def test_a_waiter_wakes_promptly_after_the_value_lands(db: Database) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "mariadb"], indirect=True)
+def test_a_polling_waiter_wakes_promptly_after_the_value_lands(db: Database) -> None:
+    # PostgreSQL's waiters are woken by NOTIFY instead: tests/test_sql_notify.py.
     core = SQLCore("wait.f", sql_engine=db.engine, table_name=db.table)
     polls: list[float] = []
     original = core._poll

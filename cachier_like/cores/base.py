@@ -97,6 +97,11 @@ class Core(abc.ABC):
     #: :meth:`wait_async` run on the event loop through a native async client, never in
     #: a thread; cores set it per instance, once they know their client.
     native_async: bool = False
+    #: Whether the native coroutines are safe to cancel: one cancelled half-way leaves
+    #: nothing taken (a claim it may have taken is dropped, a release finishes in the
+    #: background). ``drive_async`` then awaits them in the caller's task; otherwise it
+    #: runs each in a task of its own and lets it finish through the cancellation.
+    cancel_safe_async: bool = False
 
     def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
@@ -202,8 +207,9 @@ class Core(abc.ABC):
 
         A store by the claim's holder may end the claim too, waking its waiters in the
         same round trip (Redis: one script; SQL: the upsert clears the claim when the
-        token is this process's); the :meth:`release` that follows then has nothing to
-        do. Any other store leaves a claim alone.
+        token is this process's; MongoDB: the update matched on the claim's token);
+        the :meth:`release` that follows then has nothing to do. Any other store leaves
+        a claim alone.
         """
 
     @abc.abstractmethod

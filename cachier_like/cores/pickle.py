@@ -177,10 +177,16 @@ class PickleCore(Core):
         path = os.path.join(self._dir, _NAMESPACE_FILE)
         if not os.path.exists(path):
             tmp = f"{path}.{_process_tag}.{threading.get_ident()}.tmp"
-            fd = self._modes.open(tmp, os.O_WRONLY | os.O_TRUNC | _O_CLOEXEC)
-            with open(fd, "w", encoding="utf-8") as handle:
-                handle.write(self.namespace)
-            os.replace(tmp, path)
+            try:
+                fd = self._modes.open(tmp, os.O_WRONLY | os.O_TRUNC | _O_CLOEXEC)
+                with open(fd, "w", encoding="utf-8") as handle:
+                    handle.write(self.namespace)
+                os.replace(tmp, path)
+            except OSError as exc:  # e.g. a full disk: the entry is stored all the same
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                logger.debug("cannot write %s (tried again at the next store): %s", path, exc)
+                return
         self._named = True
 
     def _files(self, suffix: str) -> Iterator[os.DirEntry[str]]:

@@ -104,19 +104,27 @@ class StoreSource(Generic[T]):
         """The store object, when one was given itself."""
         return None if self.by_url or not self.spec.is_object(self.given) else self.given  # type: ignore[return-value]
 
+    def current_url(self) -> Any:
+        """The URL the store is named by, parsed: the one given, else the environment's.
+
+        For a source that is :attr:`by_url`; the environment is read now.
+        """
+        spec = self.spec
+        if self.url is not None:
+            return self.url
+        text = os.environ.get(spec.env) or None
+        if text is None:
+            raise ConfigurationError(
+                f"the {spec.backend} backend needs {spec.option}= ({spec.kinds}), or a "
+                f"URL in ${spec.env} (e.g. {spec.example})"
+            )
+        return spec.parse(text, f"${spec.env}")
+
     def resolve(self) -> T:
         """The store: the object given, the callable's, or the one the URL names."""
         spec, given = self.spec, self.given
-        if self.url is not None:
-            return spec.connect(self.url)
-        if given is None:
-            text = os.environ.get(spec.env) or None
-            if text is None:
-                raise ConfigurationError(
-                    f"the {spec.backend} backend needs {spec.option}= ({spec.kinds}), or a "
-                    f"URL in ${spec.env} (e.g. {spec.example})"
-                )
-            return spec.connect(spec.parse(text, f"${spec.env}"))
+        if self.by_url:
+            return spec.connect(self.current_url())
         if spec.is_object(given):
             return given  # type: ignore[return-value]
         assert callable(given)

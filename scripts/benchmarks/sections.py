@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from . import async_memory, key_cost, memory_core, pickle_core, redis_core, sql_core
+from . import async_memory, key_cost, memory_core, pickle_core, redis_async, redis_core, sql_core
 from .measure import Settings
 from .report import Report, Target
 
@@ -43,5 +43,6 @@ SECTIONS: tuple[SectionModule, ...] = (
     pickle_core,
     key_cost,
     redis_core,
+    redis_async,
     sql_core,
 )

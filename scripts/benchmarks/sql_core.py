@@ -17,6 +17,9 @@ The statements a hit and a miss send are counted with a ``before_cursor_execute`
 listener and printed. Servers come from ``$CACHIER_LIKE_TEST_POSTGRES_URL`` and
 ``$CACHIER_LIKE_TEST_MYSQL_URL`` (defaults: the local test servers); one that cannot be
 reached is skipped.
+
+On PostgreSQL also: a waiter's wake-up in another process after the store, and what
+the notification adds to the holder's store (:mod:`.sql_wake`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from cachier_like.cores.sql.engines import engine_from_url
 from cachier_like.cores.sql.schema import namespace_text
 from cachier_like.keys import KeyMaker
 
+from . import sql_wake
 from .measure import Settings
 from .peers import Counter, Impl, make_add, optional_module, timed_row, verify_hits
 from .report import OURS, Report, Row, Target, print_table, row_figures, section_rows
@@ -296,6 +300,9 @@ def run(report: Report, settings: Settings, workdir: Path) -> None:
                 for step in reversed(cleanup):
                     step()
             print(f"  sql: {db}, {n:,} rows done", flush=True)
+        if db == "postgres":
+            sql_wake.run(report, settings, url, problem)
+            print("  sql: postgres wake-ups and store cost done", flush=True)
 
 
 def bench_impls(report: Report, settings: Settings, db: str, impls: list[Impl], n: int) -> None:
@@ -365,6 +372,7 @@ def print_tables(report: Report, settings: Settings) -> None:
                     report, NAME, cases, lambda _case: RAW_ROW, entries=n, show_calls=True
                 ),
             )
+    sql_wake.print_tables(report)
     print()
     print("SQL statements sent (counted with a before_cursor_execute listener):")
     for db, (hit, miss) in _COUNTS.items():
@@ -428,4 +436,4 @@ def targets(report: Report, settings: Settings) -> list[Target]:
         passed = None if writes is None else writes <= MAX_MISS_WRITES
         label = f"sql {db} miss: claim+store+release <= {MAX_MISS_WRITES} statements"
         out.append(Target(label, shown, passed, shown, passed))
-    return out
+    return out + sql_wake.targets()

@@ -16,7 +16,7 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-_HELPERS = {"services", "types"}  # modules of shared helpers, not of cores
+_HELPERS = {"mongo_async_fake", "services", "types"}  # modules of shared helpers, not of cores
 
 
 def core_modules() -> list[ModuleType]:

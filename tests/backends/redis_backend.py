@@ -3,6 +3,9 @@
 The server is ``$CACHIER_LIKE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
 Every test gets a key prefix of its own, so parallel runs (``-n auto``) never share
 keys, and every key under that prefix is removed after the test (with ``SCAN``).
+
+``redis_cluster`` is a private 3-master Redis Cluster (``tests/redis_cluster.py``), one
+per test session (xdist worker), started on first use from the local binaries.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cachier_like.cores.base import Core
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
+from tests.redis_cluster import Cluster, private_cluster
 
 REDIS_URL_ENV = "CACHIER_LIKE_TEST_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -69,6 +73,13 @@ def redis_test_client() -> Iterator[redis.Redis]:
     require_service(f"Redis at {url}", probe, how)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """A private 3-master Redis Cluster for this session; its nodes are stopped at the end."""
+    with private_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

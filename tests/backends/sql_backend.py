@@ -211,9 +211,10 @@ class _ServerContract(_SQLContract):
 
 
 class PostgresContract(_ServerContract):
-    """The contract on the SQL core on PostgreSQL."""
+    """The contract on the SQL core on PostgreSQL, whose waiters are woken by NOTIFY."""
 
     engine_fixture = "postgres_engine"
+    notifications = True
 
 
 class MariaDBContract(_ServerContract):

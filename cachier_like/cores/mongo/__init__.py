@@ -1,10 +1,12 @@
 """The MongoDB core, one module per job.
 
 * :mod:`.core`: :class:`MongoCore`, the core itself (documents, entries, claims);
+* :mod:`.async_ops`: its native async operations on pymongo's ``AsyncCollection``;
+* :mod:`.documents`: the queries and updates the sync and async operations share;
 * :mod:`.maintenance`: clearing, purging, listing and counting documents, inherited;
 * :mod:`.clients`: where the collection comes from (URL clients shared per process,
-  :func:`close_clients`);
-* :mod:`.guard`: the collection wrapper whose operations go through the breaker.
+  an ``AsyncMongoClient`` per event loop, :func:`close_clients`);
+* :mod:`.guard`: the collection wrappers whose operations go through the breaker.
 
 Importing this package imports pymongo; the backend registry imports it only when
 ``backend="mongo"`` is used.

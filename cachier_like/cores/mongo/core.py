@@ -13,7 +13,10 @@ never an entry. ``ts`` (float seconds) is the entry's exact timestamp; ``time`` 
 same moment as a BSON date (millisecond precision) for people and queries.
 
 The core reaches its collection through the breaker of the collection's client
-(:mod:`.guard`); URL clients are shared per process (:mod:`.clients`).
+(:mod:`.guard`); URL clients are shared per process (:mod:`.clients`). For ``async def``
+functions on an ``AsyncCollection`` or a URL, the native async operations
+(:mod:`.async_ops`) build the same documents with the same queries
+(:mod:`.documents`), awaited on the event loop.
 """
 
 from __future__ import annotations
@@ -22,19 +25,19 @@ import logging
 import secrets
 import time
 from collections.abc import Hashable
-from datetime import datetime, timezone
 from typing import Any
 
-from bson.binary import Binary
 from pymongo.errors import DuplicateKeyError
 
 from ...config import as_seconds
 from ...entry import Entry
-from ...errors import BackendError, ConfigurationError
+from ...errors import AsyncOnlyError, BackendError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE
 from ..shared import StoreSource, StoreSpec, storage_name
 from . import clients
+from . import documents as docs
+from .async_ops import MongoAsyncOps
 from .clients import (
     DEFAULT_COLLECTION,
     DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
@@ -43,33 +46,30 @@ from .clients import (
     _checked_collection,
     _collection_from_url,
     _is_collection,
+    is_async_collection,
 )
+from .documents import INDEX_NAME, TTL_INDEX_NAME
 from .guard import _Guarded
-from .maintenance import MongoMaintenance
+
+__all__ = ["INDEX_NAME", "TTL_INDEX_NAME", "MongoCore"]
 
 logger = logging.getLogger(__name__)
 
-INDEX_NAME = "cachier_like_ns_key"
-TTL_INDEX_NAME = "cachier_like_expires_at"
-_CLAIM_FIELDS = {"claim_token": "", "claim_until": ""}
 _WAIT_MIN_S = 0.002
 _WAIT_MAX_S = 0.1
-_UPSERT_ATTEMPTS = 5
 
 
-def _date(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
-
-
-class MongoCore(MongoMaintenance):
+class MongoCore(MongoAsyncOps):
     """Entries and claims of one function in a MongoDB collection.
 
-    ``mongetter`` is a collection, a zero-argument callable returning one, or a
+    ``mongetter`` is a collection (pymongo's ``Collection``, or ``AsyncCollection`` for
+    ``async def`` functions), a zero-argument callable returning one, or a
     ``mongodb://`` URL (``database`` and ``collection`` then name where entries go);
     with none, the URL comes from ``$CACHIER_LIKE_MONGO_URL``. Nothing touches the
     server until the first operation. The maintenance operations (``clear``,
     ``purge_stale``, ``entries``, ``namespaces``, ``stats``) come from
-    :class:`~.maintenance.MongoMaintenance`.
+    :class:`~.maintenance.MongoMaintenance`, the native async ones from
+    :class:`~.async_ops.MongoAsyncOps`.
 
     Example:
         >>> import mongomock
@@ -98,7 +98,10 @@ class MongoCore(MongoMaintenance):
             backend="mongo",
             option="mongetter",
             env=URL_ENV,
-            kinds="a pymongo Collection, a callable returning one, or a mongodb:// URL",
+            kinds=(
+                "a pymongo Collection or AsyncCollection, a callable returning one, "
+                "or a mongodb:// URL"
+            ),
             example="mongodb://127.0.0.1:27017/cache",
             is_object=_is_collection,
             parse=_check_url,
@@ -117,8 +120,14 @@ class MongoCore(MongoMaintenance):
         self._ttl = ttl
         self._coll: Any = None
         self._coll_generation = -1
-        # key -> token of the claim this process holds on it.
-        self._tokens: dict[str, str] = {}
+        #: Whether the decorated function is ``async def`` (None: no function told us).
+        self._async_caller: bool | None = None
+        self._loop_colls = {}  # see MongoAsyncOps._acollection
+        given = self._source.obj
+        self.native_async = given is not None and is_async_collection(given)
+        # key -> token of the claim this process holds on it, or None once a store by
+        # the holder has ended it (the release then has nothing left to do).
+        self._tokens: dict[str, str | None] = {}
 
     # -- the collection ------------------------------------------------------------
 
@@ -133,10 +142,14 @@ class MongoCore(MongoMaintenance):
         return coll
 
     def _resolve(self) -> Any:
-        coll = _Guarded(self._source.resolve())
-        coll.create_index([("ns", 1), ("key", 1)], unique=True, name=INDEX_NAME)
-        if self._ttl is not None:
-            coll.create_index("expires_at", expireAfterSeconds=0, name=TTL_INDEX_NAME)
+        raw = self._source.resolve()
+        if is_async_collection(raw):
+            raise AsyncOnlyError(self._async_advice())
+        if self.native_async and not self._source.by_url:
+            self.native_async = False  # the callable gives a sync collection: threads
+        coll = _Guarded(raw)
+        for keys, options in docs.indexes(self._ttl):
+            coll.create_index(keys, **options)
         return coll
 
     def _from_url(self, url: str) -> Any:
@@ -144,11 +157,8 @@ class MongoCore(MongoMaintenance):
 
     # -- entries -------------------------------------------------------------------
 
-    def get(self, key: Hashable) -> Entry | None:
-        """Read the entry; a claim-only, expired or unreadable document is a miss."""
-        doc = self._collection().find_one(
-            {"ns": self.namespace, "key": storage_name(key)}, {"_id": 0, "value": 1, "ts": 1}
-        )
+    def _entry_of(self, doc: Any, key: Hashable) -> Entry | None:
+        """The entry a read document holds: a claim-only, expired or unreadable one is None."""
         if doc is None or "value" not in doc:
             return None
         where = f"{self.namespace}/{key}"
@@ -163,29 +173,45 @@ class MongoCore(MongoMaintenance):
         value = self.decode(payload, where, storage_name(key), stamp)
         return None if value is UNREADABLE else Entry(value, stamp)
 
+    def get(self, key: Hashable) -> Entry | None:
+        """Read the entry; a claim-only, expired or unreadable document is a miss."""
+        query = docs.doc_query(self.namespace, storage_name(key))
+        return self._entry_of(self._collection().find_one(query, docs.ENTRY_PROJECTION), key)
+
     def set(self, key: Hashable, entry: Entry) -> bool:
-        """Upsert the entry's fields, leaving any claim on the document as it is."""
-        stamp = float(entry.timestamp)
-        payload = self.encode(entry.value, storage_name(key), stamp)
+        """Store the entry's fields; the claim holder's store also ends its own claim.
+
+        Any other store (or a holder whose claim was taken over) upserts the fields and
+        leaves a claim on the document as it is.
+        """
+        name, stamp = storage_name(key), float(entry.timestamp)
+        payload = self.encode(entry.value, name, stamp)
         if payload is None:
             return False
-        fields: dict[str, Any] = {
-            "value": Binary(payload),
-            "ts": stamp,
-            "time": _date(stamp),
-            "size": len(payload),
-        }
-        if self._ttl is not None:
-            fields["expires_at"] = _date(stamp + self._ttl)
-        query = {"ns": self.namespace, "key": storage_name(key)}
+        update = docs.entry_update(payload, stamp, self._ttl)
         coll = self._collection()
-        for _ in range(_UPSERT_ATTEMPTS):
+        token = self._tokens.get(name)
+        if token is not None:
+            query = docs.token_query(self.namespace, name, token)
+            if coll.update_one(query, docs.ending_claim(update)).matched_count == 1:
+                self._ended(name, token)
+                return True
+        query = docs.doc_query(self.namespace, name)
+        for _ in range(docs.UPSERT_ATTEMPTS):
             try:
-                coll.update_one(query, {"$set": fields}, upsert=True)
+                coll.update_one(query, update, upsert=True)
                 return True
             except DuplicateKeyError:
                 continue  # another writer inserted it first: now it is an update
-        raise BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
+        raise self._upsert_races(key)
+
+    def _ended(self, name: str, token: str) -> None:
+        """This process's claim with ``token`` was ended by its own store."""
+        if self._tokens.get(name) == token:
+            self._tokens[name] = None
+
+    def _upsert_races(self, key: Hashable) -> BackendError:
+        return BackendError(f"could not store {self.namespace}/{key}: duplicate-key races")
 
     # -- claims --------------------------------------------------------------------
 
@@ -199,9 +225,10 @@ class MongoCore(MongoMaintenance):
         name = storage_name(key)
         token = secrets.token_hex(8)
         now = time.time()
-        query = {"ns": self.namespace, "key": name, "claim_until": {"$not": {"$gt": now}}}
+        query = docs.claim_query(self.namespace, name, now)
+        update = docs.lease_update(now + lease_s, token, self._ttl)
         try:
-            self._collection().update_one(query, self._lease(now + lease_s, token), upsert=True)
+            self._collection().update_one(query, update, upsert=True)
         except DuplicateKeyError:
             return False
         # A same-process takeover of an expired claim replaces the old token; the old
@@ -213,21 +240,14 @@ class MongoCore(MongoMaintenance):
     def renew(self, key: Hashable, lease_s: float) -> bool:
         """Extend this process's claim; False when it was lost (taken over or cleared)."""
         name = storage_name(key)
-        token = self._tokens.get(name)
-        if token is None:
+        if name not in self._tokens:
             return False
-        query = {"ns": self.namespace, "key": name, "claim_token": token}
-        update = self._lease(time.time() + lease_s)
+        token = self._tokens[name]
+        if token is None:
+            return True  # ended by our own store; the release is on its way
+        query = docs.token_query(self.namespace, name, token)
+        update = docs.lease_update(time.time() + lease_s, None, self._ttl)
         return int(self._collection().update_one(query, update).matched_count) == 1
-
-    def _lease(self, until: float, token: str | None = None) -> dict[str, Any]:
-        fields: dict[str, Any] = {"claim_until": until}
-        if token is not None:
-            fields["claim_token"] = token
-        update = {"$set": fields}
-        if self._ttl is not None:  # the TTL monitor must not delete a held claim
-            update["$max"] = {"expires_at": _date(until)}
-        return update
 
     def release(self, key: Hashable) -> None:
         """End this process's claim: drop a claim-only document, else unset the claim."""
@@ -236,17 +256,13 @@ class MongoCore(MongoMaintenance):
         if token is None:
             return
         coll = self._collection()
-        query = {"ns": self.namespace, "key": name, "claim_token": token}
-        if not coll.delete_one({**query, "value": {"$exists": False}}).deleted_count:
-            coll.update_one(query, {"$unset": _CLAIM_FIELDS})
+        query = docs.token_query(self.namespace, name, token)
+        if not coll.delete_one(docs.claim_only(query)).deleted_count:
+            coll.update_one(query, {"$unset": docs.CLAIM_FIELDS})
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
-        query = {
-            "ns": self.namespace,
-            "key": storage_name(key),
-            "claim_until": {"$gt": time.time()},
-        }
+        query = docs.live_claim_query(self.namespace, storage_name(key), time.time())
         return self._collection().find_one(query, {"_id": 1}) is not None
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
@@ -256,6 +272,6 @@ class MongoCore(MongoMaintenance):
     def clear_claims(self) -> int:
         """Drop every claim of this function; return how many documents held one."""
         coll = self._collection()
-        query = {"ns": self.namespace, "claim_token": {"$exists": True}}
-        dropped = coll.delete_many({**query, "value": {"$exists": False}}).deleted_count
-        return int(dropped + coll.update_many(query, {"$unset": _CLAIM_FIELDS}).modified_count)
+        query = docs.claims_query(self.namespace)
+        dropped = coll.delete_many(docs.claim_only(query)).deleted_count
+        return int(dropped + coll.update_many(query, {"$unset": docs.CLAIM_FIELDS}).modified_count)

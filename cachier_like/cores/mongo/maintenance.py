@@ -12,10 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..base import Core, CoreStats, EntryInfo
-
-# Unset when an entry is removed from a claimed document (``expires_at`` stays: the
-# claim's renewals keep it ahead of the TTL monitor).
-_ENTRY_FIELDS = {"value": "", "ts": "", "time": "", "size": ""}
+from .documents import ENTRY_FIELDS, clear_queries
 
 
 class MongoMaintenance(Core):
@@ -28,12 +25,10 @@ class MongoMaintenance(Core):
     def clear(self) -> int:
         """Remove this function's entries (calculations in progress keep their claims)."""
         coll = self._collection()
-        query = {"ns": self.namespace}
-        unclaimed = {**query, "claim_until": {"$not": {"$gt": time.time()}}}
-        claimed = {**query, "claim_until": {"$exists": True}, "value": {"$exists": True}}
-        removed = coll.delete_many({**unclaimed, "value": {"$exists": True}}).deleted_count
-        coll.delete_many({**unclaimed, "value": {"$exists": False}})  # dead claims
-        return int(removed + coll.update_many(claimed, {"$unset": _ENTRY_FIELDS}).modified_count)
+        entries, dead_claims, claimed = clear_queries(self.namespace, time.time())
+        removed = coll.delete_many(entries).deleted_count
+        coll.delete_many(dead_claims)
+        return int(removed + coll.update_many(claimed, {"$unset": ENTRY_FIELDS}).modified_count)
 
     def purge_stale(self, older_than_s: float, now: float) -> int:
         """One ``delete_many``: entries older than the bound and dead claim documents.

@@ -25,11 +25,13 @@ from typing import Any
 
 from ... import config, forks
 from ...entry import Entry
-from ...errors import ConfigurationError
+from ...errors import AsyncOnlyError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff
 from ..shared import storage_name
 from . import scripts as lua
+from .async_clients import AsyncLinks
+from .async_ops import Held, RedisAsyncOps
 from .keys import (
     DEFAULT_PREFIX,
     HEADER,
@@ -39,7 +41,7 @@ from .keys import (
     ms,
     new_token,
 )
-from .link import URL_ENV, Client, ClientSource, Link, link_for
+from .link import URL_ENV, Client, ClientSource, Link, is_async_client, link_for
 from .maintenance import RedisMaintenance
 from .wire import Parts
 
@@ -48,30 +50,23 @@ __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 logger = logging.getLogger(__name__)
 
 _WAKE_MS = 2000  # how long a wake element outlives its release (no waiter needs more)
+
+
 _ASYNC_SLICE_S = 0.05  # longest thread-held blocking read of an async waiter
 _ASYNC_BLOCKERS = 2  # async waiters per core blocking in threads; the others poll
 _POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
 
 
-class _Held:
-    """A claim this process won: its token, the thread that took it, what it read."""
-
-    __slots__ = ("snapshot", "stored", "thread", "token", "unread")
-
-    def __init__(self, token: str, snapshot: bytes | None) -> None:
-        self.token = token
-        self.thread = threading.get_ident()
-        self.snapshot = snapshot  # the entry as the claim was taken: the policy's re-read
-        self.unread = True
-        self.stored = False  # released already, by the store that ended the calculation
-
-
-class RedisCore(RedisMaintenance):
+class RedisCore(RedisAsyncOps, RedisMaintenance):
     """Entries, claims and wake-ups in Redis, shared by every process using the server.
 
     ``redis_client``: a ``redis.Redis``, a ``redis.cluster.RedisCluster``, a
     zero-argument callable returning one (called on first use), or a URL; when None,
-    the URL in ``$CACHIER_LIKE_REDIS_URL``, read on first use. ``server_ttl`` gives
+    the URL in ``$CACHIER_LIKE_REDIS_URL``, read on first use. For ``async def``
+    functions it may be a ``redis.asyncio`` client too (or a callable returning one,
+    called once per event loop), and a URL gives each event loop a ``redis.asyncio``
+    client of its own: their operations then never leave the loop
+    (:class:`~.async_ops.RedisAsyncOps`). ``server_ttl`` gives
     entries a server-side expiry. Nothing connects until the first call. The
     maintenance operations (``clear``, ``purge_stale``, ``entries``, ``namespaces``,
     ``stats``) come from :class:`~.maintenance.RedisMaintenance`.
@@ -97,6 +92,8 @@ class RedisCore(RedisMaintenance):
     ) -> None:
         super().__init__(namespace, serializer=serializer)
         self._source = ClientSource(redis_client)  # checked now, connected on first use
+        self._alinks = AsyncLinks(redis_client)  # async def functions: a client per loop
+        self._sync_caller: bool | None = None  # whether a sync function uses the core
         prefix = DEFAULT_PREFIX if key_prefix is None else key_prefix
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError(f"key_prefix must be a non-empty string, not {prefix!r}")
@@ -113,7 +110,7 @@ class RedisCore(RedisMaintenance):
         forks.reset_in_child(self._reset_process_state)  # a child holds none of our claims
 
     def _reset_process_state(self) -> None:
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
         self._blockers = threading.BoundedSemaphore(_ASYNC_BLOCKERS)
 
@@ -126,7 +123,10 @@ class RedisCore(RedisMaintenance):
         if link is None:
             with self._lock:
                 if self._linked is None:
-                    self._client = client = self._source.resolve()
+                    client = self._source.resolve()
+                    if is_async_client(client):
+                        raise AsyncOnlyError(self._sync_advice())
+                    self._client = client
                     self._linked = link_for(client)
                 link = self._linked
         return link
@@ -150,7 +150,7 @@ class RedisCore(RedisMaintenance):
         suffix = storage_name(key)
         if self._held:
             held = self._held.get(suffix)
-            if held is not None and held.unread and held.thread == threading.get_ident():
+            if held is not None and held.unread and held.holder == threading.get_ident():
                 held.unread = False
                 data = held.snapshot
                 return None if data is None else self._decode(suffix, data)
@@ -166,7 +166,7 @@ class RedisCore(RedisMaintenance):
         data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))  # no copy of the payload
         link = self._link()
         held = self._held.get(suffix)
-        if held is not None and not held.stored and held.thread == threading.get_ident():
+        if held is not None and not held.stored and held.holder == threading.get_ident():
             keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
             link.script(lua.STORE_RELEASE, keys, (data, self._ttl, held.token, _WAKE_MS))
             held.stored = True  # the policy's release() that follows has nothing to do
@@ -183,7 +183,7 @@ class RedisCore(RedisMaintenance):
             ("SET", self._c + suffix, token, "NX", "PX", ms(lease_s)), ("GET", self._v + suffix)
         )
         if claimed:
-            self._held[suffix] = _Held(token, snapshot)
+            self._held[suffix] = Held(token, snapshot, threading.get_ident())
         return bool(claimed)
 
     def renew(self, key: Hashable, lease_s: float) -> bool:
@@ -242,8 +242,8 @@ class RedisCore(RedisMaintenance):
             if done:
                 return entry
 
-    async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
-        """Block in a thread for short slices (at most two waiters per core), else poll.
+    async def _thread_wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
+        """``wait_async`` for a sync client: short slices in threads (two per core), else poll.
 
         No thread is held longer than a slice, and only two at a time per core, so many
         waiters cannot starve the thread pool the calculator needs to store its value.

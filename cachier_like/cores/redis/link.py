@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
@@ -81,7 +83,12 @@ def _checked(client: Client) -> Client:
 
 
 def _is_client(value: object) -> bool:
-    return isinstance(value, (redis.Redis, RedisCluster))
+    return isinstance(value, (redis.Redis, RedisCluster, aredis.Redis, AsyncRedisCluster))
+
+
+def is_async_client(value: object) -> bool:
+    """Whether ``value`` is a ``redis.asyncio`` client (``Redis`` or ``RedisCluster``)."""
+    return isinstance(value, (aredis.Redis, AsyncRedisCluster))
 
 
 def _client(value: object) -> Client:
@@ -102,7 +109,10 @@ _SPEC: StoreSpec[Client] = StoreSpec(
     backend="redis",
     option="redis_client",
     env=URL_ENV,
-    kinds="a redis.Redis, a RedisCluster, a callable returning one, or a URL",
+    kinds=(
+        "a redis.Redis, a RedisCluster (or their redis.asyncio twins, for async def "
+        "functions), a callable returning one, or a URL"
+    ),
     example="redis://127.0.0.1:6379/0",
     is_object=_is_client,
     parse=_check_url,
@@ -121,6 +131,11 @@ class ClientSource:
     def __init__(self, given: Any) -> None:
         self._source = StoreSource(given, _SPEC)
         self._retry_at = 0.0
+
+    @property
+    def given(self) -> Any:
+        """``redis_client`` as given (None: the environment's URL)."""
+        return self._source.given
 
     def resolve(self) -> Client:
         """The client: given, built from the URL (shared per URL), or the callable's.
@@ -241,6 +256,10 @@ class Link(Breaker):
             with self.errors():
                 if self._factory is not None:
                     self._private((("PING",),))
+                elif isinstance(client := self.client(), RedisCluster):
+                    # Every primary: a PING that one live node answers would close the
+                    # breaker while another is down, and each trip after holds it longer.
+                    client.ping(target_nodes=RedisCluster.PRIMARIES)
                 else:
                     self._through_client((("PING",),))
         finally:

@@ -26,8 +26,10 @@ from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff, Core, CoreStats, EntryInfo
 from ..shared import storage_name
+from . import notify
 from .async_engines import is_async_engine, namespaces_async
-from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up
+from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up, sync_side
+from .notify import Listener, Watch, channel_name, listener_for
 from .runner import Runner
 from .schema import DEFAULT_TABLE, make_table, namespace_text
 from .statements import Statements
@@ -75,6 +77,8 @@ class SQLCore(Core):
         #: Whether the decorated function is a sync one (None: no function told us).
         self._sync_caller: bool | None = None
         self._ns = namespace_text(namespace)
+        #: The PostgreSQL NOTIFY channel of this namespace's waiters (see :mod:`.notify`).
+        self._channel = channel_name(self.table, self._ns)
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()
         # key text -> token of a claim this process holds, or None once a store by the
@@ -140,6 +144,7 @@ class SQLCore(Core):
         runner, statements = self._ready or self._setup()
         token = self._held.get(k)
         params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
+        params["chan"] = self._channel
         runner.run(statements.set, params)
         if token is not None and self._held.get(k) == token:
             self._held[k] = None
@@ -189,7 +194,7 @@ class SQLCore(Core):
         if token is None:
             return
         runner, statements = self._ready or self._setup()
-        params = {"ns": self._ns, "k": storage_name(key), "tok": token}
+        params = {"ns": self._ns, "k": storage_name(key), "tok": token, "chan": self._channel}
         if runner.run(statements.release_empty, params) == 0:
             runner.run(statements.release, params)
 
@@ -198,18 +203,33 @@ class SQLCore(Core):
         runner, statements = self._ready or self._setup()
         return bool(runner.run(statements.is_claimed, {"ns": self._ns, "k": storage_name(key)}))
 
-    def _poll(self, key: str) -> tuple[bool, Entry | None]:
-        """One SELECT: whether ``key`` is claimed, and its entry."""
+    def _watch(self, key: str) -> Watch:
+        """One SELECT: whether ``key`` is claimed, its entry, and the lease's seconds left."""
         runner, statements = self._ready or self._setup()
         rows = runner.run(statements.poll, {"ns": self._ns, "k": key})
         if not rows:
-            return False, None
-        value, timestamp, live = rows[0]
-        return bool(live), self._entry(key, value, timestamp)
+            return False, None, None
+        value, timestamp, live, left = rows[0]
+        return bool(live), self._entry(key, value, timestamp), None if left is None else float(left)
+
+    def _poll(self, key: str) -> tuple[bool, Entry | None]:
+        """One SELECT: whether ``key`` is claimed, and its entry."""
+        claimed, entry, _ = self._watch(key)
+        return claimed, entry
+
+    def _listener(self) -> Listener | None:
+        """This database's LISTEN connection (PostgreSQL with psycopg), else None."""
+        self._ready or self._setup()
+        assert self._engine is not None
+        return listener_for(sync_side(self._engine))
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:
-        """Poll the row with back-off (2 ms doubling to 100 ms) until the claim ends."""
+        """Until the claim ends: woken by NOTIFY on PostgreSQL (see :mod:`.notify`), else
+        polling the row with back-off (2 ms doubling to 100 ms)."""
         k = storage_name(key)
+        listener = self._listener()
+        if listener is not None:
+            return notify.wait(listener, self._channel, k, self._watch, timeout_s)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = self._poll(k)
@@ -219,8 +239,14 @@ class SQLCore(Core):
             time.sleep(delay)
 
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
-        """:meth:`wait` for event loops: each poll in a thread, the sleeps on the loop."""
+        """:meth:`wait` for event loops: on PostgreSQL woken by NOTIFY, reads on the
+        listener's thread; else each poll in a thread, the sleeps on the loop."""
         k = storage_name(key)
+        if self._ready is None:
+            await asyncio.to_thread(self._setup)  # it connects: not on the loop
+        listener = self._listener()
+        if listener is not None:
+            return await notify.wait_async(listener, self._channel, k, self._watch, timeout_s)
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
             claimed, entry = await asyncio.to_thread(self._poll, k)
@@ -232,7 +258,7 @@ class SQLCore(Core):
     def clear_claims(self) -> int:
         """Drop every live claim of this namespace; return how many there were."""
         runner, statements = self._ready or self._setup()
-        params = {"ns": self._ns}
+        params = {"ns": self._ns, "chan": self._channel}
         cleared: int = runner.run(statements.clear_claims, params)
         runner.run(statements.drop_claim_rows, params)
         return cleared

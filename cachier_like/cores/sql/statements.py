@@ -4,6 +4,10 @@ Each operation is one statement (two for a few rare ones), so a hit is one index
 SELECT and a claim, a store or a release is one round trip each. Writes are upserts
 in the dialect's own syntax: ``INSERT ... ON CONFLICT DO UPDATE`` on PostgreSQL and
 SQLite, ``INSERT ... ON DUPLICATE KEY UPDATE`` / ``INSERT IGNORE`` on MySQL/MariaDB.
+
+On PostgreSQL the statements that end a claim (the holder's store, the releases,
+``clear_claims``) also wake its waiters: ``RETURNING pg_notify(:chan, cache_key)``,
+delivered as the statement commits (see :mod:`.notify`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from .schema import database_now
 
 Params = Mapping[str, Any]
-_PARAM_NAMES = frozenset({"ns", "k", "tok", "lease", "v", "ts", "cutoff"})
+_PARAM_NAMES = frozenset({"ns", "k", "tok", "lease", "v", "ts", "cutoff", "chan"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,7 @@ class Statements:
     on it when no live claim is there; expiry is by the database clock.
     """
 
-    def __init__(self, table: sa.Table, dialect: sa.engine.Dialect) -> None:
+    def __init__(self, table: sa.Table, dialect: sa.engine.Dialect, *, notify: bool = True) -> None:
         c = table.c
         now = database_now(dialect.name)
         ns = sa.bindparam("ns", type_=sa.String())
@@ -154,6 +158,17 @@ class Statements:
         )
         row, mine, free = terms.row, terms.mine, terms.free
         live = c.claim_expires >= now
+        #: Whether the statements that end a claim notify its waiters (PostgreSQL).
+        self.notifies = notify and dialect.name == "postgresql"
+        channel: sa.BindParameter[str] = sa.bindparam("chan", type_=sa.String())
+        wake = sa.func.pg_notify(channel, c.cache_key)
+
+        def waking(statement: Any, when: sa.ColumnElement[bool] | None = None) -> Any:
+            """``statement`` that notifies the waiters of each row it ends a claim on."""
+            if not self.notifies:
+                return statement
+            return statement.returning(wake if when is None else sa.case((when, wake)))
+
         one: sa.ColumnElement[int] = sa.literal_column("1")
         zero: sa.ColumnElement[int] = sa.literal_column("0")
 
@@ -164,8 +179,11 @@ class Statements:
             return prepare(statement, dialect, write=True, returns_rows=returns_rows)
 
         self.get = read(sa.select(c.value, c.calculated_at).where(row))
+        # The value, whether a claim is live, and the seconds its lease has left.
         self.poll = read(
-            sa.select(c.value, c.calculated_at, sa.case((live, one), else_=zero)).where(row)
+            sa.select(
+                c.value, c.calculated_at, sa.case((live, one), else_=zero), c.claim_expires - now
+            ).where(row)
         )
         self.is_claimed = read(sa.select(one).where(row, live))
         self.stats = read(
@@ -183,7 +201,9 @@ class Statements:
             )
         )
         store, claim, takeover = _upserts(terms, dialect.name)
-        self.set = write(store)
+        # A store by a claim holder (tok given) that leaves no claim on the row ended it.
+        ended = sa.and_(sa.cast(token, sa.String()).is_not(None), c.claim_token.is_(None))
+        self.set = write(waking(store, ended))
         # PostgreSQL, SQLite: one upsert RETURNING a row to the winner. MySQL: INSERT
         # IGNORE (rowcount 1 wins), then the conditional UPDATE ``takeover``.
         self.claim = write(claim, returns_rows=takeover is None)
@@ -192,13 +212,13 @@ class Statements:
         unclaimed = {"claim_token": sa.null(), "claim_expires": sa.null()}
         no_value = {"value": sa.null(), "calculated_at": sa.null()}
         self.renew = write(sa.update(table).where(row, mine).values(claim_expires=terms.expires))
-        self.release_empty = write(sa.delete(table).where(row, mine, c.value.is_(None)))
-        self.release = write(sa.update(table).where(row, mine).values(unclaimed))
+        self.release_empty = write(waking(sa.delete(table).where(row, mine, c.value.is_(None))))
+        self.release = write(waking(sa.update(table).where(row, mine).values(unclaimed)))
         self.clear_free = write(sa.delete(table).where(this_ns, c.value.is_not(None), free))
         self.clear_claimed = write(
             sa.update(table).where(this_ns, c.value.is_not(None)).values(no_value)
         )
-        self.clear_claims = write(sa.update(table).where(this_ns, live).values(unclaimed))
+        self.clear_claims = write(waking(sa.update(table).where(this_ns, live).values(unclaimed)))
         self.drop_claim_rows = write(sa.delete(table).where(this_ns, c.value.is_(None), free))
         cutoff: sa.BindParameter[float] = sa.bindparam("cutoff", type_=sa.Double())
         self.purge = write(

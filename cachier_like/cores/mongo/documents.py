@@ -1,0 +1,135 @@
+"""The MongoDB core's queries and updates, shared by its sync and native async operations.
+
+Both paths build every filter and update here, so they store the same documents and
+keep the same claim semantics (see :mod:`.core` for the layout); only the awaiting
+differs.
+
+Example:
+    >>> claim_query("pkg.f", "k1", 100.0)
+    {'ns': 'pkg.f', 'key': 'k1', 'claim_until': {'$not': {'$gt': 100.0}}}
+    >>> lease_update(110.0, "ab12", ttl=None)
+    {'$set': {'claim_until': 110.0, 'claim_token': 'ab12'}}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from bson.binary import Binary
+
+#: Unset when a claim ends on a document that keeps its entry.
+CLAIM_FIELDS = {"claim_token": "", "claim_until": ""}
+#: What a read fetches: the entry's fields only.
+ENTRY_PROJECTION = {"_id": 0, "value": 1, "ts": 1}
+#: What a wait's poll fetches: the entry and the claim's expiry, in one read.
+POLL_PROJECTION = {"_id": 0, "value": 1, "ts": 1, "claim_until": 1}
+#: Attempts of an upsert that races another writer's insert of the same document.
+UPSERT_ATTEMPTS = 5
+
+
+def date(seconds: float) -> datetime:
+    """``seconds`` since the epoch as an aware UTC datetime (a BSON date)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def doc_query(ns: str, name: str) -> dict[str, Any]:
+    """The one document of key ``name`` in function ``ns``."""
+    return {"ns": ns, "key": name}
+
+
+def entry_update(payload: bytes, stamp: float, ttl: float | None) -> dict[str, Any]:
+    """The ``$set`` storing an entry's fields; any claim on the document stays as it is."""
+    fields: dict[str, Any] = {
+        "value": Binary(payload),
+        "ts": stamp,
+        "time": date(stamp),
+        "size": len(payload),
+    }
+    if ttl is not None:
+        fields["expires_at"] = date(stamp + ttl)
+    return {"$set": fields}
+
+
+def ending_claim(update: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`entry_update` that also ends the claim: the claim holder's store.
+
+    Matched with :func:`token_query`, so it ends only the holder's own claim; waiters
+    see the claim end and the value in the same write.
+    """
+    return {**update, "$unset": CLAIM_FIELDS}
+
+
+def claim_query(ns: str, name: str, now: float) -> dict[str, Any]:
+    """Matches the document only while its claim is absent or expired.
+
+    Upserted with :func:`lease_update`: when a live claim is held the filter does not
+    match, the insert hits the unique ``(ns, key)`` index, and the claim is lost.
+    """
+    return {"ns": ns, "key": name, "claim_until": {"$not": {"$gt": now}}}
+
+
+def lease_update(until: float, token: str | None, ttl: float | None) -> dict[str, Any]:
+    """Set a claim's expiry (and its token, when taking it)."""
+    fields: dict[str, Any] = {"claim_until": until}
+    if token is not None:
+        fields["claim_token"] = token
+    update: dict[str, Any] = {"$set": fields}
+    if ttl is not None:  # the TTL monitor must not delete a held claim
+        update["$max"] = {"expires_at": date(until)}
+    return update
+
+
+def token_query(ns: str, name: str, token: str) -> dict[str, Any]:
+    """The document while it holds the claim with ``token`` (this process's claim)."""
+    return {"ns": ns, "key": name, "claim_token": token}
+
+
+def claim_only(query: dict[str, Any]) -> dict[str, Any]:
+    """``query`` narrowed to a document that holds no entry (a claim and nothing else)."""
+    return {**query, "value": {"$exists": False}}
+
+
+def live_claim_query(ns: str, name: str, now: float) -> dict[str, Any]:
+    """The document while any caller holds an unexpired claim on it."""
+    return {"ns": ns, "key": name, "claim_until": {"$gt": now}}
+
+
+def claims_query(ns: str) -> dict[str, Any]:
+    """Every document of ``ns`` that holds a claim, live or lapsed (``clear_claims``)."""
+    return {"ns": ns, "claim_token": {"$exists": True}}
+
+
+# -- clear: entries go, calculations in progress keep their claims ----------------
+
+#: Unset when an entry is removed from a claimed document (``expires_at`` stays: the
+#: claim's renewals keep it ahead of the TTL monitor).
+ENTRY_FIELDS = {"value": "", "ts": "", "time": "", "size": ""}
+
+
+def clear_queries(ns: str, now: float) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What ``clear`` does, in order: delete unclaimed entries, delete dead claim
+    documents, and unset the entry of documents under a live claim (or any claim)."""
+    unclaimed = {"ns": ns, "claim_until": {"$not": {"$gt": now}}}
+    claimed = {"ns": ns, "claim_until": {"$exists": True}, "value": {"$exists": True}}
+    return {**unclaimed, "value": {"$exists": True}}, claim_only(unclaimed), claimed
+
+
+# -- indexes ------------------------------------------------------------------------
+
+INDEX_NAME = "cachier_like_ns_key"
+TTL_INDEX_NAME = "cachier_like_expires_at"
+
+
+def indexes(ttl: float | None) -> list[tuple[Any, dict[str, Any]]]:
+    """The ``create_index`` arguments of the core's indexes: ``(keys, options)`` each.
+
+    The unique ``(ns, key)`` index makes claims exclusive; with ``server_ttl``, a TTL
+    index on ``expires_at`` lets the server delete expired entries.
+    """
+    specs: list[tuple[Any, dict[str, Any]]] = [
+        ([("ns", 1), ("key", 1)], {"unique": True, "name": INDEX_NAME})
+    ]
+    if ttl is not None:
+        specs.append(("expires_at", {"expireAfterSeconds": 0, "name": TTL_INDEX_NAME}))
+    return specs
