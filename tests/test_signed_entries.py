@@ -6,6 +6,7 @@ shipped contract (``cachier_like.testing.contract.signing``); these cover config
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Iterator
@@ -161,3 +162,28 @@ def test_a_value_json_cannot_hold_is_returned_uncached(cache_dir: Path) -> None:
 def test_a_bad_serializer_is_a_configuration_error(cache_dir: Path, serializer: Any) -> None:
     with pytest.raises(ConfigurationError, match="serializer must be 'pickle', 'json'"):
         cached(cache_dir=cache_dir, serializer=serializer)(lambda x: x)
+
+
+@pytest.mark.redis
+def test_native_async_reads_check_signatures_too(redis_prefix: str) -> None:
+    from tests.backends.redis_backend import redis_url
+
+    options = {"backend": "redis", "redis_client": redis_url(), "key_prefix": redis_prefix}
+    plain, _ = _counted(namespace="signed.async", **options)
+    assert plain(5) == 15  # an entry written without the secret
+    calls: list[int] = []
+
+    @cached(namespace="signed.async", secret=SECRET, **options)
+    async def triple(x: int) -> int:
+        calls.append(x)
+        return 3 * x
+
+    async def main() -> None:
+        with library_warnings() as warned:
+            assert await triple(5) == 15  # refused on the native path: computed again
+        assert calls == [5]
+        assert any("signature" in w for w in warned), warned
+        assert triple.core.native_async
+        assert await triple(5) == 15 and calls == [5]  # the signed entry is a hit
+
+    asyncio.run(main())
