@@ -168,7 +168,11 @@ def test_a_bad_serializer_is_a_configuration_error(cache_dir: Path, serializer: 
 def test_native_async_reads_check_signatures_too(redis_prefix: str) -> None:
     from tests.backends.redis_backend import redis_url
 
-    options = {"backend": "redis", "redis_client": redis_url(), "key_prefix": redis_prefix}
+    options: dict[str, Any] = {
+        "backend": "redis",
+        "redis_client": redis_url(),
+        "key_prefix": redis_prefix,
+    }
     plain, _ = _counted(namespace="signed.async", **options)
     assert plain(5) == 15  # an entry written without the secret
     calls: list[int] = []
