@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -70,6 +70,7 @@ def cached(
     backend: str | None = ...,
     hash_func: HashFunc | None = ...,
     cache_dir: str | Any | None = ...,
+    file_mode: int | None = ...,
     stale_after: timedelta | float | None = ...,
     next_time: bool | None = ...,
     wait_for_calc_timeout: timedelta | float | None = ...,
@@ -80,7 +81,8 @@ def cached(
     allow_non_static_methods: bool | None = ...,
     namespace: str | None = ...,
     max_entries: int | None = ...,
-    serializer: Serializer | None = ...,
+    serializer: Serializer | str | None = ...,
+    secret: str | bytes | Sequence[str | bytes] | None = ...,
     raise_on_error: bool | None = ...,
     lease: timedelta | float | None = ...,
     redis_client: Any = ...,
@@ -102,6 +104,7 @@ def cached(
     backend: str | None = None,
     hash_func: HashFunc | None = None,
     cache_dir: str | Any | None = None,
+    file_mode: int | None = None,
     stale_after: timedelta | float | None = None,
     next_time: bool | None = None,
     wait_for_calc_timeout: timedelta | float | None = None,
@@ -112,7 +115,8 @@ def cached(
     allow_non_static_methods: bool | None = None,
     namespace: str | None = None,
     max_entries: int | None = None,
-    serializer: Serializer | None = None,
+    serializer: Serializer | str | None = None,
+    secret: str | bytes | Sequence[str | bytes] | None = None,
     raise_on_error: bool | None = None,
     lease: timedelta | float | None = None,
     redis_client: Any = None,

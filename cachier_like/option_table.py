@@ -19,7 +19,8 @@ from typing import Any, Literal
 from . import parsers
 from .default_dir import DEFAULT_CACHE_DIR
 from .parsers import Parser
-from .serialize import DEFAULT_SERIALIZER
+from .serialize import DEFAULT_SERIALIZER, serializer_option
+from .signing import parse_secret
 
 Scope = Literal["both", "decorator", "defaults", "process"]
 """Where an option is set.
@@ -97,6 +98,14 @@ OPTIONS: tuple[Option, ...] = (
         shown="`$CACHIER_LIKE_CACHE_DIR`, else the per-user cache dir",
     ),
     Option(
+        "file_mode",
+        0o600,
+        "permissions of entry files, set whatever the umask (directories get the matching "
+        "search bits: `0o700` by default)",
+        backends=("pickle",),
+        shown="`0o600`",
+    ),
+    Option(
         "stale_after",
         None,
         "a `timedelta` or seconds; older entries are recomputed",
@@ -161,9 +170,19 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "serializer",
         DEFAULT_SERIALIZER,
-        "an object with `dumps(value) -> bytes` and `loads(bytes)`",
+        '`"pickle"`, `"json"` (reading runs no code) or an object with '
+        "`dumps(value) -> bytes` and `loads(bytes)`",
+        serializer_option,
         scope="decorator",
         shown="pickle, highest protocol",
+    ),
+    Option(
+        "secret",
+        None,
+        "str or bytes (or a sequence: the first signs, all verify) for HMAC-signed "
+        "entries, checked before anything is deserialized",
+        parse_secret,
+        shown="`$CACHIER_LIKE_SECRET`, else none",
     ),
     Option(
         "raise_on_error",

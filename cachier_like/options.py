@@ -114,12 +114,13 @@ class OptionResolver:
         )
         if self._core is None or signature != self._core_sig:
             self._core, self._keys = self._build_core(
-                backend, value["hash_func"], core_options, merged["serializer"]
+                backend, value["hash_func"], core_options, value["serializer"]
             )
             self._core_sig = signature
         assert self._keys is not None
         # Applies to the existing core: changing the limit must not drop its entries.
         self._core.size_limit = value["entry_size_limit"]
+        self._core.signer = value["secret"]
         interval = value["cleanup_interval"]
         return Options(
             version=version,

@@ -349,6 +349,7 @@ def test_the_built_in_defaults() -> None:
         "backend": "pickle",
         "hash_func": None,
         "cache_dir": DEFAULT_CACHE_DIR,
+        "file_mode": 0o600,
         "stale_after": None,
         "next_time": False,
         "pickle_reload": True,
@@ -364,6 +365,7 @@ def test_the_built_in_defaults() -> None:
         "caching_enabled": True,
         "refresh_exit_timeout": 30.0,
         "max_entries": None,
+        "secret": None,
         "redis_client": None,
         "key_prefix": None,
         "server_ttl": None,
@@ -390,7 +392,7 @@ def test_refresh_exit_timeout_is_not_a_decorator_parameter() -> None:
     ("options", "message"),
     [
         ({"backend": "redis", "table_name": "t"}, "table_name do not apply to backend 'redis'"),
-        ({"max_entries": 3, "backend": "pickle"}, "(it takes: cache_dir)"),
+        ({"max_entries": 3, "backend": "pickle"}, "(it takes: cache_dir, file_mode)"),
         ({"backend_options": ["x"]}, "backend_options must be a mapping"),
         ({"lease": 0}, "lease must be a positive duration"),
         ({"lease": -1}, "lease must not be negative"),
@@ -630,7 +632,7 @@ def test_backend_options_and_defaults_come_from_the_option_table() -> None:
             assert backend in cores_module.BACKENDS, option
             assert option.name in cores_module.BACKEND_OPTIONS[backend]
     assert cores_module.BACKEND_OPTIONS["memory"] == ("max_entries",)
-    assert cores_module.BACKEND_OPTIONS["pickle"] == ("cache_dir",)
+    assert cores_module.BACKEND_OPTIONS["pickle"] == ("cache_dir", "file_mode")
     assert cores_module.BACKEND_OPTIONS["redis"] == ("redis_client", "key_prefix", "server_ttl")
     assert cores_module.BACKEND_OPTIONS["sql"] == ("sql_engine", "table_name")
     assert set(cores_module.BACKEND_OPTIONS["mongo"]) == {"mongetter", "server_ttl"}

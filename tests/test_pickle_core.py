@@ -406,9 +406,11 @@ def test_a_cache_directory_where_claims_cannot_be_made_fails_open(
         denied: dict[str, Callable[..., Any]] = {
             "open": open_denied,
             "makedirs": makedirs_denied,
+            "mkdir": makedirs_denied,
         }
         monkeypatch.setattr(_claims, "os", fake_os(**denied))
         monkeypatch.setattr(pickle_module, "os", fake_os(**denied))
+        monkeypatch.setattr(pickle_files_module, "os", fake_os(**denied))
     else:
         readonly.chmod(0o555)
     results: list[int] = []

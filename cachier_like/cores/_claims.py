@@ -20,6 +20,8 @@ import threading
 
 import xxhash
 
+from .pickle_files import PRIVATE, FileModes
+
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # struct flock on Linux (x86-64 and aarch64): short type, short whence, off_t start,
 # off_t len, pid_t pid, padding.
@@ -29,12 +31,12 @@ _OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
 _OFFSET_MASK = (1 << 60) - 1
 
 
-def _open(path: str, directory: str) -> int:
+def _open(path: str, directory: str, modes: FileModes) -> int:
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+        return modes.open(path, os.O_RDWR | _O_CLOEXEC)
     except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o666)
+        modes.make_directory(directory)
+        return modes.open(path, os.O_RDWR | _O_CLOEXEC)
 
 
 def _flocked(path: str) -> bool:
@@ -122,10 +124,11 @@ class RangeLockClaims(_KernelClaims):
 
     available = _OFD_SETLK is not None and _OFD_GETLK is not None
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, modes: FileModes = PRIVATE) -> None:
         super().__init__()
         self._directory = directory
         self._path = os.path.join(directory, ".claims.lock")
+        self._modes = modes
 
     @staticmethod
     def _range(name: str) -> bytes:
@@ -134,7 +137,7 @@ class RangeLockClaims(_KernelClaims):
         return _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
 
     def _open_lock(self, name: str) -> int:
-        return _open(self._path, self._directory)
+        return _open(self._path, self._directory, self._modes)
 
     def _try_lock(self, fd: int, name: str) -> bool:
         try:
@@ -191,15 +194,16 @@ class FileLockClaims(_KernelClaims):
 
     available = True
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, modes: FileModes = PRIVATE) -> None:
         super().__init__()
         self._directory = os.path.join(directory, ".claims")
+        self._modes = modes
 
     def _path(self, name: str) -> str:
         return self._directory + "/" + name + ".lock"
 
     def _open_lock(self, name: str) -> int:
-        return _open(self._path(name), self._directory)
+        return _open(self._path(name), self._directory, self._modes)
 
     def _try_lock(self, fd: int, name: str) -> bool:
         try:
@@ -240,7 +244,9 @@ class FileLockClaims(_KernelClaims):
 Claims = RangeLockClaims | FileLockClaims
 
 
-def make_claims(directory: str, prefer_range_locks: bool = True) -> Claims:
+def make_claims(
+    directory: str, prefer_range_locks: bool = True, modes: FileModes = PRIVATE
+) -> Claims:
     """The best claim implementation this platform offers.
 
     Example:
@@ -250,5 +256,5 @@ def make_claims(directory: str, prefer_range_locks: bool = True) -> Claims:
         (True, False)
     """
     if prefer_range_locks and RangeLockClaims.available:
-        return RangeLockClaims(directory)
-    return FileLockClaims(directory)
+        return RangeLockClaims(directory, modes)
+    return FileLockClaims(directory, modes)

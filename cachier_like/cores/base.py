@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from ..alerts import RateLimitedLog
 from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
+from ..signing import Signer, is_signed
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ class Core(abc.ABC):
         #: Largest serialized value stored, in bytes (None: no limit); set by the
         #: decorator, which may change it without rebuilding the core.
         self.size_limit: int | None = None
+        #: Signs what :meth:`encode` returns and checks what :meth:`decode` reads (None:
+        #: no secret); set by the decorator, like :attr:`size_limit`.
+        self.signer: Signer | None = None
+        #: Reads refused since the core was built: a missing, wrong or foreign signature.
+        self.rejected = 0
         self._damage_log = RateLimitedLog(logger)
 
     def warn_damaged(self, where: str, problem: str, kind: object = None) -> None:
@@ -126,14 +132,52 @@ class Core(abc.ABC):
             problem,
         )
 
-    def encode(self, value: Any) -> bytes | None:
-        """``value`` serialized, or None when it is over :attr:`size_limit` (not to be stored)."""
+    def encode(self, value: Any, name: str, timestamp: float) -> bytes | None:
+        """``value`` serialized (and signed, with a secret) for the entry stored as ``name``.
+
+        None when the serialized value is over :attr:`size_limit` (not to be stored).
+        """
         payload = self.serializer.dumps(value)
         limit = self.size_limit
-        return None if limit is not None and len(payload) > limit else payload
+        if limit is not None and len(payload) > limit:
+            return None
+        signer = self.signer
+        return payload if signer is None else signer.sign(self.namespace, name, timestamp, payload)
 
-    def decode(self, payload: Any, where: str) -> Any:
-        """The value ``payload`` holds, or :data:`UNREADABLE` after a rate-limited warning."""
+    def decode(self, payload: Any, where: str, name: str, timestamp: float) -> Any:
+        """The value ``payload`` (``name``'s, stored at ``timestamp``) holds, or UNREADABLE.
+
+        With a secret, the signature is checked before anything is deserialized: a
+        missing, wrong or foreign one (another key's, another function's, another
+        timestamp's) is refused.
+        Without one, a signed entry is refused too (its secret is not configured).
+        Either way a rate-limited warning says so, and the entry is a miss.
+        """
+        signer = self.signer
+        if signer is not None:
+            opened = signer.open(self.namespace, name, timestamp, payload)
+            if opened is None:
+                self.rejected += 1
+                self._damage_log.warn(
+                    "signature",
+                    "%s: refusing a cache entry %s whose signature is missing or does not "
+                    "match the configured secret (tampered with, moved from another key, or "
+                    "written without the secret); recomputing it",
+                    self.namespace,
+                    where,
+                )
+                return UNREADABLE
+            payload = opened
+        elif is_signed(payload):
+            self.rejected += 1
+            self._damage_log.warn(
+                "signed",
+                "%s: ignoring a signed cache entry %s: no secret is configured to check it "
+                "(pass secret= or set $CACHIER_LIKE_SECRET)",
+                self.namespace,
+                where,
+            )
+            return UNREADABLE
         try:
             return self.serializer.loads(payload)
         except Exception as exc:

@@ -76,7 +76,8 @@ class MemoryCore(Core):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        if self.size_limit is not None and self.encode(entry.value) is None:
+        limit = self.size_limit
+        if limit is not None and len(self.serializer.dumps(entry.value)) > limit:
             return False  # measured only when there is a limit: entries stay unpickled
         with self._cond:
             self._data[key] = entry

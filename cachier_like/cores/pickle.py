@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from .. import forks
 from ..entry import Entry
-from ..errors import BackendError
+from ..errors import BackendError, ConfigurationError
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
 from .base import UNREADABLE, Core, CoreStats, EntryInfo
@@ -39,6 +39,8 @@ from .pickle_files import (
     _O_CLOEXEC,
     HEADER_SIZE,
     MAGIC,
+    PRIVATE,
+    FileModes,
     _read_file,
     _read_stamp,
     namespace_dirname,
@@ -89,14 +91,26 @@ class PickleCore(Core):
         cache_dir: str | os.PathLike[str],
         serializer: Serializer = DEFAULT_SERIALIZER,
         prefer_range_locks: bool = True,
+        file_mode: int = PRIVATE.file,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
+        if (
+            not isinstance(file_mode, int)
+            or isinstance(file_mode, bool)
+            or file_mode & ~0o777
+            or file_mode & 0o600 != 0o600
+        ):
+            raise ConfigurationError(
+                f"file_mode must be permission bits including the owner's read and write "
+                f"(0o600 to 0o777, e.g. 0o640 to let the group read), not {file_mode!r}"
+            )
+        self._modes = FileModes(file_mode)
         #: The ``cache_dir`` given, ``~`` expanded: what ``cache_dpath()`` returns.
         self.cache_dir = os.path.expanduser(os.fspath(cache_dir))
         #: This function's own subdirectory, which holds its entries and claims.
         self.directory = Path(self.cache_dir).absolute() / namespace_dirname(namespace)
         self._dir = str(self.directory)
-        self._claims = make_claims(self._dir, prefer_range_locks)
+        self._claims = make_claims(self._dir, prefer_range_locks, self._modes)
         self._named = False  # whether this process saw the namespace file written
 
     def location(self) -> str:
@@ -110,31 +124,33 @@ class PickleCore(Core):
 
     def get(self, key: Hashable) -> Entry | None:
         """Read one entry file; an unreadable one is a miss and a warning."""
-        path = self._dir + "/" + storage_name(key) + _ENTRY_SUFFIX
+        name = storage_name(key)
+        path = self._dir + "/" + name + _ENTRY_SUFFIX
         data = _read_file(path)
         if data is None:
             return None
         if len(data) < HEADER_SIZE or data[:8] != MAGIC:
             self.warn_damaged(path, "bad header")
             return None
-        value = self.decode(memoryview(data)[HEADER_SIZE:], path)
-        return None if value is UNREADABLE else Entry(value, _HEADER.unpack_from(data)[1])
+        stamp = _HEADER.unpack_from(data)[1]
+        value = self.decode(memoryview(data)[HEADER_SIZE:], path, name, stamp)
+        return None if value is UNREADABLE else Entry(value, stamp)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
-        payload = self.encode(entry.value)
+        name = storage_name(key)
+        payload = self.encode(entry.value, name, entry.timestamp)
         if payload is None:
             return False
-        name = storage_name(key)
         final = self._dir + "/" + name + _ENTRY_SUFFIX
         tmp = f"{self._dir}/{name}.{_process_tag}.{threading.get_ident()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC
+        flags = os.O_WRONLY | os.O_TRUNC | _O_CLOEXEC
         try:
             try:
-                fd = os.open(tmp, flags, 0o666)
+                fd = self._modes.open(tmp, flags)
             except FileNotFoundError:
                 self._make_directory()
-                fd = os.open(tmp, flags, 0o666)
+                fd = self._modes.open(tmp, flags)
             try:
                 write_entry(fd, entry.timestamp, payload)
             finally:
@@ -149,7 +165,7 @@ class PickleCore(Core):
         return True
 
     def _make_directory(self) -> None:
-        os.makedirs(self._dir, exist_ok=True)
+        self._modes.make_directory(self._dir)
 
     def _write_namespace_file(self) -> None:
         """Record the full namespace beside the entries, once per process and function.
@@ -162,7 +178,8 @@ class PickleCore(Core):
         if not os.path.exists(path):
             tmp = f"{path}.{_process_tag}.{threading.get_ident()}.tmp"
             try:
-                with open(tmp, "w", encoding="utf-8") as handle:
+                fd = self._modes.open(tmp, os.O_WRONLY | os.O_TRUNC | _O_CLOEXEC)
+                with open(fd, "w", encoding="utf-8") as handle:
                     handle.write(self.namespace)
                 os.replace(tmp, path)
             except OSError as exc:  # e.g. a full disk: the entry is stored all the same

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from ..errors import BackendError
@@ -21,6 +22,49 @@ _NAMESPACE_FILE = ".namespace"
 _READ_CHUNK = 1 << 16
 _MAX_DIRNAME = 180
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FileModes:
+    """The permissions of what the pickle core creates: entry files and directories.
+
+    Private by default (files ``0o600``, directories ``0o700``): a cache directory
+    others can write is a way to run code in every process that reads it. A directory
+    gets the search bit wherever its files are readable. Modes that open files to the
+    group or others are set with ``chmod`` after creation, as the umask may clear them.
+
+    Example:
+        >>> oct(FileModes(0o640).directory)
+        '0o750'
+    """
+
+    file: int = 0o600
+
+    @property
+    def directory(self) -> int:
+        return self.file | ((self.file & 0o444) >> 2)
+
+    def open(self, path: str, flags: int) -> int:
+        """``os.open(path, flags | O_CREAT)`` with :attr:`file` as the new file's mode."""
+        fd = os.open(path, flags | os.O_CREAT, self.file)
+        if self.file & 0o077:
+            os.fchmod(fd, self.file)
+        return fd
+
+    def make_directory(self, path: str) -> None:
+        """Create ``path`` (and its missing parents) with :attr:`directory` as the mode."""
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, mode=self.directory, exist_ok=True)
+        try:
+            os.mkdir(path, self.directory)
+        except FileExistsError:
+            return
+        if self.directory & 0o077:
+            os.chmod(path, self.directory)
+
+
+PRIVATE = FileModes()
 
 
 def namespace_dirname(namespace: str) -> str:

@@ -149,7 +149,7 @@ def store_timings(
         return None
     runner, statements = ready
     plain = Statements(core.table, engine.dialect, notify=False)
-    payload = core.encode(1)
+    payload = core.encode(1, "k", 1.0)
     params = {"ns": core._ns, "k": "k", "v": payload, "ts": 1.0, "tok": "t" * 32}
     params["chan"] = core._channel
     # Interleaved batches, so that the machine's load weighs on both alike.

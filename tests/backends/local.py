@@ -10,7 +10,7 @@ import pytest
 
 from cachier_like.cores.base import Core
 from cachier_like.cores.memory import MemoryCore
-from cachier_like.cores.pickle import PickleCore
+from cachier_like.cores.pickle import HEADER_SIZE, PickleCore
 from cachier_like.cores.shared import storage_name
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.types import CoreOptions
@@ -97,6 +97,15 @@ class PickleContract(CoreContract):
             entry_file.write_bytes(b"garbage, not an entry file")
 
         return garble
+
+    @pytest.fixture
+    def tamper(self) -> Callable[[Core, Hashable, bytes], None]:
+        def replace(core: Core, key: Hashable, payload: bytes) -> None:
+            assert isinstance(core, PickleCore)
+            entry_file = core.directory / (storage_name(key) + ".entry")
+            entry_file.write_bytes(entry_file.read_bytes()[:HEADER_SIZE] + payload)
+
+        return replace
 
 
 CONTRACTS = [MemoryContract, PickleContract]

@@ -111,5 +111,16 @@ class MongoContract(CoreContract):
 
         return garble
 
+    @pytest.fixture
+    def tamper(self, mongo_collection: Any) -> Callable[[Core, Hashable, bytes], None]:
+        from bson import Binary
+
+        def replace(core: Core, key: Hashable, payload: bytes) -> None:
+            document = {"ns": core.namespace, "key": storage_name(key)}
+            planted = {"$set": {"value": Binary(payload)}}
+            assert mongo_collection.update_one(document, planted).matched_count == 1
+
+        return replace
+
 
 CONTRACTS = [MongoContract]

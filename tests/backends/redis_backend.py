@@ -136,5 +136,17 @@ class RedisContract(CoreContract):
 
         return garble
 
+    @pytest.fixture
+    def tamper(self, redis_test_client: redis.Redis) -> Callable[[Core, Hashable, bytes], None]:
+        from cachier_like.cores.redis import HEADER_SIZE, RedisCore
+
+        def replace(core: Core, key: Hashable, payload: bytes) -> None:
+            assert isinstance(core, RedisCore)
+            stored = redis_test_client.get(core.key_of(key))
+            assert isinstance(stored, bytes)
+            assert redis_test_client.set(core.key_of(key), stored[:HEADER_SIZE] + payload)
+
+        return replace
+
 
 CONTRACTS = [RedisContract]

@@ -36,6 +36,7 @@ _CONNECT_ARGS = {"postgres": {"connect_timeout": 5}, "mariadb": {"connect_timeou
 
 #: The contract's ``damage(core, key)`` fixture.
 Damage = Callable[[Core, Hashable], None]
+Tamper = Callable[[Core, Hashable, bytes], None]
 
 PARAMS = [
     pytest.param("sql_sqlite", marks=pytest.mark.sql, id="sql_sqlite"),
@@ -169,6 +170,21 @@ class _SQLContract(CoreContract):
                 assert connection.execute(update, params).rowcount == 1
 
         yield garble
+        if own is not engine:
+            own.dispose()
+
+    @pytest.fixture
+    def tamper(self, sql_store: tuple[sa.Engine | str, str]) -> Iterator[Tamper]:
+        engine, table = sql_store
+        own = sa.create_engine(engine) if isinstance(engine, str) else engine
+        update = sa.text(f"UPDATE {table} SET value = :v WHERE namespace = :ns AND cache_key = :k")
+
+        def replace(core: Core, key: Hashable, payload: bytes) -> None:
+            params = {"v": payload, "ns": namespace_text(core.namespace), "k": storage_name(key)}
+            with own.begin() as connection:
+                assert connection.execute(update, params).rowcount == 1
+
+        yield replace
         if own is not engine:
             own.dispose()
 

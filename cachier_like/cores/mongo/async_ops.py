@@ -168,11 +168,11 @@ class MongoAsyncOps(MongoMaintenance):
         coll = await self._acollection()
         if coll is None:
             return await super().aset(key, entry)
-        payload = self.encode(entry.value)
+        name, stamp = storage_name(key), float(entry.timestamp)
+        payload = self.encode(entry.value, name, stamp)
         if payload is None:
             return False
-        update = docs.entry_update(payload, float(entry.timestamp), self._ttl)
-        name = storage_name(key)
+        update = docs.entry_update(payload, stamp, self._ttl)
         token = self._tokens.get(name)
         if token is not None:
             query = docs.token_query(self.namespace, name, token)

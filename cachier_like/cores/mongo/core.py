@@ -170,7 +170,7 @@ class MongoCore(MongoAsyncOps):
             return None
         if self._ttl is not None and time.time() - stamp >= self._ttl:
             return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
-        value = self.decode(payload, where)
+        value = self.decode(payload, where, storage_name(key), stamp)
         return None if value is UNREADABLE else Entry(value, stamp)
 
     def get(self, key: Hashable) -> Entry | None:
@@ -184,11 +184,11 @@ class MongoCore(MongoAsyncOps):
         Any other store (or a holder whose claim was taken over) upserts the fields and
         leaves a claim on the document as it is.
         """
-        payload = self.encode(entry.value)
+        name, stamp = storage_name(key), float(entry.timestamp)
+        payload = self.encode(entry.value, name, stamp)
         if payload is None:
             return False
-        update = docs.entry_update(payload, float(entry.timestamp), self._ttl)
-        name = storage_name(key)
+        update = docs.entry_update(payload, stamp, self._ttl)
         coll = self._collection()
         token = self._tokens.get(name)
         if token is not None:

@@ -153,11 +153,11 @@ class RedisAsyncOps(Core):
         link = await self._alink()
         if link is None:
             return await super().aset(key, entry)
-        payload = self.encode(entry.value)
+        suffix = storage_name(key)
+        payload = self.encode(entry.value, suffix, entry.timestamp)
         if payload is None:
             return False
         data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))
-        suffix = storage_name(key)
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.holder is calling_task():
             keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")

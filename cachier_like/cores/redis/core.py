@@ -137,8 +137,9 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
         if len(data) < HEADER_SIZE or data[:4] != MAGIC:
             self.warn_damaged(self._v + suffix, "bad header")
             return None
-        value = self.decode(memoryview(data)[HEADER_SIZE:], self._v + suffix)
-        return None if value is UNREADABLE else Entry(value, HEADER.unpack_from(data)[1])
+        stamp = HEADER.unpack_from(data)[1]
+        value = self.decode(memoryview(data)[HEADER_SIZE:], self._v + suffix, suffix, stamp)
+        return None if value is UNREADABLE else Entry(value, stamp)
 
     def get(self, key: Hashable) -> Entry | None:
         """One ``GET``; an unreadable entry is a miss and a warning.
@@ -158,11 +159,12 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry``; from the thread holding the key's claim, release it too."""
-        payload = self.encode(entry.value)
+        suffix = storage_name(key)
+        payload = self.encode(entry.value, suffix, entry.timestamp)
         if payload is None:
             return False
         data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))  # no copy of the payload
-        suffix, link = storage_name(key), self._link()
+        link = self._link()
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.holder == threading.get_ident():
             keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")

@@ -130,25 +130,27 @@ class SQLCore(NativeOps):
 
     # -- entries -------------------------------------------------------------------
 
-    def _entry(self, value: bytes | None, timestamp: float | None) -> Entry | None:
+    def _entry(self, name: str, value: bytes | None, timestamp: float | None) -> Entry | None:
         if value is None:
             return None  # a row that only holds a claim
-        loaded = self.decode(value, f"in table {self.table.name}")
-        return None if loaded is UNREADABLE else Entry(loaded, float(timestamp or 0.0))
+        stamp = float(timestamp or 0.0)
+        loaded = self.decode(value, f"in table {self.table.name}", name, stamp)
+        return None if loaded is UNREADABLE else Entry(loaded, stamp)
 
     def get(self, key: Hashable) -> Entry | None:
         """One indexed SELECT by primary key."""
         runner, statements = self._ready or self._setup()
-        rows = runner.run(statements.get, {"ns": self._ns, "k": storage_name(key)})
-        return self._entry(rows[0][0], rows[0][1]) if rows else None
+        name = storage_name(key)
+        rows = runner.run(statements.get, {"ns": self._ns, "k": name})
+        return self._entry(name, rows[0][0], rows[0][1]) if rows else None
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry; a store by this process's claim holder also ends the claim."""
-        payload = self.encode(entry.value)
+        k = storage_name(key)
+        payload = self.encode(entry.value, k, entry.timestamp)
         if payload is None:
             return False
         runner, statements = self._ready or self._setup()
-        k = storage_name(key)
         token = self._held.get(k)
         params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
         params["chan"] = self._channel
@@ -217,7 +219,7 @@ class SQLCore(NativeOps):
         if not rows:
             return False, None, None
         value, timestamp, live, left = rows[0]
-        return bool(live), self._entry(value, timestamp), None if left is None else float(left)
+        return bool(live), self._entry(key, value, timestamp), None if left is None else float(left)
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
         """One SELECT: whether ``key`` is claimed, and its entry."""

@@ -13,6 +13,7 @@ options :meth:`Core.namespaces` takes for the test's store).
 The contract is composed of one part per responsibility:
 
 - :mod:`.storage`: get and set, the size limit, damaged payloads and stored entries;
+- :mod:`.signing`: signed entries (``secret=``), refused unless their signature verifies;
 - :mod:`.maintenance`: clear, purge_stale, stats, entries, namespaces;
 - :mod:`.claims`: claims and waits within one process;
 - :mod:`.across_processes`: eight racing processes, a killed claim holder.
@@ -34,12 +35,13 @@ from .across_processes import ProcessChecks
 from .base import MakeCore, UnreadableSerializer
 from .claims import ClaimChecks
 from .maintenance import MaintenanceChecks
+from .signing import SigningChecks
 from .storage import StorageChecks
 
 __all__ = ["CoreContract", "MakeCore", "UnreadableSerializer"]
 
 
-class CoreContract(StorageChecks, MaintenanceChecks, ClaimChecks, ProcessChecks):
+class CoreContract(StorageChecks, SigningChecks, MaintenanceChecks, ClaimChecks, ProcessChecks):
     """The tests every core passes; subclass with a ``make_core`` fixture.
 
     The capability flags (``cross_process``, ``serializes``, ``lists_entries``,

@@ -93,6 +93,17 @@ class ContractBase:
         pytest.skip(f"{type(self).__name__} defines no damage fixture")
 
     @pytest.fixture
+    def tamper(self) -> Callable[[Core, Hashable, bytes], None]:
+        """Override: ``tamper(core, key, payload)`` replaces the stored payload of ``key``.
+
+        What an attacker with write access to the store does: the core's own framing
+        (entry header, timestamp) is kept and only the payload bytes are replaced,
+        written the store's own way, past the core. Without an override the check is
+        skipped.
+        """
+        pytest.skip(f"{type(self).__name__} defines no tamper fixture")
+
+    @pytest.fixture
     def store_options(self) -> dict[str, Any]:
         """Override: the options naming the test's store to ``Core.namespaces(**options)``.
 
