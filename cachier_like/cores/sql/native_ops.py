@@ -58,7 +58,7 @@ class NativeOps(Core):
     _native: Native | None
     _native_task: asyncio.Task[Native] | None
 
-    def _entry(self, value: bytes | None, timestamp: float | None) -> Entry | None:
+    def _entry(self, name: str, value: bytes | None, timestamp: float | None) -> Entry | None:
         raise NotImplementedError
 
     def _resolve(self) -> AnyEngine:
@@ -129,18 +129,19 @@ class NativeOps(Core):
         if not (self.native_async or self._native_from_env()):
             return await super().aget(key)
         _, runner, statements = await self._anative()
-        rows = await runner.run(statements.get, {"ns": self._ns, "k": storage_name(key)})
-        return self._entry(rows[0][0], rows[0][1]) if rows else None
+        name = storage_name(key)
+        rows = await runner.run(statements.get, {"ns": self._ns, "k": name})
+        return self._entry(name, rows[0][0], rows[0][1]) if rows else None
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
         """:meth:`set` on the caller's loop."""
         if not (self.native_async or self._native_from_env()):
             return await super().aset(key, entry)
-        payload = self.encode(entry.value)
+        k = storage_name(key)
+        payload = self.encode(entry.value, k, entry.timestamp)
         if payload is None:
             return False
         _, runner, statements = await self._anative()
-        k = storage_name(key)
         token = self._held.get(k)
         params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
         params["chan"] = self._channel  # on PostgreSQL, the store that ends a claim notifies
@@ -222,7 +223,7 @@ class NativeOps(Core):
         if not rows:
             return False, None
         value, timestamp, live, _left = rows[0]
-        return bool(live), self._entry(value, timestamp)
+        return bool(live), self._entry(key, value, timestamp)
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
         raise NotImplementedError
