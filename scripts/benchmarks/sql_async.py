@@ -53,7 +53,7 @@ from .report import (
     section_rows,
 )
 
-NAME: str = "sql_async"
+NAME: str = "sql-async"
 TITLE: str = "SQL core, native async (PostgreSQL, asyncpg)"
 RAW_ROW = "raw: async with engine.connect(): await conn.execute(select) + unpickle"
 BASELINE: str | None = RAW_ROW
