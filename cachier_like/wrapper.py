@@ -8,7 +8,7 @@ import inspect
 import logging
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
@@ -54,6 +54,10 @@ class CachedFunction(CacheMethods[P, R]):
     __name__: str
     __qualname__: str
     __wrapped__: Callable[P, R]
+
+    def __new__(cls, func: Callable[P, R], *args: Any, **kwargs: Any) -> CachedFunction[P, R]:
+        kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else cls
+        return super().__new__(kind if cls is CachedFunction else cls)
 
     def __init__(
         self, func: Callable[P, R], explicit: dict[str, Any], namespace: str | None
@@ -147,8 +151,6 @@ class CachedFunction(CacheMethods[P, R]):
             flow = call_flow(read_job, NO_CONTROLS, entry, True, self._start_refresh)
             return cast(R, drive_sync(flow))
         controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
-        if self._is_async:
-            return self._acall(args, kwargs, opts, controls)  # type: ignore[return-value]
         if not opts.enabled or controls.skip:
             self._say_uncached(opts, controls)
             return self._func(*args, **kwargs)
@@ -162,39 +164,25 @@ class CachedFunction(CacheMethods[P, R]):
             self._cleanup.maybe_purge(opts)
         return cast(R, drive_sync(call_flow(job, controls, None, False, self._start_refresh)))
 
-    async def _acall(
+    async def _ashare(
+        self,
+        opts: Options,
+        key: Hashable,
+        call: tuple[Any, ...],
+        *,
+        entry: Entry | None = None,
+        have_entry: bool = False,
+    ) -> Any:
+        """Concurrent awaits of this cold key in this loop share one computation."""
+        args, kwargs = call
+        job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
+        return await share((opts.core, key), lambda: self._adrive(job, entry, have_entry))
+
+    async def _acall_controlled(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: Options, controls: CallControls
     ) -> Any:
+        """An async call with per-call controls, disabled caching or ``cleanup_stale``."""
         func: Callable[..., Any] = self._func
-        if self._afast and controls is NO_CONTROLS:
-            # The async hit path: one key, one read, one freshness check; nothing is
-            # built for the miss (the job, the flight) until the read says it is one.
-            try:
-                key = opts.keys.key(args, kwargs)
-            except Exception as exc:
-                self._unkeyable(exc, args, kwargs, opts)
-                return await func(*args, **kwargs)  # no key: run it uncached
-            core = opts.core
-            try:
-                if core.blocking or core.native_async:
-                    entry = await core.aget(key)  # native, or the base class's worker thread
-                else:
-                    entry = core.get(key)  # no coroutine on an in-process hit
-            except ConfigurationError:
-                raise
-            except Exception:
-                # The flow reads again, and reports the failure as it decides what to do.
-                job = Job(self._reporter, opts, key, (func, args, kwargs), opts.allow_none)
-                return await share((core, key), lambda: self._adrive(job, None, False))
-            if (
-                entry is not None
-                and (entry.value is not None or opts.allow_none)
-                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            ):
-                return entry.value  # policy.fresh, inlined as on the sync hit path
-            job = Job(self._reporter, opts, key, (func, args, kwargs), opts.allow_none)
-            # Concurrent awaits of this cold key in this loop share one computation.
-            return await share((core, key), lambda: self._adrive(job, entry, True))
         if not opts.enabled or controls.skip:
             self._say_uncached(opts, controls)
             return await func(*args, **kwargs)
@@ -257,3 +245,44 @@ class CachedFunction(CacheMethods[P, R]):
             self._refresher.start_task(job.key, make_flow, job.opts.core)
         else:
             self._refresher.start_thread(job.key, background_refresh_flow(job, seen))
+
+
+class AsyncCachedFunction(CachedFunction[P, R]):
+    """A cached ``async def`` function: ``__call__`` is itself the coroutine of the call.
+
+    One coroutine a hit (no second one wrapped around the call path). Made by
+    ``CachedFunction(func, ...)`` whenever ``func`` is a coroutine function.
+    """
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:  # type: ignore[override]
+        opts = self._opts
+        if opts.version != config._version:
+            opts = self._current()
+        if not self._afast or (kwargs and not self._controls.isdisjoint(kwargs)):
+            controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
+            return await self._acall_controlled(args, kwargs, opts, controls)
+        # The async hit path: one key, one read, one freshness check. Nothing for the miss
+        # is built here, not even a closure (its cells would cost every hit a sixth).
+        try:
+            key = opts.keys.key(args, kwargs)
+        except Exception as exc:
+            self._unkeyable(exc, args, kwargs, opts)
+            return await self._func(*args, **kwargs)  # type: ignore[misc]  # no key: uncached
+        core = opts.core
+        try:
+            if core.blocking or core.native_async:
+                entry = await core.aget(key)  # native, or the base class's worker thread
+            else:
+                entry = core.get(key)  # no coroutine on an in-process hit
+        except ConfigurationError:
+            raise
+        except Exception:
+            # The flow reads again, and reports the failure as it decides what to do.
+            return await self._ashare(opts, key, (args, kwargs))
+        if (
+            entry is not None
+            and (entry.value is not None or opts.allow_none)
+            and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
+        ):
+            return entry.value  # policy.fresh, inlined as on the sync hit path
+        return await self._ashare(opts, key, (args, kwargs), entry=entry, have_entry=True)
