@@ -28,6 +28,7 @@ from cachier_like import cached
 
 from .measure import Settings, Timing
 from .peers import Counter, optional_module
+from .redis_core import DEFAULT_URL, URL_ENV
 from .report import OURS, Report, Row, Target, print_table, row_figures, section_rows
 
 NAME: str = "redis-async"
@@ -35,8 +36,6 @@ TITLE: str = "Redis core, async def on redis.asyncio"
 RAW_ROW = "raw redis.asyncio: await GET+pickle.loads / pickle.dumps+await SET"
 BASELINE: str | None = RAW_ROW
 OURS_ROW = f"{OURS} @cached(backend='redis'), async def"
-URL_ENV = "CACHIER_LIKE_REDIS_URL"
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 # Targets from the project's issue, judged on the median (ratios to the raw row).
 TARGET_HIT_RATIO = 1.2
