@@ -26,6 +26,7 @@ Run ``pytest -s -k fault_recovery`` to see each scenario's figures.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import logging
@@ -38,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.crc import key_slot
@@ -300,6 +302,69 @@ def test_fault_recovery_postgres(postgres_server: Server, tmp_path: Path) -> Non
     outcome = run_scenario(
         label,
         value,
+        computed,
+        fault=postgres_server.stop_immediately,
+        restore=_restarted(postgres_server),
+        tmp_path=tmp_path,
+    )
+    assert_recovered(outcome)
+
+
+def _on_a_loop_per_process(coroutine_function: Callable[[int], Any]) -> Callable[[int], str]:
+    """A sync ``call(key)`` awaiting ``coroutine_function(key)`` on one loop per process.
+
+    The loop is made in the forked worker on its first call, so a per-loop client of
+    the native path is made there too and lives for the whole run.
+    """
+    loops: dict[int, asyncio.AbstractEventLoop] = {}
+
+    def call(key: int) -> str:
+        loop = loops.get(os.getpid())
+        if loop is None:
+            loop = loops[os.getpid()] = asyncio.new_event_loop()
+        result: str = loop.run_until_complete(coroutine_function(key))
+        return result
+
+    return call
+
+
+@pytest.mark.redis
+def test_fault_recovery_redis_native_async(redis_server: Server, tmp_path: Path) -> None:
+    computed = [0]
+
+    @cached(backend="redis", redis_client=redis_server.url, key_prefix=unique("recovery"))
+    async def value(key: int) -> str:
+        computed[0] += 1
+        return expected(key)
+
+    label = "Redis kill -9 at 5 s, restart at 10 s, async def on redis.asyncio"
+    outcome = run_scenario(
+        label,
+        _on_a_loop_per_process(value),
+        computed,
+        fault=redis_server.kill,
+        restore=_restarted(redis_server),
+        tmp_path=tmp_path,
+    )
+    assert_recovered(outcome)
+
+
+@pytest.mark.sql
+def test_fault_recovery_postgres_native_async(postgres_server: Server, tmp_path: Path) -> None:
+    pytest.importorskip("asyncpg")
+    computed = [0]
+    url = postgres_server.url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
+
+    @cached(backend="sql", sql_engine=url, table_name=unique("recovery"))
+    async def value(key: int) -> str:
+        computed[0] += 1
+        return expected(key)
+
+    asyncio.run(value(0))  # the table, created once rather than raced for by 8 processes
+    label = "PostgreSQL stop -m immediate at 5 s, start at 10 s, async def on asyncpg"
+    outcome = run_scenario(
+        label,
+        _on_a_loop_per_process(value),
         computed,
         fault=postgres_server.stop_immediately,
         restore=_restarted(postgres_server),
