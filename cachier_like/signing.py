@@ -91,11 +91,6 @@ class Signer:
         return payload if valid else None
 
 
-def is_signed(stored: bytes | memoryview) -> bool:
-    """Whether ``stored`` carries a signature (whatever its secret)."""
-    return bytes(memoryview(stored)[: len(MAGIC)]) == MAGIC
-
-
 def _secret_bytes(value: Any, name: str) -> bytes:
     if isinstance(value, str):
         value = value.encode("utf-8")
