@@ -191,3 +191,20 @@ def test_native_async_reads_check_signatures_too(redis_prefix: str) -> None:
         assert await triple(5) == 15 and calls == [5]  # the signed entry is a hit
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("secret", [b"s" * 16, b"k" * 64, b"long secret " * 10])
+def test_the_signature_is_the_standard_hmac_sha256(secret: bytes) -> None:
+    # The padded-key states are precomputed for speed: the tag must still be RFC 2104's.
+    import hmac
+    import struct
+
+    from cachier_like.signing import MAGIC, TAG_SIZE, Signer
+
+    signed = Signer([secret]).sign("pkg.f", "key", 1700000000.5, b"payload")
+    ns, name = b"pkg.f", b"key"
+    head = struct.pack(">I", len(ns)) + ns + struct.pack(">I", len(name)) + name
+    head += struct.pack(">d", 1700000000.5)
+    expected_tag = hmac.digest(secret, head + b"payload", "sha256")
+    assert signed == MAGIC + expected_tag + b"payload"
+    assert len(expected_tag) == TAG_SIZE
