@@ -29,6 +29,7 @@ from ...entry import Entry
 from ...errors import AsyncOnlyError
 from ...steps import calling_task
 from ..base import Backoff, Core
+from ..clocks import StoreClock
 from ..shared import storage_name
 from . import scripts as lua
 from .async_clients import AsyncLinks
@@ -99,9 +100,20 @@ class RedisAsyncOps(Core):
             "aclear_being_calculated()), or give redis_client a URL, which serves both"
         )
 
+    clock: StoreClock
+
     @abc.abstractmethod
-    def _decode(self, suffix: str, data: bytes) -> Entry | None:
-        """The entry ``data`` holds (None: damaged, after a warning)."""
+    def _decode(self, suffix: str, data: bytes, offset: float) -> Entry | None:
+        """The entry ``data`` holds (None: damaged, after a warning), its time made local."""
+
+    async def _aoffset(self, link: AsyncLink) -> float:
+        """The server's time minus this process's, read on the loop when due."""
+
+        async def server_time() -> float:
+            seconds, micros = await link.call("TIME")
+            return int(seconds) + int(micros) / 1e6
+
+        return await self.clock.aoffset_from(server_time)
 
     @abc.abstractmethod
     async def _thread_wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:
@@ -144,9 +156,11 @@ class RedisAsyncOps(Core):
             if held is not None and held.unread and held.holder is calling_task():
                 held.unread = False
                 data = held.snapshot
-                return None if data is None else self._decode(suffix, data)
+                return (
+                    None if data is None else self._decode(suffix, data, await self._aoffset(link))
+                )
         data = await link.call("GET", self._v + suffix)
-        return None if data is None else self._decode(suffix, data)
+        return None if data is None else self._decode(suffix, data, await self._aoffset(link))
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry``; from the task holding the key's claim, release it too."""
@@ -154,10 +168,11 @@ class RedisAsyncOps(Core):
         if link is None:
             return await super().aset(key, entry)
         suffix = storage_name(key)
-        payload = self.encode(entry.value, suffix, entry.timestamp)
+        stamp = entry.timestamp + await self._aoffset(link)
+        payload = self.encode(entry.value, suffix, stamp)
         if payload is None:
             return False
-        data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))
+        data = Parts((HEADER.pack(MAGIC, stamp), payload))
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.holder is calling_task():
             keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
@@ -278,7 +293,8 @@ class RedisAsyncOps(Core):
         reply: Any = await link.script(lua.PROBE, (self._c + suffix, self._v + suffix))
         ttl = int(reply[0])
         if ttl == -2:
-            return True, None if reply[1] is None else self._decode(suffix, reply[1])
+            offset = await self._aoffset(link)
+            return True, None if reply[1] is None else self._decode(suffix, reply[1], offset)
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -28,6 +28,7 @@ from ...entry import Entry
 from ...errors import AsyncOnlyError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff
+from ..clocks import StoreClock
 from ..shared import storage_name
 from . import scripts as lua
 from .async_clients import AsyncLinks
@@ -104,6 +105,8 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
         self._px = ("PX", self._ttl) if ttl is not None else ()  # for a plain SET
         self.tag = key_tag(prefix, namespace)
         self._v, self._c, self._w = self.tag + ":v:", self.tag + ":c:", self.tag + ":w:"
+        #: The server's clock against this process's: entries are stamped in its time.
+        self.clock = StoreClock()
         self._client: Client | None = None
         self._linked: Link | None = None
         self._reset_process_state()
@@ -133,13 +136,21 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
 
     # -- entries -------------------------------------------------------------------
 
-    def _decode(self, suffix: str, data: bytes) -> Entry | None:
+    def _server_time(self) -> float:
+        seconds, micros = self._link().call("TIME")
+        return int(seconds) + int(micros) / 1e6
+
+    def _offset(self) -> float:
+        """The server's time minus this process's (see :mod:`..clocks`)."""
+        return self.clock.offset_from(self._server_time)
+
+    def _decode(self, suffix: str, data: bytes, offset: float) -> Entry | None:
         if len(data) < HEADER_SIZE or data[:4] != MAGIC:
             self.warn_damaged(self._v + suffix, "bad header")
             return None
-        stamp = HEADER.unpack_from(data)[1]
+        stamp = HEADER.unpack_from(data)[1]  # in the server's time
         value = self.decode(memoryview(data)[HEADER_SIZE:], self._v + suffix, suffix, stamp)
-        return None if value is UNREADABLE else Entry(value, stamp)
+        return None if value is UNREADABLE else Entry(value, stamp - offset)
 
     def get(self, key: Hashable) -> Entry | None:
         """One ``GET``; an unreadable entry is a miss and a warning.
@@ -153,17 +164,17 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
             if held is not None and held.unread and held.holder == threading.get_ident():
                 held.unread = False
                 data = held.snapshot
-                return None if data is None else self._decode(suffix, data)
+                return None if data is None else self._decode(suffix, data, self._offset())
         data = (self._linked or self._link()).call("GET", self._v + suffix)
-        return None if data is None else self._decode(suffix, data)
+        return None if data is None else self._decode(suffix, data, self._offset())
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry``; from the thread holding the key's claim, release it too."""
-        suffix = storage_name(key)
-        payload = self.encode(entry.value, suffix, entry.timestamp)
+        suffix, stamp = storage_name(key), entry.timestamp + self._offset()
+        payload = self.encode(entry.value, suffix, stamp)
         if payload is None:
             return False
-        data = Parts((HEADER.pack(MAGIC, entry.timestamp), payload))  # no copy of the payload
+        data = Parts((HEADER.pack(MAGIC, stamp), payload))  # no copy of the payload
         link = self._link()
         held = self._held.get(suffix)
         if held is not None and not held.stored and held.holder == threading.get_ident():
@@ -220,7 +231,8 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
         reply = link.script(lua.PROBE, (self._c + suffix, self._v + suffix))
         ttl = int(reply[0])
         if ttl == -2:
-            return True, None if reply[1] is None else self._decode(suffix, reply[1])
+            entry = None if reply[1] is None else self._decode(suffix, reply[1], self._offset())
+            return True, entry
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

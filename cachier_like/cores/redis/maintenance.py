@@ -30,6 +30,10 @@ class RedisMaintenance(Core):
     def _link(self) -> Link:
         """The connection to the server (resolved on first use)."""
 
+    @abc.abstractmethod
+    def _offset(self) -> float:
+        """The server's time minus this process's: entries are stamped in the server's."""
+
     def clear(self) -> int:
         """``UNLINK`` this function's entries; return how many were removed."""
         link = self._link()
@@ -41,6 +45,7 @@ class RedisMaintenance(Core):
         An entry rewritten between the read and the removal is kept (its header changed).
         """
         link, removed = self._link(), 0
+        now += self._offset()  # the headers hold the server's time
         for batch in link.scan(self._v + "*"):
             old = []
             for key, header, size in link.headers(batch, HEADER_SIZE):
@@ -54,12 +59,12 @@ class RedisMaintenance(Core):
 
     def entries(self) -> Iterator[EntryInfo]:
         """Every readable entry: key, calculation time and payload bytes."""
-        link = self._link()
+        link, offset = self._link(), self._offset()
         for batch in link.scan(self._v + "*"):
             for key, header, size in link.headers(batch, HEADER_SIZE):
                 stamp = header_stamp(header)
                 if stamp is not None:
-                    yield EntryInfo(key[len(self._v) :], stamp, size - HEADER_SIZE)
+                    yield EntryInfo(key[len(self._v) :], stamp - offset, size - HEADER_SIZE)
 
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:
