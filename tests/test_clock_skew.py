@@ -2,7 +2,7 @@
 
 Each call runs in a fresh interpreter whose ``time.time`` is shifted before
 ``cachier_like`` is imported, as on a machine with a skewed clock; the entries meet on
-the shared Redis server, whose ``TIME`` is the reference.
+the shared Redis server (whose ``TIME`` is the reference) or PostgreSQL (``now()``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from tests.backends.redis_backend import redis_url
+from tests.backends.sql_backend import drop_table, server_url, unique_table
 from tests.support import run_code
 
 SKEW_S = 300.0
@@ -89,3 +91,28 @@ def test_a_stale_entry_is_stale_for_every_clock(redis_prefix: str) -> None:
         code.format(skew=SKEW_S, url=redis_url(), prefix=redis_prefix, key=2, answer="new")
     )
     assert again.stdout.split() == ["new", "1"], again.stderr
+
+
+@pytest.mark.sql
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"], ids=["sync", "native-async"])
+@pytest.mark.parametrize(("writer", "reader"), [(-SKEW_S, 0.0), (0.0, SKEW_S)])
+def test_postgresql_entries_are_judged_by_the_databases_clock(
+    postgres_engine: sa.Engine, writer: float, reader: float, driver: str
+) -> None:
+    if driver == "asyncpg":
+        pytest.importorskip("asyncpg")
+    table = unique_table()
+    url = server_url("postgres").replace("+psycopg", f"+{driver}")
+    template = CALL if driver == "psycopg" else ASYNC_CALL
+    template = template.replace(
+        'backend="redis", redis_client={url!r}, key_prefix={prefix!r}',
+        'backend="sql", sql_engine={url!r}, table_name={prefix!r}',
+    )
+    try:
+        for skew, answer, expected in ((writer, "written", 1), (reader, "recomputed", 0)):
+            code = template.format(skew=skew, url=url, prefix=table, key=1, answer=answer)
+            done = run_code(code)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.split() == ["written", str(expected)], done.stderr
+    finally:
+        drop_table(postgres_engine, table)

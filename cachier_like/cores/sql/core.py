@@ -26,6 +26,7 @@ from ...entry import Entry
 from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE, Backoff, CoreStats, EntryInfo
+from ..clocks import StoreClock
 from ..shared import storage_name
 from . import notify
 from .async_engines import is_async_engine, namespaces_async
@@ -88,6 +89,8 @@ class SQLCore(NativeOps):
         self._ns = namespace_text(namespace)
         #: The PostgreSQL NOTIFY channel of this namespace's waiters (see :mod:`.notify`).
         self._channel = channel_name(self.table, self._ns)
+        #: The database's clock against this process's: entries are stamped in its time.
+        self.clock = StoreClock()
         self._ready: _Ready | None = None
         self._setup_lock = threading.Lock()
         self._engine_lock = threading.Lock()
@@ -130,29 +133,40 @@ class SQLCore(NativeOps):
 
     # -- entries -------------------------------------------------------------------
 
-    def _entry(self, name: str, value: bytes | None, timestamp: float | None) -> Entry | None:
+    def _entry(
+        self, name: str, value: bytes | None, timestamp: float | None, offset: float
+    ) -> Entry | None:
         if value is None:
             return None  # a row that only holds a claim
-        stamp = float(timestamp or 0.0)
+        stamp = float(timestamp or 0.0)  # in the database's time
         loaded = self.decode(value, f"in table {self.table.name}", name, stamp)
-        return None if loaded is UNREADABLE else Entry(loaded, stamp)
+        return None if loaded is UNREADABLE else Entry(loaded, stamp - offset)
+
+    def _database_time(self) -> float:
+        runner, statements = self._ready or self._setup()
+        return float(runner.run(statements.now, {})[0][0])
+
+    def _offset(self) -> float:
+        """The database's time minus this process's (see :mod:`..clocks`)."""
+        return self.clock.offset_from(self._database_time)
 
     def get(self, key: Hashable) -> Entry | None:
         """One indexed SELECT by primary key."""
         runner, statements = self._ready or self._setup()
         name = storage_name(key)
+        offset = self._offset()  # measured with the first read, not within a miss
         rows = runner.run(statements.get, {"ns": self._ns, "k": name})
-        return self._entry(name, rows[0][0], rows[0][1]) if rows else None
+        return self._entry(name, rows[0][0], rows[0][1], offset) if rows else None
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry; a store by this process's claim holder also ends the claim."""
-        k = storage_name(key)
-        payload = self.encode(entry.value, k, entry.timestamp)
+        k, stamp = storage_name(key), entry.timestamp + self._offset()
+        payload = self.encode(entry.value, k, stamp)
         if payload is None:
             return False
         runner, statements = self._ready or self._setup()
         token = self._held.get(k)
-        params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
+        params = {"ns": self._ns, "k": k, "v": payload, "ts": stamp, "tok": token}
         params["chan"] = self._channel
         runner.run(statements.set, params)
         if token is not None and self._held.get(k) == token:
@@ -219,7 +233,8 @@ class SQLCore(NativeOps):
         if not rows:
             return False, None, None
         value, timestamp, live, left = rows[0]
-        return bool(live), self._entry(key, value, timestamp), None if left is None else float(left)
+        entry = self._entry(key, value, timestamp, self._offset())
+        return bool(live), entry, None if left is None else float(left)
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
         """One SELECT: whether ``key`` is claimed, and its entry."""
@@ -288,13 +303,15 @@ class SQLCore(NativeOps):
         Rows under a live claim stay (their calculation replaces them anyway).
         """
         runner, statements = self._ready or self._setup()
-        return int(runner.run(statements.purge, {"ns": self._ns, "cutoff": now - older_than_s}))
+        cutoff = now + self._offset() - older_than_s  # the rows hold the database's time
+        return int(runner.run(statements.purge, {"ns": self._ns, "cutoff": cutoff}))
 
     def entries(self) -> Iterator[EntryInfo]:
         """Every entry of this namespace: key, calculation time and payload bytes."""
         runner, statements = self._ready or self._setup()
+        offset = self._offset()
         for key, timestamp, size in runner.run(statements.entries, {"ns": self._ns}):
-            yield EntryInfo(key=key, timestamp=float(timestamp), size=int(size))
+            yield EntryInfo(key=key, timestamp=float(timestamp) - offset, size=int(size))
 
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:
@@ -316,10 +333,11 @@ class SQLCore(NativeOps):
         """Count this namespace's entries, their bytes and times, and live claims."""
         runner, statements = self._ready or self._setup()
         entries, size, oldest, newest, claims = runner.run(statements.stats, {"ns": self._ns})[0]
+        offset = self._offset()
         return CoreStats(
             entries=int(entries),
             total_bytes=int(size or 0),
-            oldest=None if oldest is None else float(oldest),
-            newest=None if newest is None else float(newest),
+            oldest=None if oldest is None else float(oldest) - offset,
+            newest=None if newest is None else float(newest) - offset,
             claims=int(claims or 0),
         )

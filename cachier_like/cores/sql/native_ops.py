@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from ...entry import Entry
 from ...errors import AsyncOnlyError
 from ..base import Core
+from ..clocks import StoreClock
 from ..shared import StoreSource, storage_name
 from .async_engines import is_async_engine
 from .async_native import (
@@ -58,8 +59,20 @@ class NativeOps(Core):
     _native: Native | None
     _native_task: asyncio.Task[Native] | None
 
-    def _entry(self, name: str, value: bytes | None, timestamp: float | None) -> Entry | None:
+    clock: StoreClock
+
+    def _entry(
+        self, name: str, value: bytes | None, timestamp: float | None, offset: float
+    ) -> Entry | None:
         raise NotImplementedError
+
+    async def _aoffset(self, runner: Any, statements: Any) -> float:
+        """The database's time minus this process's, read on the loop when due."""
+
+        async def database_time() -> float:
+            return float((await runner.run(statements.now, {}))[0][0])
+
+        return await self.clock.aoffset_from(database_time)
 
     def _resolve(self) -> AnyEngine:
         raise NotImplementedError
@@ -130,20 +143,21 @@ class NativeOps(Core):
             return await super().aget(key)
         _, runner, statements = await self._anative()
         name = storage_name(key)
+        offset = await self._aoffset(runner, statements)  # with the first read, not a miss
         rows = await runner.run(statements.get, {"ns": self._ns, "k": name})
-        return self._entry(name, rows[0][0], rows[0][1]) if rows else None
+        return self._entry(name, rows[0][0], rows[0][1], offset) if rows else None
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
         """:meth:`set` on the caller's loop."""
         if not (self.native_async or self._native_from_env()):
             return await super().aset(key, entry)
-        k = storage_name(key)
-        payload = self.encode(entry.value, k, entry.timestamp)
+        _, runner, statements = await self._anative()
+        k, stamp = storage_name(key), entry.timestamp + await self._aoffset(runner, statements)
+        payload = self.encode(entry.value, k, stamp)
         if payload is None:
             return False
-        _, runner, statements = await self._anative()
         token = self._held.get(k)
-        params = {"ns": self._ns, "k": k, "v": payload, "ts": entry.timestamp, "tok": token}
+        params = {"ns": self._ns, "k": k, "v": payload, "ts": stamp, "tok": token}
         params["chan"] = self._channel  # on PostgreSQL, the store that ends a claim notifies
         await runner.run(statements.set, params)
         if token is not None and self._held.get(k) == token:
@@ -223,7 +237,9 @@ class NativeOps(Core):
         if not rows:
             return False, None
         value, timestamp, live, _left = rows[0]
-        return bool(live), self._entry(key, value, timestamp)
+        return bool(live), self._entry(
+            key, value, timestamp, await self._aoffset(runner, statements)
+        )
 
     def _poll(self, key: str) -> tuple[bool, Entry | None]:
         raise NotImplementedError

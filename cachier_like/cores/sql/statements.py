@@ -179,6 +179,8 @@ class Statements:
             return prepare(statement, dialect, write=True, returns_rows=returns_rows)
 
         self.get = read(sa.select(c.value, c.calculated_at).where(row))
+        #: The database's clock, which entries are stamped in (see :mod:`..clocks`).
+        self.now = read(sa.select(now))
         # The value, whether a claim is live, and the seconds its lease has left.
         self.poll = read(
             sa.select(
