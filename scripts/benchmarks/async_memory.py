@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from cachier_like import cached
 
-from .measure import Settings, Timing
+from .measure import Settings, Timing, measure_awaits
 from .report import OURS, Report, Row, Target, print_table, section_rows, target_from_row
 
 NAME: str = "async"
@@ -40,38 +39,14 @@ FLIGHT: dict[str, float] = {}
 
 
 def _time_awaits(
-    settings: Settings, call: Callable[[int], Awaitable[Any]], reset: Callable[[], object] | None
+    settings: Settings, call: Callable[[], Awaitable[Any]], reset: Callable[[], object] | None
 ) -> Timing:
-    """Microseconds per ``await call(i)``, over repeats of a calibrated batch."""
+    """Microseconds per ``await call()``, on an event loop of its own."""
     loop = asyncio.new_event_loop()
-    counter = itertools.count()
-
-    async def batch(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            await call(next(counter))
-        return time.perf_counter() - start
-
     try:
-        number, calls = 1, 0
-        while True:  # calibrate: double the batch until it takes calibrate_s
-            if reset is not None:
-                reset()
-            took = loop.run_until_complete(batch(number))
-            calls += number
-            if took >= settings.calibrate_s:
-                break
-            number *= 2
-        number = max(1, int(number * settings.per_repeat_s / max(took, 1e-9)))
-        per_call = []
-        for _ in range(settings.repeats):
-            if reset is not None:
-                reset()
-            per_call.append(loop.run_until_complete(batch(number)) / number * 1e6)
-            calls += number
+        return loop.run_until_complete(measure_awaits(call, settings, reset=reset))
     finally:
         loop.close()
-    return Timing(statistics.median(per_call), min(per_call), number, settings.repeats, calls, "")
 
 
 def _flight() -> tuple[int, float]:
@@ -106,14 +81,16 @@ def run(report: Report, settings: Settings, workdir: Path) -> None:
 
     ours = cached(backend="memory")(bare)
 
-    async def bare_hit(_: int) -> int:
-        return await bare(1, 2)
+    fresh = itertools.count(1_000)
 
-    async def ours_hit(_: int) -> int:
-        return await ours(1, 2)
+    def bare_hit() -> Awaitable[int]:
+        return bare(1, 2)
 
-    async def ours_miss(i: int) -> int:
-        return await ours(i, 2)
+    def ours_hit() -> Awaitable[int]:
+        return ours(1, 2)
+
+    def ours_miss() -> Awaitable[int]:
+        return ours(next(fresh), 2)
 
     asyncio.run(ours(1, 2))
     for impl, case, call, reset in (

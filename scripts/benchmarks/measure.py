@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
+import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -110,4 +111,50 @@ def measure(
         repeats=repeats,
         calls=used + number * repeats,
         limited_by=limited_by,
+    )
+
+
+async def measure_awaits(
+    call: Callable[[], Awaitable[Any]],
+    settings: Settings,
+    *,
+    most: int = sys.maxsize,
+    reset: Callable[[], object] | None = None,
+) -> Timing:
+    """Microseconds per ``await call()``, as :func:`measure` times a statement.
+
+    The batch is calibrated to ``calibrate_s``, then timed ``repeats`` times on the
+    running loop; ``most`` bounds every call made (misses that grow a store), and
+    ``reset`` runs, untimed, before the calibration and before every repeat.
+    """
+    number, calls = 1, 0
+    while True:  # calibrate: the batch that takes calibrate_s
+        if reset is not None:
+            reset()
+        began = time.perf_counter()
+        for _ in range(number):
+            await call()
+        calls += number
+        took = time.perf_counter() - began
+        if took >= settings.calibrate_s or number * 2 > most:
+            break
+        number *= 2
+    number = max(1, min(int(number * settings.per_repeat_s / max(took, 1e-9)), most))
+    repeats = max(settings.min_repeats, min(settings.repeats, (most - calls) // number))
+    per_call: list[float] = []
+    for _ in range(repeats):
+        if reset is not None:
+            reset()
+        began = time.perf_counter()
+        for _ in range(number):
+            await call()
+        per_call.append((time.perf_counter() - began) / number * 1e6)
+        calls += number
+    return Timing(
+        median_us=statistics.median(per_call),
+        min_us=min(per_call),
+        number=number,
+        repeats=repeats,
+        calls=calls,
+        limited_by="",
     )

@@ -17,16 +17,13 @@ import asyncio
 import itertools
 import os
 import pickle
-import statistics
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from cachier_like import cached
 
-from .measure import Settings, Timing
+from .measure import Settings, measure_awaits
 from .peers import Counter, optional_module
 from .redis_core import DEFAULT_URL, URL_ENV
 from .report import OURS, Report, Row, Target, print_table, row_figures, section_rows
@@ -42,37 +39,6 @@ TARGET_HIT_RATIO = 1.2
 TARGET_MISS_RATIO = 3.0
 #: At most this many misses per figure (each one adds a key).
 MISS_MAX_CALLS = 20_000
-
-
-async def _timed(call: Callable[[], Awaitable[Any]], settings: Settings, most: int) -> Timing:
-    """Per-call microseconds of ``await call()``: calibrated, then ``repeats`` repeats."""
-    number, calls = 1, 0
-    while True:  # calibrate: the batch that takes calibrate_s
-        began = time.perf_counter()
-        for _ in range(number):
-            await call()
-        calls += number
-        took = time.perf_counter() - began
-        if took >= settings.calibrate_s or number * 2 > most:
-            break
-        number *= 2
-    number = max(1, min(int(number * settings.per_repeat_s / max(took, 1e-9)), most))
-    repeats = max(settings.min_repeats, min(settings.repeats, (most - calls) // number))
-    per_call: list[float] = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        for _ in range(number):
-            await call()
-        per_call.append((time.perf_counter() - began) / number * 1e6)
-        calls += number
-    return Timing(
-        median_us=statistics.median(per_call),
-        min_us=min(per_call),
-        number=number,
-        repeats=repeats,
-        calls=calls,
-        limited_by="",
-    )
 
 
 async def _measure(report: Report, settings: Settings, client: Any, prefix: str) -> None:
@@ -106,7 +72,7 @@ async def _measure(report: Report, settings: Settings, client: Any, prefix: str)
     )
     for case, name, call, most in rows:
         before = counter.calls
-        timing = await _timed(call, settings, most)
+        timing = await measure_awaits(call, settings, most=most)
         note = "reference, not a cache" if name == RAW_ROW else ""
         if name == OURS_ROW:
             expected = timing.calls if case == "miss" else 0
