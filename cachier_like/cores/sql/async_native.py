@@ -22,7 +22,6 @@ cuts a hung statement's socket, which an async driver does not show): asyncpg's
 from __future__ import annotations
 
 import asyncio
-import random
 import weakref
 from collections.abc import AsyncIterator, Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -32,7 +31,7 @@ import sqlalchemy as sa
 from ... import forks
 from .async_engines import create_table_on, execute
 from .engines import engine_from_url
-from .runner import ATTEMPTS, Retry, Runner, is_memory_sqlite, is_transient
+from .runner import Retry, Runner, is_memory_sqlite
 from .statements import Params, Prepared, Statements
 
 if TYPE_CHECKING:
@@ -111,19 +110,12 @@ class NativeRunner:
                     return await _finished(execute(self.engine, prepared, params))
                 return await execute(self.engine, prepared, params)
             except Retry as retry:
-                if attempt >= ATTEMPTS or breaker.down:
-                    outage = breaker.failed(retry.error)
-                    if outage is None:
-                        raise retry.error from None
-                    raise outage from retry.error
-                if is_transient(retry.error):
-                    await asyncio.sleep(random.uniform(0.0, 0.002 * attempt))
+                pause = breaker.retry_pause(retry, attempt)
+                if pause is not None:
+                    await asyncio.sleep(pause)
                 attempt += 1
             except Exception as exc:
-                outage = breaker.failed(exc)
-                if outage is None:
-                    raise
-                raise outage from exc
+                breaker.raise_failure(exc)
 
 
 #: Statements whose caller was cancelled, finishing in the background.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
@@ -129,19 +129,32 @@ class Runner(Breaker):
                 with self._lock:
                     return self._once(prepared, params)
             except Retry as retry:
-                if attempt >= ATTEMPTS or self.down:
-                    outage = self.failed(retry.error)
-                    if outage is None:
-                        raise retry.error from None
-                    raise outage from retry.error
-                if is_transient(retry.error):
-                    time.sleep(random.uniform(0.0, 0.002 * attempt))
+                pause = self.retry_pause(retry, attempt)
+                if pause is not None:
+                    time.sleep(pause)
                 attempt += 1
             except Exception as exc:
-                outage = self.failed(exc)
-                if outage is None:
-                    raise
-                raise outage from exc
+                self.raise_failure(exc)
+
+    def retry_pause(self, retry: Retry, attempt: int) -> float | None:
+        """After failed attempt number ``attempt``: raise what the caller is to see, or
+        return the pause before the next attempt (None: try again at once).
+
+        Shared by the sync loop above and the native async one, which sleeps on the loop.
+        """
+        if attempt >= ATTEMPTS or self.down:
+            outage = self.failed(retry.error)
+            if outage is None:
+                raise retry.error from None
+            raise outage from retry.error
+        return random.uniform(0.0, 0.002 * attempt) if is_transient(retry.error) else None
+
+    def raise_failure(self, error: Exception) -> NoReturn:
+        """Raise ``error``, or the outage it means (see :meth:`failed`) from it."""
+        outage = self.failed(error)
+        if outage is None:
+            raise error
+        raise outage from error
 
     def failed(self, error: BaseException) -> BackendError | None:
         """If ``error`` says the server cannot be reached: open the breaker, and return
