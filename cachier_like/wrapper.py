@@ -87,9 +87,8 @@ class CachedFunction(CacheMethods[P, R]):
             )
         self.namespace = namespace or function_namespace(func)
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
-        self._opts, hot = self._resolve()
-        #: Whether sync (``_fast``) or async (``_afast``) calls may take the hit path.
-        self._fast, self._afast = hot and not self._is_async, hot and self._is_async
+        #: Whether calls may take the hit path (the sync one, or AsyncCachedFunction's).
+        self._opts, self._fast = self._resolve()
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refresher = Refresher(self.namespace)
@@ -116,8 +115,7 @@ class CachedFunction(CacheMethods[P, R]):
     def _current(self) -> Options:
         opts = self._opts
         if opts.version != config._version:
-            opts, hot = self._resolve()
-            self._fast, self._afast = hot and not self._is_async, hot and self._is_async
+            opts, self._fast = self._resolve()
             self._opts = opts
         return opts
 
@@ -258,7 +256,7 @@ class AsyncCachedFunction(CachedFunction[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
-        if not self._afast or (kwargs and not self._controls.isdisjoint(kwargs)):
+        if not self._fast or (kwargs and not self._controls.isdisjoint(kwargs)):
             controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
             return await self._acall_controlled(args, kwargs, opts, controls)
         # The async hit path: one key, one read, one freshness check. Nothing for the miss
