@@ -137,6 +137,10 @@ class _DatabaseStandIn:
     def __getitem__(self, name: str) -> AsyncCollectionStandIn:
         return AsyncCollectionStandIn(self._database[name], self)
 
+    async def command(self, name: str) -> Any:
+        await self.client.turn()
+        return self._database.command(name)  # mongomock's (it has no hello of its own)
+
 
 class AsyncCollectionStandIn:
     """A mongomock collection behind the coroutine methods of ``AsyncCollection``."""

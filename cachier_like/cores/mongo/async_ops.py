@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError
 from ...entry import Entry
 from ...errors import AsyncOnlyError, BackendError
 from ..base import Backoff
+from ..clocks import StoreClock
 from ..shared import StoreSource, storage_name
 from . import clients
 from . import documents as docs
@@ -55,12 +56,13 @@ class MongoAsyncOps(MongoMaintenance):
     _collection_name: str
     _tokens: dict[str, str | None]
     _async_caller: bool | None
+    clock: StoreClock
     # loop -> (clients generation, the task preparing the loop's collection); pruned of
     # closed loops as a new loop comes (a weak key would be kept alive by its task)
     _loop_colls: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[Any]]]
 
     @abc.abstractmethod
-    def _entry_of(self, doc: Any, key: Hashable) -> Entry | None:
+    def _entry_of(self, doc: Any, key: Hashable, offset: float) -> Entry | None:
         """The entry a read document holds, or None."""
 
     @abc.abstractmethod
@@ -153,6 +155,14 @@ class MongoAsyncOps(MongoMaintenance):
             await coll.create_index(keys, **options)
         return coll
 
+    async def _aoffset(self, coll: Any) -> float:
+        """The server's time minus this process's, measured with an awaited ``hello``."""
+
+        async def server_time() -> float:
+            return docs.server_seconds(await coll.command("hello"))
+
+        return await self.clock.aoffset_from(server_time)
+
     # -- entries -------------------------------------------------------------------
 
     async def aget(self, key: Hashable) -> Entry | None:
@@ -161,14 +171,15 @@ class MongoAsyncOps(MongoMaintenance):
         if coll is None:
             return await super().aget(key)
         query = docs.doc_query(self.namespace, storage_name(key))
-        return self._entry_of(await coll.find_one(query, docs.ENTRY_PROJECTION), key)
+        offset = await self._aoffset(coll)  # measured with the first read, not a miss
+        return self._entry_of(await coll.find_one(query, docs.ENTRY_PROJECTION), key, offset)
 
     async def aset(self, key: Hashable, entry: Entry) -> bool:
         """:meth:`set`, awaited: the holder's store ends its claim in the same update."""
         coll = await self._acollection()
         if coll is None:
             return await super().aset(key, entry)
-        name, stamp = storage_name(key), float(entry.timestamp)
+        name, stamp = storage_name(key), float(entry.timestamp) + await self._aoffset(coll)
         payload = self.encode(entry.value, name, stamp)
         if payload is None:
             return False
@@ -197,7 +208,7 @@ class MongoAsyncOps(MongoMaintenance):
             return await super().aclaim(key, lease_s)
         name = storage_name(key)
         token = secrets.token_hex(8)
-        now = time.time()
+        now = time.time() + await self._aoffset(coll)
         query = docs.claim_query(self.namespace, name, now)
         update = docs.lease_update(now + lease_s, token, self._ttl)
         try:
@@ -219,7 +230,8 @@ class MongoAsyncOps(MongoMaintenance):
         if token is None:
             return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
-        update = docs.lease_update(time.time() + lease_s, None, self._ttl)
+        until = time.time() + await self._aoffset(coll) + lease_s
+        update = docs.lease_update(until, None, self._ttl)
         return int((await coll.update_one(query, update)).matched_count) == 1
 
     async def arelease(self, key: Hashable) -> None:
@@ -247,11 +259,12 @@ class MongoAsyncOps(MongoMaintenance):
         query = docs.doc_query(self.namespace, storage_name(key))
         backoff = Backoff(timeout_s, _WAIT_MIN_S, _WAIT_MAX_S)
         while True:
+            offset = await self._aoffset(coll)
             doc = await coll.find_one(query, docs.POLL_PROJECTION)
-            claimed = doc is not None and _live(doc.get("claim_until"), time.time())
+            claimed = doc is not None and _live(doc.get("claim_until"), time.time() + offset)
             delay = backoff.next_delay() if claimed else None
             if delay is None:
-                return self._entry_of(doc, key)
+                return self._entry_of(doc, key, offset)
             await asyncio.sleep(delay)
 
     # -- clearing ------------------------------------------------------------------
@@ -261,7 +274,8 @@ class MongoAsyncOps(MongoMaintenance):
         coll = await self._acollection()
         if coll is None:
             return await super().aclear()
-        entries, dead_claims, claimed = docs.clear_queries(self.namespace, time.time())
+        now = time.time() + await self._aoffset(coll)
+        entries, dead_claims, claimed = docs.clear_queries(self.namespace, now)
         removed = (await coll.delete_many(entries)).deleted_count
         await coll.delete_many(dead_claims)
         unset = await coll.update_many(claimed, {"$unset": docs.ENTRY_FIELDS})

@@ -12,6 +12,11 @@ caller wins; a document with claim fields but no ``value`` is a calculation in p
 never an entry. ``ts`` (float seconds) is the entry's exact timestamp; ``time`` is the
 same moment as a BSON date (millisecond precision) for people and queries.
 
+Every time in a document (``ts``, ``claim_until``, ``expires_at``) is in the server's
+clock: this process's time plus an offset measured against the ``localTime`` of the
+server's ``hello`` reply (:mod:`..clocks`), so processes whose clocks disagree judge
+entries and leases alike, and the TTL monitor deletes expired entries on time.
+
 The core reaches its collection through the breaker of the collection's client
 (:mod:`.guard`); URL clients are shared per process (:mod:`.clients`). For ``async def``
 functions on an ``AsyncCollection`` or a URL, the native async operations
@@ -34,6 +39,7 @@ from ...entry import Entry
 from ...errors import AsyncOnlyError, BackendError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
 from ..base import UNREADABLE
+from ..clocks import StoreClock
 from ..shared import StoreSource, StoreSpec, storage_name
 from . import clients
 from . import documents as docs
@@ -128,6 +134,8 @@ class MongoCore(MongoAsyncOps):
         # key -> token of the claim this process holds on it, or None once a store by
         # the holder has ended it (the release then has nothing left to do).
         self._tokens: dict[str, str | None] = {}
+        #: The server's clock against this process's: documents hold the server's time.
+        self.clock = StoreClock()
 
     # -- the collection ------------------------------------------------------------
 
@@ -155,10 +163,21 @@ class MongoCore(MongoAsyncOps):
     def _from_url(self, url: str) -> Any:
         return _collection_from_url(url, self._timeout_ms, self._database, self._collection_name)
 
+    def _server_time(self) -> float:
+        return docs.server_seconds(self._collection().command("hello"))
+
+    def _offset(self) -> float:
+        """The server's time minus this process's (see :mod:`..clocks`)."""
+        return self.clock.offset_from(self._server_time)
+
     # -- entries -------------------------------------------------------------------
 
-    def _entry_of(self, doc: Any, key: Hashable) -> Entry | None:
-        """The entry a read document holds: a claim-only, expired or unreadable one is None."""
+    def _entry_of(self, doc: Any, key: Hashable, offset: float) -> Entry | None:
+        """The entry a read document holds: a claim-only, expired or unreadable one is None.
+
+        ``offset`` (the server's time minus this process's) turns the stored stamp back
+        into this process's time.
+        """
         if doc is None or "value" not in doc:
             return None
         where = f"{self.namespace}/{key}"
@@ -168,15 +187,17 @@ class MongoCore(MongoAsyncOps):
         except (KeyError, TypeError, ValueError) as exc:
             self.warn_damaged(where, repr(exc))
             return None
-        if self._ttl is not None and time.time() - stamp >= self._ttl:
+        if self._ttl is not None and time.time() + offset - stamp >= self._ttl:
             return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
         value = self.decode(payload, where, storage_name(key), stamp)
-        return None if value is UNREADABLE else Entry(value, stamp)
+        return None if value is UNREADABLE else Entry(value, stamp - offset)
 
     def get(self, key: Hashable) -> Entry | None:
         """Read the entry; a claim-only, expired or unreadable document is a miss."""
         query = docs.doc_query(self.namespace, storage_name(key))
-        return self._entry_of(self._collection().find_one(query, docs.ENTRY_PROJECTION), key)
+        offset = self._offset()  # measured with the first read, not within a miss
+        doc = self._collection().find_one(query, docs.ENTRY_PROJECTION)
+        return self._entry_of(doc, key, offset)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store the entry's fields; the claim holder's store also ends its own claim.
@@ -184,7 +205,7 @@ class MongoCore(MongoAsyncOps):
         Any other store (or a holder whose claim was taken over) upserts the fields and
         leaves a claim on the document as it is.
         """
-        name, stamp = storage_name(key), float(entry.timestamp)
+        name, stamp = storage_name(key), float(entry.timestamp) + self._offset()
         payload = self.encode(entry.value, name, stamp)
         if payload is None:
             return False
@@ -224,7 +245,7 @@ class MongoCore(MongoAsyncOps):
         """
         name = storage_name(key)
         token = secrets.token_hex(8)
-        now = time.time()
+        now = time.time() + self._offset()
         query = docs.claim_query(self.namespace, name, now)
         update = docs.lease_update(now + lease_s, token, self._ttl)
         try:
@@ -246,7 +267,7 @@ class MongoCore(MongoAsyncOps):
         if token is None:
             return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
-        update = docs.lease_update(time.time() + lease_s, None, self._ttl)
+        update = docs.lease_update(time.time() + self._offset() + lease_s, None, self._ttl)
         return int(self._collection().update_one(query, update).matched_count) == 1
 
     def release(self, key: Hashable) -> None:
@@ -262,7 +283,8 @@ class MongoCore(MongoAsyncOps):
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
-        query = docs.live_claim_query(self.namespace, storage_name(key), time.time())
+        now = time.time() + self._offset()
+        query = docs.live_claim_query(self.namespace, storage_name(key), now)
         return self._collection().find_one(query, {"_id": 1}) is not None
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:

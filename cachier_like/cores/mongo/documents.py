@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,6 +32,18 @@ UPSERT_ATTEMPTS = 5
 def date(seconds: float) -> datetime:
     """``seconds`` since the epoch as an aware UTC datetime (a BSON date)."""
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def server_seconds(hello: Mapping[str, Any]) -> float:
+    """The server's time in a ``hello`` reply (``localTime``, a BSON date), in seconds.
+
+    pymongo decodes BSON dates as naive UTC datetimes unless the client is
+    ``tz_aware``; either way the moment is the same.
+    """
+    local_time = hello["localTime"]
+    if local_time.tzinfo is None:
+        local_time = local_time.replace(tzinfo=timezone.utc)
+    return float(local_time.timestamp())
 
 
 def doc_query(ns: str, name: str) -> dict[str, Any]:

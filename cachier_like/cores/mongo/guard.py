@@ -121,13 +121,14 @@ _MANY_DOCUMENTS += ("distinct", "count_documents")
 
 
 class _Guarded:
-    """A collection whose operations (those named above, and ``aggregate``, which
-    returns a list) go through its client's breaker."""
+    """A collection whose operations (those named above, ``aggregate``, which returns a
+    list, and its database's ``command``) go through its client's breaker."""
 
     def __init__(self, coll: Any) -> None:
         breaker = _breaker_for(coll)
         for name in _ONE_DOCUMENT:
             setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
+        self.command = functools.partial(breaker.run, coll.database.command)
         for name in _MANY_DOCUMENTS:
             setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
         self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
@@ -148,6 +149,7 @@ class _AsyncGuarded:
         breaker = _breaker_for(coll, _AsyncClientBreaker)
         for name in _ONE_DOCUMENT:
             setattr(self, name, functools.partial(breaker.run, getattr(coll, name)))
+        self.command = functools.partial(breaker.run, coll.database.command)
         for name in ("create_index", "update_many", "delete_many"):
             setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
 

@@ -22,10 +22,14 @@ class MongoMaintenance(Core):
     def _collection(self) -> Any:
         """The collection, behind its client's breaker (resolved on first use)."""
 
+    @abc.abstractmethod
+    def _offset(self) -> float:
+        """The server's time minus this process's: documents hold the server's time."""
+
     def clear(self) -> int:
         """Remove this function's entries (calculations in progress keep their claims)."""
         coll = self._collection()
-        entries, dead_claims, claimed = clear_queries(self.namespace, time.time())
+        entries, dead_claims, claimed = clear_queries(self.namespace, time.time() + self._offset())
         removed = coll.delete_many(entries).deleted_count
         coll.delete_many(dead_claims)
         return int(removed + coll.update_many(claimed, {"$unset": ENTRY_FIELDS}).modified_count)
@@ -35,6 +39,7 @@ class MongoMaintenance(Core):
 
         Documents under an unexpired claim (a refresh in progress) stay.
         """
+        now += self._offset()  # the documents hold the server's time
         query = {
             "ns": self.namespace,
             "claim_until": {"$not": {"$gt": now}},
@@ -45,8 +50,10 @@ class MongoMaintenance(Core):
     def entries(self) -> Iterator[EntryInfo]:
         """Every entry of this function: key, calculation time and payload size."""
         query = {"ns": self.namespace, "value": {"$exists": True}}
+        offset = self._offset()
         for doc in self._collection().find(query, {"_id": 0, "key": 1, "ts": 1, "size": 1}):
-            yield EntryInfo(key=doc["key"], timestamp=float(doc["ts"]), size=doc.get("size"))
+            stamp = float(doc["ts"]) - offset
+            yield EntryInfo(key=doc["key"], timestamp=stamp, size=doc.get("size"))
 
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:
@@ -61,11 +68,13 @@ class MongoMaintenance(Core):
         group.update(oldest={"$min": "$ts"}, newest={"$max": "$ts"})
         rows = list(coll.aggregate([{"$match": match}, {"$group": group}]))
         row: Mapping[str, Any] = rows[0] if rows else {}
-        claims = coll.count_documents({"ns": self.namespace, "claim_until": {"$gt": time.time()}})
+        offset = self._offset()
+        live = {"ns": self.namespace, "claim_until": {"$gt": time.time() + offset}}
+        oldest, newest = row.get("oldest"), row.get("newest")
         return CoreStats(
             entries=int(row.get("n", 0)),
             total_bytes=int(row.get("bytes", 0)),
-            oldest=row.get("oldest"),
-            newest=row.get("newest"),
-            claims=int(claims),
+            oldest=None if oldest is None else float(oldest) - offset,
+            newest=None if newest is None else float(newest) - offset,
+            claims=int(coll.count_documents(live)),
         )
