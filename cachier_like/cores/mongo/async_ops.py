@@ -163,6 +163,10 @@ class MongoAsyncOps(MongoMaintenance):
 
         return await self.clock.aoffset_from(server_time)
 
+    async def _aserver_now(self, coll: Any) -> float:
+        """:meth:`_server_now`, with the offset measured by an awaited ``hello``."""
+        return time.time() + await self._aoffset(coll)
+
     # -- entries -------------------------------------------------------------------
 
     async def aget(self, key: Hashable) -> Entry | None:
@@ -208,7 +212,7 @@ class MongoAsyncOps(MongoMaintenance):
             return await super().aclaim(key, lease_s)
         name = storage_name(key)
         token = secrets.token_hex(8)
-        now = time.time() + await self._aoffset(coll)
+        now = await self._aserver_now(coll)
         query = docs.claim_query(self.namespace, name, now)
         update = docs.lease_update(now + lease_s, token, self._ttl)
         try:
@@ -230,8 +234,7 @@ class MongoAsyncOps(MongoMaintenance):
         if token is None:
             return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
-        until = time.time() + await self._aoffset(coll) + lease_s
-        update = docs.lease_update(until, None, self._ttl)
+        update = docs.lease_update(await self._aserver_now(coll) + lease_s, None, self._ttl)
         return int((await coll.update_one(query, update)).matched_count) == 1
 
     async def arelease(self, key: Hashable) -> None:
@@ -274,7 +277,7 @@ class MongoAsyncOps(MongoMaintenance):
         coll = await self._acollection()
         if coll is None:
             return await super().aclear()
-        now = time.time() + await self._aoffset(coll)
+        now = await self._aserver_now(coll)
         entries, dead_claims, claimed = docs.clear_queries(self.namespace, now)
         removed = (await coll.delete_many(entries)).deleted_count
         await coll.delete_many(dead_claims)

@@ -245,7 +245,7 @@ class MongoCore(MongoAsyncOps):
         """
         name = storage_name(key)
         token = secrets.token_hex(8)
-        now = time.time() + self._offset()
+        now = self._server_now()
         query = docs.claim_query(self.namespace, name, now)
         update = docs.lease_update(now + lease_s, token, self._ttl)
         try:
@@ -267,7 +267,7 @@ class MongoCore(MongoAsyncOps):
         if token is None:
             return True  # ended by our own store; the release is on its way
         query = docs.token_query(self.namespace, name, token)
-        update = docs.lease_update(time.time() + self._offset() + lease_s, None, self._ttl)
+        update = docs.lease_update(self._server_now() + lease_s, None, self._ttl)
         return int(self._collection().update_one(query, update).matched_count) == 1
 
     def release(self, key: Hashable) -> None:
@@ -283,8 +283,7 @@ class MongoCore(MongoAsyncOps):
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether an unexpired claim is held on ``key`` by any caller anywhere."""
-        now = time.time() + self._offset()
-        query = docs.live_claim_query(self.namespace, storage_name(key), now)
+        query = docs.live_claim_query(self.namespace, storage_name(key), self._server_now())
         return self._collection().find_one(query, {"_id": 1}) is not None
 
     def wait(self, key: Hashable, timeout_s: float | None) -> Entry | None:

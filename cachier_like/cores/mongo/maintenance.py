@@ -26,10 +26,14 @@ class MongoMaintenance(Core):
     def _offset(self) -> float:
         """The server's time minus this process's: documents hold the server's time."""
 
+    def _server_now(self) -> float:
+        """Now, in the server's time: what claim expiries in documents are compared with."""
+        return time.time() + self._offset()
+
     def clear(self) -> int:
         """Remove this function's entries (calculations in progress keep their claims)."""
         coll = self._collection()
-        entries, dead_claims, claimed = clear_queries(self.namespace, time.time() + self._offset())
+        entries, dead_claims, claimed = clear_queries(self.namespace, self._server_now())
         removed = coll.delete_many(entries).deleted_count
         coll.delete_many(dead_claims)
         return int(removed + coll.update_many(claimed, {"$unset": ENTRY_FIELDS}).modified_count)
