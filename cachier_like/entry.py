@@ -12,7 +12,10 @@ class Entry:
     """One cached result.
 
     ``timestamp`` is the wall-clock time (seconds since the epoch, UTC) at which the
-    value was calculated; it is what staleness is measured against.
+    value was calculated; it is what staleness is measured against. ``tags`` are the
+    call's tags, each with the version the store held for it before the value was
+    computed (see :mod:`cachier_like.tagging`): an entry whose versions are behind the
+    store's is stale.
 
     Example:
         >>> e = Entry(value=42, timestamp=0.0)
@@ -22,6 +25,7 @@ class Entry:
 
     value: Any
     timestamp: float
+    tags: tuple[tuple[str, int], ...] = ()
 
     @property
     def time(self) -> datetime:

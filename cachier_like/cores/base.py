@@ -10,7 +10,7 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -19,6 +19,8 @@ from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ..signing import MAGIC as SIGNED_MAGIC
 from ..signing import Signer
+from ..tagging import FRAME as TAG_FRAME
+from ..tagging import TagVersions, frame, unframe
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -26,7 +28,16 @@ logger = logging.getLogger(__name__)
 UNREADABLE: Any = object()
 _POLL_MIN_S = 0.001
 _SIGNED_HEAD = len(SIGNED_MAGIC)
+_TAG_HEAD = len(TAG_FRAME)
 _POLL_MAX_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Tagged:
+    """A decoded value with the tag versions framed ahead of it."""
+
+    value: Any
+    tags: TagVersions
 
 
 @dataclass(frozen=True)
@@ -134,20 +145,52 @@ class Core(abc.ABC):
             problem,
         )
 
-    def encode(self, value: Any, name: str, timestamp: float) -> bytes | None:
+    def encode(
+        self, value: Any, name: str, timestamp: float, tags: TagVersions = ()
+    ) -> bytes | None:
         """``value`` serialized (and signed, with a secret) for the entry stored as ``name``.
 
-        None when the serialized value is over :attr:`size_limit` (not to be stored).
+        ``tags`` (the entry's recorded tag versions) lead the serialized value, inside
+        the signature. None when the serialized value is over :attr:`size_limit` (not
+        to be stored).
         """
         payload = self.serializer.dumps(value)
         limit = self.size_limit
         if limit is not None and len(payload) > limit:
             return None
+        if tags:
+            payload = frame(tags, payload)
         signer = self.signer
         return payload if signer is None else signer.sign(self.namespace, name, timestamp, payload)
 
-    def decode(self, payload: Any, where: str, name: str, timestamp: float) -> Any:
+    def encode_entry(self, entry: Entry, name: str, timestamp: float) -> bytes | None:
+        """:meth:`encode` of ``entry``'s value and tags (stamped ``timestamp``)."""
+        return self.encode(entry.value, name, timestamp, entry.tags)
+
+    def decode_entry(
+        self, payload: Any, where: str, name: str, timestamp: float, shown: float | None = None
+    ) -> Entry | None:
+        """The entry a payload written by :meth:`encode` holds, or None when unreadable.
+
+        ``timestamp`` is the stamp stored beside the payload (what the signature
+        covers); ``shown`` the one the entry reports (the store's clock turned into
+        this process's), ``timestamp`` by default.
+        """
+        value = self.decode(payload, where, name, timestamp, keep_tags=True)
+        if value is UNREADABLE:
+            return None
+        stamp = timestamp if shown is None else shown
+        if type(value) is _Tagged:
+            return Entry(value.value, stamp, value.tags)
+        return Entry(value, stamp)
+
+    def decode(
+        self, payload: Any, where: str, name: str, timestamp: float, keep_tags: bool = False
+    ) -> Any:
         """The value ``payload`` (``name``'s, stored at ``timestamp``) holds, or UNREADABLE.
+
+        Tag versions framed ahead of the value are dropped, unless ``keep_tags`` (for
+        :meth:`decode_entry`), which returns them with the value.
 
         With a secret, the signature is checked before anything is deserialized: a
         missing, wrong or foreign one (another key's, another function's, another
@@ -180,11 +223,19 @@ class Core(abc.ABC):
                 where,
             )
             return UNREADABLE
+        tags: TagVersions = ()
+        if payload[:_TAG_HEAD] == TAG_FRAME:
+            opened_tags = unframe(memoryview(payload))
+            if opened_tags is None:
+                self.warn_damaged(where, "its tag versions are cut short", kind="tags")
+                return UNREADABLE
+            tags, payload = opened_tags
         try:
-            return self.serializer.loads(payload)
+            value = self.serializer.loads(payload)
         except Exception as exc:
             self.warn_damaged(where, repr(exc), kind=type(exc))
             return UNREADABLE
+        return _Tagged(value, tags) if keep_tags and tags else value
 
     def check_caller(self, is_async: bool) -> None:  # noqa: B027 - optional, not abstract
         """Refuse, with a ``TypeError``, a decorated function this core cannot serve.
@@ -320,6 +371,84 @@ class Core(abc.ABC):
         if self.blocking:
             return await asyncio.to_thread(func, key)
         return func(key)
+
+    # -- invalidation and batches -------------------------------------------------
+    # Every core of this package implements these; the defaults let a third-party core
+    # written before them keep working (``delete`` and the tag operations then say what
+    # is missing).
+
+    def delete(self, key: Hashable) -> bool:
+        """Remove the entry of ``key``; return whether there was one.
+
+        A claim on ``key`` is left alone: its holder's store lands as usual.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete one entry")
+
+    def get_many(self, keys: Sequence[Hashable]) -> list[Entry | None]:
+        """The entries of ``keys``, in order (None where missing or unreadable).
+
+        One batched read where the store has one (Redis ``MGET``, SQL ``IN``, MongoDB
+        ``$in``); this default reads them one by one.
+        """
+        return [self.get(key) for key in keys]
+
+    def set_many(self, items: Sequence[tuple[Hashable, Entry]]) -> list[bool]:
+        """Store each ``(key, entry)``, as :meth:`set` does each (a claim holder's store
+        ends its claim); return, in order, whether each was stored."""
+        return [self.set(key, entry) for key, entry in items]
+
+    def tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
+        """The store's current version of each tag (0 for one never invalidated).
+
+        Tag versions belong to the store, not to one function: every core on the same
+        store (directory, server, table, collection; this process for the memory core)
+        reads the same versions.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no tag versions")
+
+    def bump_tags(self, tags: Sequence[str]) -> None:
+        """Advance the version of each tag by one, atomically: every entry recorded
+        under an earlier version is stale from now on, for every function on the store."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tag versions")
+
+    def get_tagged(
+        self, key: Hashable, tags: Sequence[str]
+    ) -> tuple[Entry | None, tuple[int, ...]]:
+        """:meth:`get` and :meth:`tag_versions` together: one round trip where the store
+        allows (Redis ``MGET``, one SQL statement, one MongoDB query)."""
+        return self.get(key), self.tag_versions(tags)
+
+    async def adelete(self, key: Hashable) -> bool:
+        """:meth:`delete` for event loops."""
+        return await self._run(self.delete, key)
+
+    async def aget_many(self, keys: Sequence[Hashable]) -> list[Entry | None]:
+        """:meth:`get_many` for event loops."""
+        if self.native_async:
+            return [await self.aget(key) for key in keys]
+        return await self._run(lambda _: self.get_many(keys), None)
+
+    async def aset_many(self, items: Sequence[tuple[Hashable, Entry]]) -> list[bool]:
+        """:meth:`set_many` for event loops."""
+        if self.native_async:
+            return [await self.aset(key, entry) for key, entry in items]
+        return await self._run(lambda _: self.set_many(items), None)
+
+    async def atag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
+        """:meth:`tag_versions` for event loops."""
+        return await self._run(lambda _: self.tag_versions(tags), None)
+
+    async def abump_tags(self, tags: Sequence[str]) -> None:
+        """:meth:`bump_tags` for event loops."""
+        await self._run(lambda _: self.bump_tags(tags), None)
+
+    async def aget_tagged(
+        self, key: Hashable, tags: Sequence[str]
+    ) -> tuple[Entry | None, tuple[int, ...]]:
+        """:meth:`get_tagged` for event loops."""
+        if self.native_async:
+            return await self.aget(key), await self.atag_versions(tags)
+        return await self._run(lambda k: self.get_tagged(k, tags), key)
 
     @abc.abstractmethod
     def clear_claims(self) -> int:

@@ -15,6 +15,7 @@ The contract is composed of one part per responsibility:
 - :mod:`.storage`: get and set, the size limit, damaged payloads and stored entries;
 - :mod:`.signing`: signed entries (``secret=``), refused unless their signature verifies;
 - :mod:`.maintenance`: clear, purge_stale, stats, entries, namespaces;
+- :mod:`.invalidation`: deleting one entry, batched reads and writes, tag versions;
 - :mod:`.claims`: claims and waits within one process;
 - :mod:`.across_processes`: eight racing processes, a killed claim holder.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 from .across_processes import ProcessChecks
 from .base import MakeCore, UnreadableSerializer
 from .claims import ClaimChecks
+from .invalidation import BatchChecks, DeleteChecks, TagChecks
 from .maintenance import MaintenanceChecks
 from .signing import SigningChecks
 from .storage import StorageChecks
@@ -41,7 +43,16 @@ from .storage import StorageChecks
 __all__ = ["CoreContract", "MakeCore", "UnreadableSerializer"]
 
 
-class CoreContract(StorageChecks, SigningChecks, MaintenanceChecks, ClaimChecks, ProcessChecks):
+class CoreContract(
+    StorageChecks,
+    SigningChecks,
+    MaintenanceChecks,
+    DeleteChecks,
+    BatchChecks,
+    TagChecks,
+    ClaimChecks,
+    ProcessChecks,
+):
     """The tests every core passes; subclass with a ``make_core`` fixture.
 
     The capability flags (``cross_process``, ``serializes``, ``lists_entries``,

@@ -1,0 +1,109 @@
+"""Tags: the versions an entry records, and their place in a stored payload.
+
+A tag names a group of entries (``"user:7"``) that one call can invalidate across
+functions sharing a store: the store keeps a version per tag (an atomic increment per
+invalidation), a call reads the versions of its tags before computing, and the entry
+records them. An entry whose recorded versions differ from the store's is stale.
+
+Serializing cores keep the recorded versions inside the stored payload, ahead of the
+serialized value and under its signature (:func:`frame`, :func:`unframe`), so no core
+needs a column or a header field of its own for them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from .errors import ConfigurationError
+
+__all__ = ["FRAME", "MAX_TAG_BYTES", "TagVersions", "check_tags", "frame", "recorded", "unframe"]
+
+#: What an entry records: each tag of its call with the version read before computing.
+TagVersions = tuple[tuple[str, int], ...]
+
+#: Leads a payload that carries tag versions; a pickle starts with 0x80, JSON with text.
+FRAME = b"\x00clt\x01"
+#: The longest tag name, in UTF-8 bytes.
+MAX_TAG_BYTES = 512
+_COUNT = struct.Struct(">H")
+_NAME = struct.Struct(">H")
+_VERSION = struct.Struct(">q")
+
+
+def check_tags(tags: Iterable[object], where: str = "tags") -> tuple[str, ...]:
+    """``tags`` as a tuple of distinct non-empty strings, in the order first given.
+
+    Raises ``ConfigurationError`` (a ``ValueError``) naming the fix for anything else.
+
+    Example:
+        >>> check_tags(["user:7", "team:2", "user:7"])
+        ('user:7', 'team:2')
+    """
+    if isinstance(tags, (str, bytes)):
+        raise ConfigurationError(
+            f"{where} must be a sequence of strings, not one {type(tags).__name__}: "
+            f"write [{tags!r}]"
+        )
+    seen: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise ConfigurationError(f"{where}: every tag must be a non-empty str, not {tag!r}")
+        if len(tag.encode("utf-8", "surrogatepass")) > MAX_TAG_BYTES:
+            raise ConfigurationError(f"{where}: tag {tag[:40]!r}... is over {MAX_TAG_BYTES} bytes")
+        seen[tag] = None
+    return tuple(seen)
+
+
+def recorded(tags: tuple[str, ...], versions: tuple[int, ...]) -> TagVersions:
+    """The record an entry keeps: each tag beside the version read for it.
+
+    Example:
+        >>> recorded(("a", "b"), (3, 0))
+        (('a', 3), ('b', 0))
+    """
+    return tuple(zip(tags, versions, strict=True))
+
+
+def frame(tags: TagVersions, payload: bytes) -> bytes:
+    """``payload`` led by the tag versions it was computed under (nothing when none).
+
+    Example:
+        >>> unframe(memoryview(frame((("user:7", 2),), b"value")))[0]
+        (('user:7', 2),)
+    """
+    if not tags:
+        return payload
+    parts = [FRAME, _COUNT.pack(len(tags))]
+    for name, version in tags:
+        data = name.encode("utf-8", "surrogatepass")
+        parts += (_NAME.pack(len(data)), data, _VERSION.pack(version))
+    parts.append(payload)
+    return b"".join(parts)
+
+
+def unframe(view: memoryview) -> tuple[TagVersions, memoryview] | None:
+    """The tag versions and the serialized value of a payload; None when the frame is cut.
+
+    A payload without the frame carries no tags: ``((), view)``.
+    """
+    if view[: len(FRAME)] != FRAME:
+        return (), view
+    try:
+        at = len(FRAME)
+        (count,) = _COUNT.unpack_from(view, at)
+        at += _COUNT.size
+        tags = []
+        for _ in range(count):
+            (size,) = _NAME.unpack_from(view, at)
+            at += _NAME.size
+            if at + size > len(view):
+                return None
+            name = bytes(view[at : at + size]).decode("utf-8", "surrogatepass")
+            at += size
+            (version,) = _VERSION.unpack_from(view, at)
+            at += _VERSION.size
+            tags.append((name, version))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return tuple(tags), view[at:]
