@@ -81,6 +81,7 @@ class Params:
     entry_size_limit: int | str | None = DEFAULTS["entry_size_limit"]
     allow_non_static_methods: bool = DEFAULTS["allow_non_static_methods"]
     max_entries: int | None = DEFAULTS["max_entries"]
+    track_code: bool = DEFAULTS["track_code"]
     secret: str | bytes | Sequence[str | bytes] | None = DEFAULTS["secret"]
     file_mode: int = DEFAULTS["file_mode"]
     raise_on_error: bool = DEFAULTS["raise_on_error"]

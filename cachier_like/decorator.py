@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -80,6 +80,10 @@ def cached(
     cleanup_interval: timedelta | float | None = ...,
     allow_non_static_methods: bool | None = ...,
     namespace: str | None = ...,
+    version: str | int | None = ...,
+    track_code: bool | None = ...,
+    ignore: str | Sequence[str] | None = ...,
+    tags: Sequence[str] | Callable[..., Iterable[str]] | None = ...,
     max_entries: int | None = ...,
     serializer: Serializer | str | None = ...,
     secret: str | bytes | Sequence[str | bytes] | None = ...,
@@ -114,6 +118,10 @@ def cached(
     cleanup_interval: timedelta | float | None = None,
     allow_non_static_methods: bool | None = None,
     namespace: str | None = None,
+    version: str | int | None = None,
+    track_code: bool | None = None,
+    ignore: str | Sequence[str] | None = None,
+    tags: Sequence[str] | Callable[..., Iterable[str]] | None = None,
     max_entries: int | None = None,
     serializer: Serializer | str | None = None,
     secret: str | bytes | Sequence[str | bytes] | None = None,

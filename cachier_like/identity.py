@@ -27,7 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCRIPT_MODULES", "function_namespace", "script_namespace", "unwrap_partial"]
+__all__ = [
+    "SCRIPT_MODULES",
+    "function_namespace",
+    "is_version_of",
+    "labelled_namespace",
+    "script_namespace",
+    "unwrap_partial",
+]
 
 #: The module names a script's code runs under (``__mp_main__``: a spawned child).
 SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
@@ -102,3 +109,37 @@ def function_namespace(func: Callable[..., Any]) -> str:
             return f"{name}.{qualname}" if name else script_namespace(path, qualname)
         module_name = "__main__"  # interactive: the same in a spawned child
     return f"{module_name}.{qualname}"
+
+
+#: Separates a function's namespace from its version label in the stored namespace.
+VERSION_MARK = "@"
+
+
+def labelled_namespace(namespace: str, version: str | None, fingerprint: str | None) -> str:
+    """The namespace entries are stored under: ``namespace``, plus ``version=`` and the
+    ``track_code`` fingerprint when given, so entries of another version are never read.
+
+    Example:
+        >>> labelled_namespace("pkg.f", None, None), labelled_namespace("pkg.f", "2", None)
+        ('pkg.f', 'pkg.f@v2')
+        >>> labelled_namespace("pkg.f", "2", "0123abcd")
+        'pkg.f@v2+code-0123abcd'
+    """
+    parts = []
+    if version is not None:
+        parts.append(f"v{version}")
+    if fingerprint is not None:
+        parts.append(f"code-{fingerprint}")
+    return f"{namespace}{VERSION_MARK}{'+'.join(parts)}" if parts else namespace
+
+
+def is_version_of(stored: str, namespace: str) -> bool:
+    """Whether the stored namespace ``stored`` holds some version of ``namespace``'s entries.
+
+    Example:
+        >>> is_version_of("pkg.f@v1", "pkg.f"), is_version_of("pkg.f", "pkg.f")
+        (True, True)
+        >>> is_version_of("pkg.f2@v1", "pkg.f")
+        False
+    """
+    return stored == namespace or stored.startswith(namespace + VERSION_MARK)

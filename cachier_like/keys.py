@@ -18,6 +18,7 @@ from typing import Any
 from xxhash import xxh3_128_intdigest
 
 from .cores.shared import SAFE_KEY as _SAFE_KEY  # hash_func results used verbatim
+from .errors import ConfigurationError
 from .hashing import UnhashableValueError, stable_hash, type_label
 from .identity import unwrap_partial
 
@@ -47,6 +48,10 @@ class ArgumentBinder:
     ``functools.partial`` binds as the function it wraps, its arguments merged into each
     call's, so ``partial(f, 1)()`` binds like ``f(1)``.
 
+    ``ignore`` names parameters left out of the values (``ignore=`` of ``@cached``): a
+    ``verbose`` flag or a logger that does not change the result must not split the
+    cache. A name the signature does not have is a ``ConfigurationError``.
+
     Example:
         >>> import functools
         >>> def f(a, b=2, *, c=3): ...
@@ -55,14 +60,24 @@ class ArgumentBinder:
         True
         >>> ArgumentBinder(functools.partial(f, c=4)).bind((1,), {})
         (1, 2, 4)
+        >>> ArgumentBinder(f, ignore=("b",)).bind((1, 5), {})
+        (1, 3)
     """
 
-    def __init__(self, func: Callable[..., Any], skip_first: bool = False) -> None:
+    def __init__(
+        self, func: Callable[..., Any], skip_first: bool = False, ignore: tuple[str, ...] = ()
+    ) -> None:
         base, self._given_args, self._given_kwargs = unwrap_partial(func)
         self._partial = base is not func
         self.signature = inspect.signature(base)
         params = list(self.signature.parameters.values())
         self.skip_first = skip_first and bool(params)
+        self.ignore = _checked_ignore(base, params, ignore)
+        #: The positions of the values kept in keys (None: all of them).
+        self._kept: tuple[int, ...] | None = None
+        if self.ignore:
+            keyed = params[1:] if self.skip_first else params
+            self._kept = tuple(i for i, p in enumerate(keyed) if p.name not in self.ignore)
         kinds = inspect.Parameter
         named_kinds = (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
         positional = [p for p in params if p.kind in named_kinds]
@@ -85,7 +100,13 @@ class ArgumentBinder:
                 self._fill.append(None)
         # A call with exactly this many positional arguments and no keywords is already
         # in canonical form (-1: never, e.g. with *args, a skipped ``self`` or a partial).
-        canonical = self._simple and not self.skip_first and not kwonly and not self._partial
+        canonical = (
+            self._simple
+            and not self.skip_first
+            and not kwonly
+            and not self._partial
+            and not self.ignore
+        )
         self.exact_positional = self._n_positional if canonical else -1
         # The names a caller may pass: for a partial, those its own signature lists.
         callable_params = inspect.signature(func).parameters.values() if self._partial else params
@@ -102,7 +123,12 @@ class ArgumentBinder:
         return self._given_args + args, {**self._given_kwargs, **kwargs}
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """Return the call's values in signature order, defaults applied."""
+        """Return the call's values in signature order, defaults applied, ignored left out."""
+        values = self._bind_all(args, kwargs)
+        kept = self._kept
+        return values if kept is None else tuple(values[i] for i in kept)
+
+    def _bind_all(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         if self._partial:
             args, kwargs = self._merge(args, kwargs)
         if not kwargs and self._simple and len(args) <= self._n_positional:
@@ -139,7 +165,7 @@ class ArgumentBinder:
         positional: list[Any] = []
         kinds = inspect.Parameter
         for index, param in enumerate(self.signature.parameters.values()):
-            if index == 0 and self.skip_first:
+            if (index == 0 and self.skip_first) or param.name in self.ignore:
                 continue
             value = bound.arguments[param.name]
             if param.kind is kinds.POSITIONAL_ONLY:
@@ -176,8 +202,9 @@ class KeyMaker:
         hash_func: HashFunc | None = None,
         skip_first: bool = False,
         stable: bool = True,
+        ignore: tuple[str, ...] = (),
     ) -> None:
-        self.binder = ArgumentBinder(func, skip_first=skip_first)
+        self.binder = ArgumentBinder(func, skip_first=skip_first, ignore=ignore)
         self.hash_func = hash_func
         self.stable = stable
         #: ``key(args, kwargs)``: the key of the call ``func(*args, **kwargs)``.
@@ -251,6 +278,7 @@ class KeyMaker:
             name = getattr(self.hash_func, "__qualname__", repr(self.hash_func))
             return KeyFailure(f"hash_func {name!r} raised {type(error).__name__}", error)
         params = list(binder.signature.parameters.values())[1 if binder.skip_first else 0 :]
+        params = [param for param in params if param.name not in binder.ignore]
         for param, value in zip(params, values, strict=True):
             try:
                 stable_hash(value)
@@ -270,6 +298,21 @@ class KeyFailure:
 
     def __str__(self) -> str:
         return self.summary
+
+
+def _checked_ignore(
+    func: Callable[..., Any], params: list[inspect.Parameter], ignore: tuple[str, ...]
+) -> frozenset[str]:
+    """``ignore`` as a set of parameter names, or a ``ConfigurationError`` saying which are not."""
+    names = [p.name for p in params]
+    unknown = [name for name in ignore if name not in names]
+    if unknown:
+        label = getattr(func, "__qualname__", repr(func))
+        raise ConfigurationError(
+            f"ignore= names {', '.join(map(repr, unknown))}, which {label}() does not take "
+            f"(its parameters: {', '.join(names) or 'none'})"
+        )
+    return frozenset(ignore)
 
 
 def _a(type_name: str) -> str:

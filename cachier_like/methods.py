@@ -9,7 +9,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .counts import AwaitableCount
 from .entry import Entry
+from .invalidating import InvalidationMethods
 from .options import Options
+from .tagging import recorded
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
@@ -18,7 +20,7 @@ R = TypeVar("R")
 AsyncResult = Coroutine[Any, Any, Any]
 
 
-class CacheMethods(abc.ABC, Generic[P, R]):
+class CacheMethods(InvalidationMethods, Generic[P, R]):
     """``refresh``, ``uncached``, ``cached_entry``, ``precache_value``, ``clear_cache``, ...
 
     Mixed into :class:`~cachier_like.wrapper.CachedFunction`, which provides the call
@@ -35,6 +37,12 @@ class CacheMethods(abc.ABC, Generic[P, R]):
     @abc.abstractmethod
     def _current(self) -> Options:
         """The options in force now."""
+
+    @abc.abstractmethod
+    def _tags_of(
+        self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The tags of one call."""
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute the value for these arguments and store it, ignoring any entry.
@@ -91,7 +99,10 @@ class CacheMethods(abc.ABC, Generic[P, R]):
             10
         """
         opts = self._current()
-        opts.core.set(opts.keys.key(args, kwargs), Entry(value_to_cache, time.time()))
+        key = opts.keys.key(args, kwargs)
+        tags = self._tags_of(opts, args, kwargs) if opts.tags is not None else ()
+        recorded_tags = recorded(tags, opts.core.tag_versions(tags)) if tags else ()
+        opts.core.set(key, Entry(value_to_cache, time.time(), recorded_tags))
         return value_to_cache
 
     @overload

@@ -21,6 +21,7 @@ from .default_dir import DEFAULT_CACHE_DIR
 from .parsers import Parser
 from .serialize import DEFAULT_SERIALIZER, serializer_option
 from .signing import parse_secret
+from .tagging import tags_option
 
 Scope = Literal["both", "decorator", "defaults", "process"]
 """Where an option is set.
@@ -165,6 +166,40 @@ OPTIONS: tuple[Option, ...] = (
         "the function identity entries are stored under",
         scope="decorator",
         shown="`module.qualname` (scripts: see [keys](keys.md#functions-in-scripts))",
+    ),
+    Option(
+        "version",
+        None,
+        "a str or int, part of the function's identity: entries of another version are never "
+        "served, and `cleanup_stale` and `clear --stale-only` remove them "
+        "(see [invalidation](invalidation.md))",
+        parsers.version_label,
+        scope="decorator",
+    ),
+    Option(
+        "track_code",
+        False,
+        "a fingerprint of the function's code and of the helpers of your own code it calls "
+        "is part of its identity: editing them means recomputing "
+        "(see [invalidation](invalidation.md#code-fingerprints-track_codetrue))",
+        parsers.flag,
+    ),
+    Option(
+        "ignore",
+        None,
+        "names of parameters left out of the key (a flag or a logger that does not change "
+        "the result)",
+        parsers.parameter_names,
+        scope="decorator",
+    ),
+    Option(
+        "tags",
+        None,
+        "tag names, or a callable of the call's arguments returning them; "
+        "`invalidate_tags(...)` makes every entry carrying one stale "
+        "(see [invalidation](invalidation.md#tags))",
+        tags_option,
+        scope="decorator",
     ),
     Option("max_entries", None, "LRU bound", backends=("memory",)),
     Option(

@@ -147,3 +147,49 @@ def parse_size(value: int | str | None, name: str = "entry_size_limit") -> int |
     raise ConfigurationError(
         f"{name} must be an int or a string like '10KB' or '200MB', not {value!r}"
     )
+
+
+def version_label(value: str | int | None, name: str = "version") -> str | None:
+    """``version=`` as the text it adds to the function's identity; None: no version.
+
+    Example:
+        >>> version_label(3), version_label("2024-06 schema")
+        ('3', '2024-06 schema')
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigurationError(
+            f"{name} must be a str or an int naming the function's version (e.g. 2 or "
+            f'"2024-06"), not {type(value).__name__}'
+        )
+    label = str(value)
+    if not label or len(label) > 64 or not label.isprintable():
+        raise ConfigurationError(
+            f"{name} must be 1 to 64 printable characters, not {value!r}"
+        )
+    return label
+
+
+def parameter_names(value: Any, name: str = "ignore") -> tuple[str, ...]:
+    """Names of parameters (``ignore=``): a sequence of str, or one str for one name.
+
+    Whether the function has them is checked as its keys are made (``ArgumentBinder``).
+
+    Example:
+        >>> parameter_names(["verbose", "logger"]), parameter_names("verbose")
+        (('verbose', 'logger'), ('verbose',))
+    """
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else value
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ConfigurationError(
+            f"{name} must name parameters: a str or a sequence of str, not "
+            f"{type(value).__name__}"
+        ) from None
+    if not all(isinstance(item, str) and item for item in names):
+        raise ConfigurationError(f"{name} must name parameters by str, not {value!r}")
+    return tuple(dict.fromkeys(names))

@@ -22,6 +22,7 @@ from .entry import Entry
 from .leases import KEEPER
 from .options import Options
 from .steps import Compute, CoreFailure, CoreOp, Flow, Wait
+from .tagging import recorded
 from .verbose import tell
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class Job:
     call: Call
     allow_none: bool
     verbose: bool = False  #: ``cachier__verbose``: say what happens on stdout
+    #: The call's tags (``tags=``), and the versions the store held for them when this
+    #: call read them (None: not read yet); the value computed is recorded under those.
+    tags: tuple[str, ...] = ()
+    tag_versions: tuple[int, ...] | None = None
 
     def say(self, what: str) -> None:
         """Tell a verbose caller what happened (one line on stdout); else nothing."""
@@ -78,6 +83,24 @@ class Job:
         """The step that calls the user's function."""
         func, args, kwargs = self.call
         return Compute(func, args, kwargs)
+
+    def current(self, entry: Entry | None) -> bool:
+        """Whether ``entry`` was computed under the tag versions this call read (an
+        untagged call takes any entry): an entry behind them was invalidated."""
+        if not self.tags:
+            return True
+        versions = self.tag_versions
+        return (
+            entry is not None
+            and versions is not None
+            and entry.tags == recorded(self.tags, versions)
+        )
+
+    def stamped(self, value: Any) -> Entry:
+        """The entry to store for ``value``: now, under the tag versions read before."""
+        versions = self.tag_versions
+        tags = recorded(self.tags, versions) if self.tags and versions is not None else ()
+        return Entry(value, time.time(), tags)
 
     def report(self, operation: str, failure: CoreFailure) -> None:
         """Log (or raise, with ``raise_on_error``) a failed core operation."""
@@ -99,7 +122,7 @@ def call_flow(
     opts = job.opts
     if not have_entry:
         try:
-            entry = yield CoreOp(opts.core, "get", (job.key,))
+            entry = yield from read(job)
         except CoreFailure as failure:
             job.report("read", failure)
             return (yield job.compute())
@@ -107,11 +130,12 @@ def call_flow(
     bound = opts.stale_after
     if max_age is not None:
         bound = max_age if bound is None else min(bound, max_age)
-    if fresh(entry, job.allow_none, bound, _now()):
+    if fresh(entry, job.allow_none, bound, _now()) and job.current(entry):
         assert entry is not None
         if job.verbose:  # checked here: a hit pays no call for it
             job.say("cache hit")
         return entry.value
+    # Stale by age or by an invalidated tag: with next_time, served while refreshing.
     if opts.next_time and fresh(entry, job.allow_none, None, 0.0):  # stale, holds a value
         assert entry is not None
         job.say("stale entry served; refreshing in the background")
@@ -121,12 +145,21 @@ def call_flow(
     return (yield from miss_flow(job, entry))
 
 
+def read(job: Job) -> Flow:
+    """Read the call's entry; a tagged call reads its tags' versions in the same trip."""
+    core = job.opts.core
+    if not job.tags:
+        return (yield CoreOp(core, "get", (job.key,)))
+    entry, job.tag_versions = yield CoreOp(core, "get_tagged", (job.key, job.tags))
+    return entry
+
+
 def store(job: Job, value: Any) -> Flow:
     """Store ``value`` unless it is a disallowed None; a failure is reported, not raised."""
     if value is None and not job.allow_none:
         return
     try:
-        stored = yield CoreOp(job.opts.core, "set", (job.key, Entry(value, time.time())))
+        stored = yield CoreOp(job.opts.core, "set", (job.key, job.stamped(value)))
     except CoreFailure as failure:
         job.report("store", failure)
         return
@@ -136,7 +169,17 @@ def store(job: Job, value: Any) -> Flow:
 
 
 def compute_and_store(job: Job) -> Flow:
-    """Call the function and store its result (``refresh`` and timed-out waiters)."""
+    """Call the function and store its result (``refresh`` and timed-out waiters).
+
+    A tagged call's versions are read before computing, if not yet: a tag invalidated
+    while the function runs then leaves the stored value stale, never current.
+    """
+    if job.tags and job.tag_versions is None:
+        try:
+            job.tag_versions = yield CoreOp(job.opts.core, "tag_versions", (job.tags,))
+        except CoreFailure as failure:
+            job.report("read", failure)
+            return (yield job.compute())  # no versions to record it under: not stored
     value = yield job.compute()
     yield from store(job, value)
     return value
@@ -160,7 +203,7 @@ def _release(job: Job, lease: int | None) -> Flow:
 def _recheck(job: Job) -> Flow:
     """Read the entry again after winning a claim (it may have landed meanwhile)."""
     try:
-        return (yield CoreOp(job.opts.core, "get", (job.key,)))
+        return (yield from read(job))
     except CoreFailure:
         return None  # re-checking is an optimisation; compute regardless
 
@@ -179,7 +222,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             lease = _hold(job)
             try:
                 latest = yield from _recheck(job)
-                if landed(latest, seen, job.allow_none):
+                if landed(latest, seen, job.allow_none) and job.current(latest):
                     assert latest is not None
                     job.say("another caller stored the value meanwhile")
                     return latest.value  # stored while we were claiming
@@ -199,7 +242,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
         except CoreFailure as failure:
             job.report("wait", failure)
             return (yield job.compute())
-        if landed(latest, seen, job.allow_none):
+        if landed(latest, seen, job.allow_none) and job.current(latest):
             assert latest is not None
             job.say("got the value another caller calculated")
             return latest.value
@@ -219,7 +262,7 @@ def background_refresh_flow(job: Job, seen: Entry) -> Flow:
     lease = _hold(job)
     try:
         latest = yield from _recheck(job)
-        if not landed(latest, seen, job.allow_none):
+        if not (landed(latest, seen, job.allow_none) and job.current(latest)):
             yield from compute_and_store(job)
     finally:
         yield from _release(job, lease)

@@ -85,7 +85,7 @@ class CoreOp:
     """
 
     core: Core
-    name: str  # "get", "set", "claim" or "release"
+    name: str  # "get", "set", "claim", "release", ... (the keys of _NATIVE)
     args: tuple[Any, ...]
 
 
@@ -144,7 +144,20 @@ def drive_sync(flow: Flow) -> Any:
 # How drive_async runs a core's operations.
 _INLINE, _THREAD, _NATIVE_MODE = 0, 1, 2
 #: The native coroutine of each core operation a flow names.
-_NATIVE = {"get": "aget", "set": "aset", "claim": "aclaim", "release": "arelease"}
+_NATIVE = {
+    "get": "aget",
+    "set": "aset",
+    "claim": "aclaim",
+    "release": "arelease",
+    "get_tagged": "aget_tagged",
+    "tag_versions": "atag_versions",
+    "get_many": "aget_many",
+    "set_many": "aset_many",
+    "delete": "adelete",
+    "bump_tags": "abump_tags",
+}
+#: The operations that only read: awaited in the caller's task (nothing to clean up).
+_READS = frozenset({"get", "get_tagged", "tag_versions", "get_many"})
 
 
 async def _finish(
@@ -170,7 +183,7 @@ async def _run_op(step: CoreOp, mode: int) -> tuple[Any, asyncio.CancelledError 
     """Run one core step off the flow: natively or in a thread, through cancellation."""
     if mode == _NATIVE_MODE:
         coroutine = getattr(step.core, _NATIVE[step.name])(*step.args)
-        if step.name == "get" or step.core.cancel_safe_async:
+        if step.name in _READS or step.core.cancel_safe_async:
             # A read takes nothing, and a cancel-safe core cleans up after itself: awaited
             # here, a task of its own would cost two loop turns.
             return await coroutine, None

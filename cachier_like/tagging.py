@@ -13,11 +13,22 @@ needs a column or a header field of its own for them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from .errors import ConfigurationError
 
-__all__ = ["FRAME", "MAX_TAG_BYTES", "TagVersions", "check_tags", "frame", "recorded", "unframe"]
+__all__ = [
+    "FRAME",
+    "MAX_TAG_BYTES",
+    "TagVersions",
+    "TagsOption",
+    "check_tags",
+    "frame",
+    "recorded",
+    "tags_option",
+    "unframe",
+]
 
 #: What an entry records: each tag of its call with the version read before computing.
 TagVersions = tuple[tuple[str, int], ...]
@@ -45,8 +56,14 @@ def check_tags(tags: Iterable[object], where: str = "tags") -> tuple[str, ...]:
             f"{where} must be a sequence of strings, not one {type(tags).__name__}: "
             f"write [{tags!r}]"
         )
+    try:
+        items = list(tags)
+    except TypeError:
+        raise ConfigurationError(
+            f"{where} must be a sequence of strings, not {type(tags).__name__}"
+        ) from None
     seen: dict[str, None] = {}
-    for tag in tags:
+    for tag in items:
         if not isinstance(tag, str) or not tag:
             raise ConfigurationError(f"{where}: every tag must be a non-empty str, not {tag!r}")
         if len(tag.encode("utf-8", "surrogatepass")) > MAX_TAG_BYTES:
@@ -107,3 +124,24 @@ def unframe(view: memoryview) -> tuple[TagVersions, memoryview] | None:
     except (struct.error, UnicodeDecodeError):
         return None
     return tuple(tags), view[at:]
+
+
+#: ``tags=``: fixed tags, or a callable of the call's arguments returning them.
+TagsOption = tuple[str, ...] | Callable[..., Iterable[str]] | None
+
+
+def tags_option(value: Any, name: str = "tags") -> TagsOption:
+    """``tags=`` checked: a sequence of tag names, a callable, or None (no tags).
+
+    Example:
+        >>> tags_option(["reports", "reports"])
+        ('reports',)
+        >>> callable(tags_option(lambda user_id, **_: [f"user:{user_id}"]))
+        True
+    """
+    if value is None:
+        return None
+    if callable(value):
+        return cast(Callable[..., Iterable[str]], value)
+    checked = check_tags(value, name)
+    return checked or None

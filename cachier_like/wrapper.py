@@ -24,6 +24,7 @@ from .options import OptionResolver, Options
 from .policy import Job, background_refresh_flow, call_flow, compute_and_store
 from .refreshes import Refresher
 from .steps import drive_async, drive_sync
+from .tagging import check_tags
 from .verbose import tell
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,15 @@ class CachedFunction(CacheMethods[P, R]):
     __wrapped__: Callable[P, R]
 
     def __new__(cls, func: Callable[P, R], *args: Any, **kwargs: Any) -> CachedFunction[P, R]:
-        kind = AsyncCachedFunction if inspect.iscoroutinefunction(func) else cls
-        return super().__new__(kind if cls is CachedFunction else cls)
+        if cls is not CachedFunction:
+            return super().__new__(cls)
+        is_async = inspect.iscoroutinefunction(func)
+        explicit = args[0] if args else kwargs.get("explicit", {})
+        if explicit.get("tags") is not None:
+            from .tagged import AsyncTaggedCachedFunction, TaggedCachedFunction
+
+            return super().__new__(AsyncTaggedCachedFunction if is_async else TaggedCachedFunction)
+        return super().__new__(AsyncCachedFunction if is_async else cls)
 
     def __init__(
         self, func: Callable[P, R], explicit: dict[str, Any], namespace: str | None
@@ -87,8 +95,12 @@ class CachedFunction(CacheMethods[P, R]):
             )
         self.namespace = namespace or function_namespace(func)
         self._resolver = OptionResolver(func, self.namespace, explicit, skip_first=is_method)
+        #: Whether a tagged hit reads its tags' versions (not on cores whose entries are
+        #: never behind them); set with the options.
+        self._tag_reads = False
         #: Whether calls may take the hit path (the sync one, or AsyncCachedFunction's).
         self._opts, self._fast = self._resolve()
+        self._resolver.decorating = False
         self._reporter = FailureReporter(self.namespace)
         self._controls = CONTROL_KEYWORDS - self._opts.keys.binder.declared_names
         self._refresher = Refresher(self.namespace)
@@ -110,6 +122,7 @@ class CachedFunction(CacheMethods[P, R]):
     def _resolve(self) -> tuple[Options, bool]:
         """The current options, and whether calls may take the hit path."""
         opts = self._resolver.resolve()
+        self._tag_reads = opts.tags is not None and not opts.core.tags_current_on_read
         return opts, opts.enabled and not opts.cleanup_stale
 
     def _current(self) -> Options:
@@ -170,10 +183,13 @@ class CachedFunction(CacheMethods[P, R]):
         *,
         entry: Entry | None = None,
         have_entry: bool = False,
+        tags: tuple[str, ...] = (),
+        tag_versions: tuple[int, ...] | None = None,
     ) -> Any:
         """Concurrent awaits of this cold key in this loop share one computation."""
         args, kwargs = call
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
+        job.tags, job.tag_versions = tags, tag_versions
         return await share((opts.core, key), lambda: self._adrive(job, entry, have_entry))
 
     async def _acall_controlled(
@@ -213,7 +229,37 @@ class CachedFunction(CacheMethods[P, R]):
             self._unkeyable(exc, args, kwargs, opts)
             return None
         call = (self._func, args, kwargs)
-        return Job(self._reporter, opts, key, call, allow_none, controls.verbose)
+        job = Job(self._reporter, opts, key, call, allow_none, controls.verbose)
+        if opts.tags is not None:
+            try:
+                job.tags = self._tags_of(opts, args, kwargs)
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                self._untaggable(exc, opts)
+                return None
+        return job
+
+    def _tags_of(
+        self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The call's tags: ``tags=`` as given, or what its callable returns for the call.
+
+        The callable receives the call's arguments as ``hash_func`` does (by name, defaults
+        applied); what it returns must be strings (a ``ConfigurationError`` otherwise).
+        """
+        spec = opts.tags
+        if type(spec) is tuple:
+            return spec
+        assert callable(spec)
+        positional, named = opts.keys.binder.named(args, kwargs)
+        return check_tags(spec(*positional, **named), f"{self.namespace}: tags callable's result")
+
+    def _untaggable(self, error: Exception, opts: Options) -> None:
+        """The tags callable raised: warn (rate-limited) and call uncached, or raise."""
+        if opts.raise_on_error:
+            raise error
+        self._reporter.report("tags callable", error, raise_on_error=False)
 
     def _say_uncached(self, opts: Options, controls: CallControls) -> None:
         if controls.verbose:

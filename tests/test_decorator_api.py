@@ -365,6 +365,7 @@ def test_the_built_in_defaults() -> None:
         "caching_enabled": True,
         "refresh_exit_timeout": 30.0,
         "max_entries": None,
+        "track_code": False,
         "secret": None,
         "redis_client": None,
         "key_prefix": None,

@@ -115,6 +115,10 @@ class Core(abc.ABC):
     #: background). ``drive_async`` then awaits them in the caller's task; otherwise it
     #: runs each in a task of its own and lets it finish through the cancellation.
     cancel_safe_async: bool = False
+    #: Whether an entry this core returns is never behind its tags' versions (the memory
+    #: core drops tagged entries as their tags are invalidated): a tagged hit then needs
+    #: no versions read.
+    tags_current_on_read: ClassVar[bool] = False
 
     def __init__(self, namespace: str, *, serializer: Serializer = DEFAULT_SERIALIZER) -> None:
         self.namespace = namespace
