@@ -1,12 +1,18 @@
-"""``cleanup_stale``: purge a function's stale entries in the background, now and then."""
+"""``cleanup_stale``: purge a function's stale entries in the background, now and then.
+
+Each purge also removes the entries of the function's other versions (``version=``,
+``track_code``) on its store: they can never be read again.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from .alerts import FailureReporter
+from .cores import Core
 from .options import Options
 
 logger = logging.getLogger(__name__)
@@ -27,11 +33,12 @@ class CleanupScheduler:
         #: When the next purge may start (``time.time()``).
         self.next_at = 0.0
 
-    def maybe_purge(self, opts: Options) -> None:
-        """Purge stale entries in a thread if ``cleanup_interval`` has passed since the last."""
+    def maybe_purge(self, opts: Options, retired: Callable[[Core], list[Core]]) -> None:
+        """Purge stale entries, and the entries of other versions (``retired(core)``: their
+        cores), in a thread if ``cleanup_interval`` has passed since the last purge."""
         now = time.time()
         stale_after = opts.stale_after
-        if stale_after is None or now < self.next_at:
+        if now < self.next_at:
             return
         with self._lock:
             if now < self.next_at:
@@ -41,8 +48,12 @@ class CleanupScheduler:
 
         def purge() -> None:
             try:
-                removed = opts.core.purge_stale(stale_after, time.time())
-                logger.debug("%s: purged %d stale entries", name, removed)
+                if stale_after is not None:
+                    removed = opts.core.purge_stale(stale_after, time.time())
+                    logger.debug("%s: purged %d stale entries", name, removed)
+                for other in retired(opts.core):
+                    removed = other.clear()
+                    logger.debug("%s: removed %d entries of %s", name, removed, other.namespace)
             except Exception as exc:
                 self._reporter.report("cleanup", exc, raise_on_error=False)
 

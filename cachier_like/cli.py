@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_invalidate import COMMANDS as INVALIDATION_COMMANDS
+from .cli_invalidate import add_commands as add_invalidation_commands
 from .cli_output import format_age, format_size, parse_duration, print_json, print_table
 from .cli_stores import STORE_FLAG_BACKENDS, open_store, store_targets
 from .cli_targets import (
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("target", nargs="?", help=target_help)
     _add_store_flags(show)
     show.add_argument("--json", action="store_true", help="print JSON")
+    add_invalidation_commands(commands, common, _add_store_flags)
     return parser
 
 
@@ -125,9 +128,10 @@ def _bound(args: argparse.Namespace, older_than: float | None, target: Target) -
     if older_than is not None:
         return older_than
     if args.stale_only:
-        if target.stale_after is None:
+        if target.stale_after is None and not target.retired:
             raise TargetError(
-                f"{target.namespace} has no stale_after, so nothing is stale; use --older-than"
+                f"{target.namespace} has no stale_after and no other version stored, so "
+                "nothing is stale; use --older-than"
             )
         return target.stale_after
     return None
@@ -147,7 +151,9 @@ def cmd_clear(args: argparse.Namespace) -> None:
     now = time.time()
     results: list[dict[str, Any]] = []
     for target, bound in zip(targets, bounds, strict=True):
-        if args.dry_run:
+        if bound is None and args.stale_only:
+            count = 0  # no stale_after: only its other versions go
+        elif args.dry_run:
             ages = [now - info.timestamp for info in target.core.entries()]
             count = sum(1 for age in ages if bound is None or age > bound)
         elif bound is None:
@@ -155,6 +161,10 @@ def cmd_clear(args: argparse.Namespace) -> None:
         else:
             count = target.core.purge_stale(bound, now)
         results.append({"function": target.namespace, "removed": count})
+        if args.stale_only:  # the function's other versions can never be read again
+            for other in target.retired:
+                gone = sum(1 for _ in other.entries()) if args.dry_run else other.clear()
+                results.append({"function": other.namespace, "removed": gone})
     verb = "would remove" if args.dry_run else "removed"
     if args.json:
         print_json({"dry_run": args.dry_run, "functions": results})
@@ -240,7 +250,13 @@ def cmd_show(args: argparse.Namespace) -> None:
     )
 
 
-_COMMANDS = {"clear": cmd_clear, "clear-claims": cmd_clear_claims, "ls": cmd_ls, "show": cmd_show}
+_COMMANDS = {
+    "clear": cmd_clear,
+    "clear-claims": cmd_clear_claims,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    **INVALIDATION_COMMANDS,
+}
 
 
 def _explain(exc: BaseException) -> str:

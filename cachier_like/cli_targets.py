@@ -39,6 +39,8 @@ class Target:
     namespace: str
     core: Core
     stale_after: float | None
+    #: Cores of the function's other versions on its store (imported functions only).
+    retired: tuple[Core, ...] = ()
 
 
 _SCRIPT_SUFFIXES = (".py", ".pyw")
@@ -114,7 +116,8 @@ def function_target(path: str) -> Target:
     """The storage of an imported cached function."""
     func = import_function(path)
     opts = func._current()
-    return Target(func.namespace, opts.core, opts.stale_after)
+    retired = tuple(func._resolver.retired_cores(opts.core))
+    return Target(func.namespace, opts.core, opts.stale_after, retired)
 
 
 # -- a script's functions ---------------------------------------------------------------

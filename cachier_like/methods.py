@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from .batches import BatchMethods
 from .counts import AwaitableCount
 from .entry import Entry
 from .invalidating import InvalidationMethods
@@ -20,7 +21,7 @@ R = TypeVar("R")
 AsyncResult = Coroutine[Any, Any, Any]
 
 
-class CacheMethods(InvalidationMethods, Generic[P, R]):
+class CacheMethods(InvalidationMethods, BatchMethods, Generic[P, R]):
     """``refresh``, ``uncached``, ``cached_entry``, ``precache_value``, ``clear_cache``, ...
 
     Mixed into :class:`~cachier_like.wrapper.CachedFunction`, which provides the call

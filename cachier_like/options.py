@@ -138,9 +138,7 @@ class OptionResolver:
             tuple(sorted((k, _identity(v)) for k, v in core_options.items())),
         )
         if self._core is None or signature != self._core_sig:
-            self._core, self._keys = self._build_core(
-                backend, namespace, value, core_options
-            )
+            self._core, self._keys = self._build_core(backend, namespace, value, core_options)
             self._core_sig = signature
             self._core_options = core_options
         assert self._keys is not None

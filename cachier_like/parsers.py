@@ -165,9 +165,7 @@ def version_label(value: str | int | None, name: str = "version") -> str | None:
         )
     label = str(value)
     if not label or len(label) > 64 or not label.isprintable():
-        raise ConfigurationError(
-            f"{name} must be 1 to 64 printable characters, not {value!r}"
-        )
+        raise ConfigurationError(f"{name} must be 1 to 64 printable characters, not {value!r}")
     return label
 
 
@@ -187,8 +185,7 @@ def parameter_names(value: Any, name: str = "ignore") -> tuple[str, ...]:
         names = tuple(names)
     except TypeError:
         raise ConfigurationError(
-            f"{name} must name parameters: a str or a sequence of str, not "
-            f"{type(value).__name__}"
+            f"{name} must name parameters: a str or a sequence of str, not {type(value).__name__}"
         ) from None
     if not all(isinstance(item, str) and item for item in names):
         raise ConfigurationError(f"{name} must name parameters by str, not {value!r}")

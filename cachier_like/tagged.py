@@ -71,7 +71,7 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == tuple(zip(tags, versions)))
+            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
         ):
             return entry.value  # type: ignore[no-any-return]
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
@@ -120,7 +120,7 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == tuple(zip(tags, versions)))
+            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
         ):
             return entry.value
         return await self._ashare(

@@ -8,11 +8,12 @@ import inspect
 import logging
 import time
 import types
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
 from .alerts import FailureReporter
+from .batches import split_call
 from .cleanup import CleanupScheduler
 from .controls import CONTROL_KEYWORDS, NO_CONTROLS, CallControls, take_controls
 from .entry import Entry
@@ -62,7 +63,10 @@ class CachedFunction(CacheMethods[P, R]):
         is_async = inspect.iscoroutinefunction(func)
         explicit = args[0] if args else kwargs.get("explicit", {})
         if explicit.get("tags") is not None:
-            from .tagged import AsyncTaggedCachedFunction, TaggedCachedFunction
+            from .tagged import (  # noqa: PLC0415 (tagged.py subclasses this module's classes)
+                AsyncTaggedCachedFunction,
+                TaggedCachedFunction,
+            )
 
             return super().__new__(AsyncTaggedCachedFunction if is_async else TaggedCachedFunction)
         return super().__new__(AsyncCachedFunction if is_async else cls)
@@ -172,7 +176,7 @@ class CachedFunction(CacheMethods[P, R]):
             job.say("overwriting: calculating")
             return cast(R, drive_sync(compute_and_store(job)))
         if opts.cleanup_stale:
-            self._cleanup.maybe_purge(opts)
+            self._cleanup.maybe_purge(opts, self._resolver.retired_cores)
         return cast(R, drive_sync(call_flow(job, controls, None, False, self._start_refresh)))
 
     async def _ashare(
@@ -208,7 +212,7 @@ class CachedFunction(CacheMethods[P, R]):
             job.say("overwriting: calculating")
             return await drive_async(compute_and_store(job), core)
         if opts.cleanup_stale:
-            self._cleanup.maybe_purge(opts)
+            self._cleanup.maybe_purge(opts, self._resolver.retired_cores)
         if controls is not NO_CONTROLS:  # per-call controls: a flight of its own
             flow = call_flow(job, controls, None, False, self._start_refresh)
             return await drive_async(flow, core)
@@ -239,6 +243,28 @@ class CachedFunction(CacheMethods[P, R]):
                 self._untaggable(exc, opts)
                 return None
         return job
+
+    def _many_jobs(
+        self, opts: Options, calls: Sequence[object]
+    ) -> tuple[list[Job], dict[int, int], dict[int, tuple[tuple[Any, ...], dict[str, Any]]]]:
+        """For ``get_many``: one job per distinct key, the job of each call (by position),
+        and the calls that give no key (run uncached, after a warning)."""
+        jobs: list[Job] = []
+        by_key: dict[Hashable, int] = {}
+        where: dict[int, int] = {}
+        unkeyed: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        for position, call in enumerate(calls):
+            args, kwargs = split_call(call)
+            job = self._job(args, kwargs, opts, NO_CONTROLS)
+            if job is None:
+                unkeyed[position] = (args, kwargs)
+                continue
+            index = by_key.get(job.key)
+            if index is None:
+                index = by_key[job.key] = len(jobs)
+                jobs.append(job)
+            where[position] = index
+        return jobs, where, unkeyed
 
     def _tags_of(
         self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
