@@ -10,6 +10,7 @@ Example:
     42
 """
 
+from .batches import Args
 from .config import (
     disable_caching,
     enable_caching,
@@ -34,6 +35,7 @@ from .serialize import PickleSerializer, Serializer
 from .wrapper import CachedFunction
 
 __all__ = [
+    "Args",
     "AsyncOnlyError",
     "BackendError",
     "CachedFunction",

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from . import (
     async_memory,
+    invalidation,
     key_cost,
     memory_core,
     pickle_core,
@@ -55,4 +56,5 @@ SECTIONS: tuple[SectionModule, ...] = (
     redis_async,
     sql_core,
     sql_async,
+    invalidation,
 )
