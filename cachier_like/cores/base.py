@@ -228,7 +228,7 @@ class Core(abc.ABC):
             )
             return UNREADABLE
         tags: TagVersions = ()
-        if payload[:_TAG_HEAD] == TAG_FRAME:
+        if payload and payload[0] == 0 and payload[:_TAG_HEAD] == TAG_FRAME:  # 0: cheap first
             opened_tags = unframe(memoryview(payload))
             if opened_tags is None:
                 self.warn_damaged(where, "its tag versions are cut short", kind="tags")
