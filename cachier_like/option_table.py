@@ -32,6 +32,7 @@ Scope = Literal["both", "decorator", "defaults", "process"]
 - ``process``: ``set_default_params`` only, a setting of the whole process.
 """
 
+
 def check_on_evict(value: Any, name: str) -> Any:
     """``None`` or a callable taking one value: what ``on_evict`` accepts.
 

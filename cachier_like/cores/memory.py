@@ -181,8 +181,7 @@ class MemoryCore(Core):
             except Exception as exc:  # the value has left all the same
                 self._evict_log.warn(
                     type(exc),
-                    "%s: on_evict raised %r for an evicted value; the entry is gone all "
-                    "the same",
+                    "%s: on_evict raised %r for an evicted value; the entry is gone all the same",
                     self.namespace,
                     exc,
                 )
