@@ -541,4 +541,4 @@ def test_a_non_callable_on_evict_is_refused_with_what_to_pass(bad: object) -> No
         return x
 
     with pytest.raises(ConfigurationError, match=r"e\.g\. on_evict=lambda value: value\.close\(\)"):
-        cached(backend="memory", on_evict=bad)(f)  # type: ignore[arg-type]
+        cached(backend="memory", on_evict=bad)(f)  # type: ignore[call-overload]
