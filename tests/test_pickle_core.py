@@ -823,7 +823,9 @@ def test_a_damaged_tag_file_makes_tagged_entries_misses_until_a_bump_rewrites_it
     assert json.loads((cache_dir / TAGS_FILE).read_bytes())["counts"] == {"t": 1}
 
 
-def test_tag_files_are_neither_functions_nor_entries(make_core: CoreFactory, cache_dir: Path) -> None:
+def test_tag_files_are_neither_functions_nor_entries(
+    make_core: CoreFactory, cache_dir: Path
+) -> None:
     core = make_core("pkg.f")
     core.bump_tags(["a", "b"])
     for i in range(3):
