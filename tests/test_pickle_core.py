@@ -32,6 +32,7 @@ from cachier_like import BackendError, Entry, cached, config
 from cachier_like.cores import pickle as pickle_module
 from cachier_like.cores import pickle_files as pickle_files_module
 from cachier_like.cores.pickle import HEADER_SIZE, MAGIC, PickleCore, namespace_dirname
+from cachier_like.cores.shared import storage_name
 from cachier_like.keys import stable_hash
 from tests.support import (
     DEADLINE_S,
@@ -835,9 +836,7 @@ def test_tag_files_are_neither_functions_nor_entries(
         TAGS_FILE + ".lock",
     ]
     assert PickleCore.namespaces(cache_dir=cache_dir) == ["pkg.f"]
-    assert sorted(info.key for info in core.entries()) == sorted(
-        pickle_module.storage_name(i) for i in range(3)
-    )
+    assert sorted(info.key for info in core.entries()) == sorted(storage_name(i) for i in range(3))
     assert core.stats().entries == 3
     assert core.purge_stale(0.5, 2.0) == 3
     assert core.set(0, Entry(0, 1.0))
