@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,7 @@ class Params:
     allow_non_static_methods: bool = DEFAULTS["allow_non_static_methods"]
     max_entries: int | None = DEFAULTS["max_entries"]
     track_code: bool = DEFAULTS["track_code"]
+    on_evict: Callable[[Any], object] | None = DEFAULTS["on_evict"]
     secret: str | bytes | Sequence[str | bytes] | None = DEFAULTS["secret"]
     file_mode: int = DEFAULTS["file_mode"]
     raise_on_error: bool = DEFAULTS["raise_on_error"]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from . import parsers
 from .default_dir import DEFAULT_CACHE_DIR
+from .errors import ConfigurationError
 from .parsers import Parser
 from .serialize import DEFAULT_SERIALIZER, serializer_option
 from .signing import parse_secret
@@ -31,6 +32,22 @@ Scope = Literal["both", "decorator", "defaults", "process"]
 - ``defaults``: ``set_default_params`` only, still resolved for each function;
 - ``process``: ``set_default_params`` only, a setting of the whole process.
 """
+
+
+def check_on_evict(value: Any, name: str) -> Any:
+    """``None`` or a callable taking one value: what ``on_evict`` accepts.
+
+    Example:
+        >>> check_on_evict(print, "on_evict") is print
+        True
+    """
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"{name} must be a callable taking the value whose entry leaves the cache "
+            f"(e.g. {name}=lambda value: value.close()) or None, not {value!r}"
+        )
+    return value
+
 
 # How the docs name each core.
 _CORE_NAMES = {
@@ -202,6 +219,15 @@ OPTIONS: tuple[Option, ...] = (
         scope="decorator",
     ),
     Option("max_entries", None, "LRU bound", backends=("memory",)),
+    Option(
+        "on_evict",
+        None,
+        "`on_evict(value)` is called with each value whose entry leaves the store "
+        "(evicted by `max_entries`, replaced, deleted, purged or cleared), outside the "
+        "core's lock; an exception from it is logged",
+        check_on_evict,
+        backends=("memory",),
+    ),
     Option(
         "serializer",
         DEFAULT_SERIALIZER,

@@ -366,6 +366,7 @@ def test_the_built_in_defaults() -> None:
         "refresh_exit_timeout": 30.0,
         "max_entries": None,
         "track_code": False,
+        "on_evict": None,
         "secret": None,
         "redis_client": None,
         "key_prefix": None,
@@ -401,6 +402,8 @@ def test_refresh_exit_timeout_is_not_a_decorator_parameter() -> None:
         ({"caching_enabled": "no"}, "caching_enabled must be True or False"),
         ({"cleanup_interval": "1d"}, "cleanup_interval must be a timedelta"),
         ({"hash_func": 3}, "hash_func must be callable"),
+        ({"on_evict": "close"}, "on_evict must be a callable taking the value"),
+        ({"on_evict": print, "backend": "pickle"}, "on_evict do not apply to backend 'pickle'"),
         ({"entry_size_limit": "ten"}, "entry_size_limit must be an int or a string"),
     ],
     ids=repr,
@@ -632,7 +635,7 @@ def test_backend_options_and_defaults_come_from_the_option_table() -> None:
         for backend in option.backends or ():
             assert backend in cores_module.BACKENDS, option
             assert option.name in cores_module.BACKEND_OPTIONS[backend]
-    assert cores_module.BACKEND_OPTIONS["memory"] == ("max_entries",)
+    assert cores_module.BACKEND_OPTIONS["memory"] == ("max_entries", "on_evict")
     assert cores_module.BACKEND_OPTIONS["pickle"] == ("cache_dir", "file_mode")
     assert cores_module.BACKEND_OPTIONS["redis"] == ("redis_client", "key_prefix", "server_ttl")
     assert cores_module.BACKEND_OPTIONS["sql"] == ("sql_engine", "table_name")

@@ -7,18 +7,20 @@ so no test sleeps for a fixed time.
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import threading
+import time
 import tracemalloc
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
 
-from cachier_like import Entry, cached
+from cachier_like import ConfigurationError, Entry, cached
 from cachier_like.cores.memory import MemoryCore
-from tests.support import in_call, wait_until
+from tests.support import in_call, wait_until, warnings_in
 
 pytestmark = pytest.mark.memory
 
@@ -344,3 +346,199 @@ def test_large_and_small_str_and_bytes_arguments_hit_and_never_collide() -> None
     copies = [bytes(bytearray(v)) if isinstance(v, bytes) else (v + ".")[:-1] for v in arguments]
     assert [describe(value) for value in copies] == first
     assert len(calls) == len(arguments)
+
+
+# -- on_evict: values leaving the store ----------------------------------------------------
+
+
+class Resource:
+    """A value that must be closed exactly once when its entry leaves the cache."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+class Closer:
+    """An ``on_evict`` that closes each value and records its name, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, value: Resource) -> None:
+        with self._lock:
+            self.names.append(value.name)
+        value.close()
+
+
+def test_on_evict_closes_lru_evictions_and_cleared_values_once_each() -> None:
+    closer = Closer()
+    made: dict[int, Resource] = {}
+
+    @cached(backend="memory", max_entries=2, on_evict=closer)
+    def open_(x: int) -> Resource:
+        made[x] = Resource(f"r{x}")
+        return made[x]
+
+    open_(1), open_(2)
+    assert closer.names == []
+    open_(3)  # evicts 1, the least recently used
+    assert closer.names == ["r1"]
+    assert open_(2) is made[2]  # a hit: 2 is now the most recently used
+    open_(4)  # evicts 3
+    assert closer.names == ["r1", "r3"]
+    assert open_.clear_cache() == 2
+    assert sorted(closer.names[2:]) == ["r2", "r4"]
+    assert [made[x].closes for x in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert open_.clear_cache() == 0
+    assert len(closer.names) == 4
+
+
+def test_on_evict_receives_a_replaced_value_on_refresh_and_on_expiry() -> None:
+    closer = Closer()
+    versions = iter(range(100))
+
+    @cached(backend="memory", on_evict=closer, stale_after=0.05)
+    def open_(x: int) -> Resource:
+        return Resource(f"r{x}-{next(versions)}")
+
+    first = open_(1)
+    assert first.name == "r1-0"
+    entry = open_.cached_entry(1)
+    assert entry is not None
+    wait_until(lambda: time.time() - entry.timestamp > 0.05)
+    second = open_(1)  # expired: recomputed, and the old value leaves the store
+    assert second.name == "r1-1"
+    assert closer.names == ["r1-0"]
+    assert open_.refresh(1).name == "r1-2"
+    assert closer.names == ["r1-0", "r1-1"]
+    assert (first.closes, second.closes) == (1, 1)
+
+
+def test_on_evict_at_core_level_delete_purge_batches_and_an_identical_value() -> None:
+    seen: list[object] = []
+    core = MemoryCore("tests.memory_core.evict", max_entries=3, on_evict=seen.append)
+    shared = ["shared"]
+    assert core.set("a", Entry("a", 1.0))
+    assert core.set("a", Entry("a2", 2.0))  # replaced
+    assert seen == ["a"]
+    assert core.set("a", Entry(shared, 3.0))
+    assert core.set("a", Entry(shared, 4.0))  # the same object again: it has not left
+    assert seen == ["a", "a2"]
+    assert core.delete("a") is True
+    assert core.delete("a") is False
+    assert seen == ["a", "a2", shared]
+    seen.clear()
+    # A batch: the first of four over a bound of three is evicted.
+    assert core.set_many([(k, Entry(k.upper(), 10.0)) for k in "wxyz"]) == [True] * 4
+    assert seen == ["W"]
+    assert core.get_many(["x", "w", "z"]) == [Entry("X", 10.0), None, Entry("Z", 10.0)]
+    assert core.set("old", Entry("OLD", 1.0))  # evicts y, the least recently used
+    assert seen == ["W", "Y"]
+    assert core.purge_stale(5.0, 12.0) == 1
+    assert seen == ["W", "Y", "OLD"]
+    core.set("twin", Entry(shared, 11.0))
+    core.set("twin2", Entry(shared, 11.0))  # evicts x
+    assert seen[-1] == "X"
+    seen.clear()
+    assert core.clear() == 3
+    assert seen == ["Z", shared]  # one object under two keys leaves once
+
+
+def test_on_evict_runs_outside_the_cores_lock() -> None:
+    # The lock is not reentrant: a callback run under it would deadlock here.
+    core: MemoryCore
+    inside: list[tuple[Entry | None, int]] = []
+
+    def evicted(value: object) -> None:
+        inside.append((core.get("b"), core.stats().entries))
+
+    core = MemoryCore("tests.memory_core.evict_lock", max_entries=1, on_evict=evicted)
+    core.set("a", Entry("A", 1.0))
+    thread, results, errors = start(lambda: core.set("b", Entry("B", 1.0)))
+    thread.join(DEADLINE_S)
+    assert not thread.is_alive(), "on_evict ran under the core's lock"
+    assert (results, errors) == ([True], [])
+    assert inside == [(Entry("B", 1.0), 1)]
+
+
+def test_an_on_evict_that_raises_is_logged_once_and_breaks_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempts: list[str] = []
+
+    def broken(value: str) -> None:
+        attempts.append(value)
+        raise RuntimeError(f"cannot close {value}")
+
+    @cached(backend="memory", max_entries=1, on_evict=broken)
+    def name(x: int) -> str:
+        return f"v{x}"
+
+    with caplog.at_level(logging.WARNING, logger="cachier_like"):
+        assert [name(1), name(2), name(3)] == ["v1", "v2", "v3"]
+    assert attempts == ["v1", "v2"]
+    assert name.core.stats().entries == 1
+    assert name.cached_entry(3) is not None and name.cached_entry(1) is None
+    logged = warnings_in(caplog, "cachier_like.cores.memory")
+    assert len(logged) == 1  # rate-limited: the second failure is held back
+    assert "on_evict raised RuntimeError('cannot close v1')" in logged[0]
+    assert name.clear_cache() == 1
+    assert attempts == ["v1", "v2", "v3"]
+
+
+def test_sixteen_threads_load_one_key_once_and_evicted_values_close_once() -> None:
+    closer = Closer()
+    loads: list[int] = []
+    threads: list[threading.Thread] = []
+    barrier = threading.Barrier(16)
+
+    @cached(backend="memory", max_entries=2, on_evict=closer)
+    def connect(x: int) -> Resource:
+        loads.append(x)
+        if x == 7:
+            me = threading.current_thread()
+            # Slow: finish only once every other caller waits for this load.
+            wait_until(
+                lambda: (
+                    len(threads) == 16
+                    and all(in_call(t, WAIT_CODE) for t in threads if t is not me)
+                ),
+                timeout_s=DEADLINE_S,
+            )
+        return Resource(f"c{x}")
+
+    def race() -> Resource:
+        barrier.wait(timeout=DEADLINE_S)
+        return connect(7)
+
+    runs = [start(race) for _ in range(16)]
+    threads.extend(thread for thread, _, _ in runs)
+    got: list[Resource] = []
+    for thread, results, errors in runs:
+        thread.join(DEADLINE_S)
+        assert errors == []
+        got.extend(results)
+    assert loads == [7]
+    assert len(got) == 16 and all(r is got[0] for r in got)
+    connect(8), connect(9)  # evicts 7
+    assert (closer.names, got[0].closes) == (["c7"], 1)
+    connect.clear_cache()
+    assert sorted(closer.names) == ["c7", "c8", "c9"]
+    assert got[0].closes == 1 and loads == [7, 8, 9]
+
+
+@pytest.mark.parametrize("bad", [3, "close"])
+def test_a_non_callable_on_evict_is_refused_with_what_to_pass(bad: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"on_evict must be a callable taking the value"):
+        MemoryCore("tests.memory_core.bad_evict", on_evict=bad)  # type: ignore[arg-type]
+
+    def f(x: int) -> int:
+        return x
+
+    with pytest.raises(ConfigurationError, match=r"e\.g\. on_evict=lambda value: value\.close\(\)"):
+        cached(backend="memory", on_evict=bad)(f)  # type: ignore[call-overload]

@@ -32,6 +32,7 @@ from cachier_like import BackendError, Entry, cached, config
 from cachier_like.cores import pickle as pickle_module
 from cachier_like.cores import pickle_files as pickle_files_module
 from cachier_like.cores.pickle import HEADER_SIZE, MAGIC, PickleCore, namespace_dirname
+from cachier_like.cores.shared import storage_name
 from cachier_like.keys import stable_hash
 from tests.support import (
     DEADLINE_S,
@@ -774,3 +775,124 @@ def test_an_ordinary_first_store_records_the_full_namespace(cache_dir: Path) -> 
     assert f(1) == 1  # claim (which makes the directory), compute, store
     assert len(f.core.directory.name) < len(long_name)  # the directory name is cut
     assert PickleCore.namespaces(cache_dir=cache_dir) == [long_name]
+
+
+# -- tag versions: one file per cache directory --------------------------------------------
+
+
+TAGS_FILE = ".cachier_like_tags"
+
+DAMAGED_TAGS = {
+    "garbage": b"\x00\xffnot json at all",
+    "empty": b"",
+    "cut short": b'{"format": "cachier_like tag versions 1", "base": 0, "coun',
+    "foreign": b'{"format": "someone else", "base": 0, "counts": {}}',
+    "negative": b'{"format": "cachier_like tag versions 1", "base": 0, "counts": {"t": -3}}',
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_TAGS, ids=str)
+def test_a_damaged_tag_file_makes_tagged_entries_misses_until_a_bump_rewrites_it(
+    make_core: CoreFactory, cache_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    core, reader, other = make_core(), make_core(), make_core("tests.pickle_core.other")
+    core.bump_tags(["t"])
+    entry = Entry("v", 1.0, (("t", 1), ("u", 0)))
+    assert core.set("k", entry)
+    assert core.get_tagged("k", ["t", "u"]) == (entry, (1, 0))
+    (cache_dir / TAGS_FILE).write_bytes(DAMAGED_TAGS[damage])
+
+    with caplog.at_level(logging.WARNING):
+        first = core.tag_versions(["t", "u"])
+        got, second = reader.get_tagged("k", ["t", "u"])
+    assert got == entry  # the entry is read; its versions no longer match
+    # Unknown versions: above every version handed out, and new at every read, so no
+    # entry (neither an older one nor one computed meanwhile) matches them.
+    assert min(first) > 1 and min(second) > max(first)
+    assert len(set(first + second)) == 4
+    damaged = [m for m in warnings_in(caplog) if TAGS_FILE in m]
+    assert len(damaged) == 1, damaged  # rate-limited, per file
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        other.bump_tags(["t"])
+    assert any("restart above every version" in m for m in warnings_in(caplog))
+    after = core.tag_versions(["t", "u"])
+    assert after == core.tag_versions(["t", "u"])  # readable again: stable
+    assert after[0] == after[1] + 1  # "t" was bumped once since the restart
+    assert after[1] > max(second)  # every tag moved past what was handed out
+    assert json.loads((cache_dir / TAGS_FILE).read_bytes())["counts"] == {"t": 1}
+
+
+def test_tag_files_are_neither_functions_nor_entries(
+    make_core: CoreFactory, cache_dir: Path
+) -> None:
+    core = make_core("pkg.f")
+    core.bump_tags(["a", "b"])
+    for i in range(3):
+        assert core.set(i, Entry(i, 1.0, (("a", 1),)))
+    assert sorted(p.name for p in cache_dir.iterdir() if p.is_file()) == [
+        TAGS_FILE,
+        TAGS_FILE + ".lock",
+    ]
+    assert PickleCore.namespaces(cache_dir=cache_dir) == ["pkg.f"]
+    assert sorted(info.key for info in core.entries()) == sorted(storage_name(i) for i in range(3))
+    assert core.stats().entries == 3
+    assert core.purge_stale(0.5, 2.0) == 3
+    assert core.set(0, Entry(0, 1.0))
+    assert core.clear() == 1
+    assert (cache_dir / TAGS_FILE).exists()
+    assert core.tag_versions(["a", "b", "c"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize(("file_mode", "dir_mode"), [(0o600, 0o700), (0o640, 0o750)])
+def test_tag_files_honour_the_file_mode(tmp_path: Path, file_mode: int, dir_mode: int) -> None:
+    root = tmp_path / "fresh" / "cache"
+    core = PickleCore("tests.pickle_core.modes", cache_dir=root, file_mode=file_mode)
+    old_umask = os.umask(0o022)
+    try:
+        core.bump_tags(["t"])
+    finally:
+        os.umask(old_umask)
+    assert root.stat().st_mode & 0o777 == dir_mode
+    for name in (TAGS_FILE, TAGS_FILE + ".lock"):
+        assert (root / name).stat().st_mode & 0o777 == file_mode, name
+    assert tmp_files(root) == []
+
+
+def test_an_unchanged_tag_file_is_read_once(
+    make_core: CoreFactory, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cachier_like.cores import pickle_tags
+
+    parses: list[bytes] = []
+    parse = pickle_tags._parse
+
+    def counting_parse(data: bytes) -> Any:
+        parses.append(data)
+        return parse(data)
+
+    monkeypatch.setattr(pickle_tags, "_parse", counting_parse)
+    core = make_core()
+    tag = "\ud800 lone surrogate"  # kept, as the tags of entries are
+    core.bump_tags([tag])
+    assert [core.tag_versions([tag, "x"]) for _ in range(50)] == [(1, 0)] * 50
+    reads = len(parses)
+    assert reads == 1  # the first bump found no file: one read for the 50
+    # Another process's view: a TagFile of its own, which bumps behind this one's back.
+    pickle_tags.TagFile(str(cache_dir), pickle_files_module.FileModes()).bump(["x"])
+    assert core.tag_versions([tag, "x"]) == (1, 1)
+    assert core.tag_versions([tag, "x"]) == (1, 1)
+    assert len(parses) == reads + 2  # its read-modify-write, then one read here
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_tag_reads_and_bumps_do_not_leak_descriptors(make_core: CoreFactory) -> None:
+    core = make_core()
+    core.bump_tags(["t"])
+    assert core.tag_versions(["t"]) == (1,)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(50):
+        core.bump_tags(["t"])
+        assert core.tag_versions(["t"]) == (i + 2,)
+    assert len(os.listdir("/proc/self/fd")) == before  # one held: the file last parsed

@@ -1,19 +1,42 @@
-"""In-process core: a dict guarded by a condition variable, with optional LRU bound."""
+"""In-process core: a dict guarded by a condition variable, with optional LRU bound.
+
+Tag versions belong to the process: one dict shared by every memory core (see
+:func:`reset_tag_versions` for test harnesses).
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
+from .. import forks
+from ..alerts import RateLimitedLog
 from ..entry import Entry
+from ..option_table import check_on_evict
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from .base import Core, CoreStats, EntryInfo
 
+logger = logging.getLogger(__name__)
+
 #: Every live memory core, so a test harness can empty them all (``live_cores``).
 _LIVE: weakref.WeakSet[MemoryCore] = weakref.WeakSet()
+
+# The process's tag versions: read without the lock (a dict read is atomic under the
+# GIL), bumped under it so racing increments are all counted.
+_TAG_VERSIONS: dict[str, int] = {}
+_tag_lock = threading.Lock()
+
+
+def _new_tag_lock() -> None:
+    global _tag_lock
+    _tag_lock = threading.Lock()  # the parent's may be held by a thread the child lacks
+
+
+forks.reset_in_child(_new_tag_lock)
 
 
 def live_cores() -> list[MemoryCore]:
@@ -27,17 +50,43 @@ def live_cores() -> list[MemoryCore]:
     return list(_LIVE)
 
 
+def reset_tag_versions() -> None:
+    """Forget every tag version of this process (all back to 0), for test harnesses.
+
+    Only safe once the memory cores are cleared too: an entry recorded under a version
+    that a reset hands out again would look current.
+
+    Example:
+        >>> core = MemoryCore("demo.reset")
+        >>> core.bump_tags(["t"])
+        >>> reset_tag_versions()
+        >>> core.tag_versions(["t"])
+        (0,)
+    """
+    with _tag_lock:
+        _TAG_VERSIONS.clear()
+
+
 class MemoryCore(Core):
     """Entries live in this process only; thread-safe.
 
     ``max_entries`` bounds the store, evicting the least recently used entry.
+    ``on_evict`` is called with each value whose entry leaves the store: evicted by
+    ``max_entries``, replaced by a new value (as an expired entry is on its recompute),
+    deleted, purged or cleared. It runs after the core's lock is released, in the
+    thread that removed the entry; an exception from it is logged (rate-limited) and
+    otherwise ignored. One removal of many (``clear``, ``purge_stale``,
+    ``set_many``) passes each distinct value object once.
 
     Example:
-        >>> core = MemoryCore("demo")
+        >>> core = MemoryCore("demo", max_entries=1, on_evict=lambda value: print("bye", value))
         >>> core.set("k", Entry(1, 0.0))
         True
         >>> core.get("k").value
         1
+        >>> core.set("j", Entry(2, 0.0))
+        bye 1
+        True
     """
 
     stable_keys = False
@@ -48,12 +97,15 @@ class MemoryCore(Core):
         namespace: str,
         *,
         max_entries: int | None = None,
+        on_evict: Callable[[Any], object] | None = None,
         serializer: Serializer = DEFAULT_SERIALIZER,
     ) -> None:
         super().__init__(namespace, serializer=serializer)
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
+        self._on_evict = check_on_evict(on_evict, "on_evict")
+        self._evict_log = RateLimitedLog(logger)
         self._data: OrderedDict[Hashable, Entry] | dict[Hashable, Entry] = (
             OrderedDict() if max_entries is not None else {}
         )
@@ -74,11 +126,18 @@ class MemoryCore(Core):
                 self._data.move_to_end(key)  # type: ignore[union-attr]
             return entry
 
+    def _too_large(self, entry: Entry) -> bool:
+        limit = self.size_limit
+        # Measured only when there is a limit: entries stay unpickled.
+        return limit is not None and len(self.serializer.dumps(entry.value)) > limit
+
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
-        limit = self.size_limit
-        if limit is not None and len(self.serializer.dumps(entry.value)) > limit:
-            return False  # measured only when there is a limit: entries stay unpickled
+        if self.size_limit is not None and self._too_large(entry):
+            return False
+        if self._on_evict is not None:
+            self._evicted(self._store([(key, entry)]))
+            return True
         with self._cond:
             self._data[key] = entry
             if self._max_entries is not None:
@@ -89,12 +148,94 @@ class MemoryCore(Core):
             self._cond.notify_all()
         return True
 
+    def _store(self, items: Sequence[tuple[Hashable, Entry]]) -> list[Any]:
+        """Store ``items`` under the lock; return the values that left the store."""
+        gone: list[Any] = []
+        with self._cond:
+            data = self._data
+            for key, entry in items:
+                old = data.get(key)
+                data[key] = entry
+                if old is not None and old.value is not entry.value:
+                    gone.append(old.value)
+                if self._max_entries is not None:
+                    ordered: OrderedDict[Hashable, Entry] = data  # type: ignore[assignment]
+                    ordered.move_to_end(key)
+                    while len(ordered) > self._max_entries:
+                        gone.append(ordered.popitem(last=False)[1].value)
+            self._cond.notify_all()
+        return gone
+
+    def _evicted(self, values: list[Any]) -> None:
+        """Pass each value (each distinct object once) to ``on_evict``, outside the lock."""
+        callback = self._on_evict
+        if callback is None or not values:
+            return
+        seen: set[int] = set()
+        for value in values:
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            try:
+                callback(value)
+            except Exception as exc:  # the value has left all the same
+                self._evict_log.warn(
+                    type(exc),
+                    "%s: on_evict raised %r for an evicted value; the entry is gone all the same",
+                    self.namespace,
+                    exc,
+                )
+
+    def set_many(self, items: Sequence[tuple[Hashable, Entry]]) -> list[bool]:
+        """Store each ``(key, entry)`` under one lock; skipped where over the size limit."""
+        stored = [self.size_limit is None or not self._too_large(e) for _, e in items]
+        kept = [item for item, ok in zip(items, stored, strict=True) if ok]
+        if kept:
+            self._evicted(self._store(kept))
+        return stored
+
+    def get_many(self, keys: Sequence[Hashable]) -> list[Entry | None]:
+        """The entries of ``keys`` in order, each marked recently used."""
+        if self._max_entries is None:
+            read = self._data.get
+            return [read(key) for key in keys]
+        with self._cond:
+            data: OrderedDict[Hashable, Entry] = self._data  # type: ignore[assignment]
+            found = [data.get(key) for key in keys]
+            for key, entry in zip(keys, found, strict=True):
+                if entry is not None:
+                    data.move_to_end(key)
+            return found
+
+    def delete(self, key: Hashable) -> bool:
+        """Remove the entry of ``key`` (its claim, if any, stays)."""
+        with self._cond:
+            entry = self._data.pop(key, None)
+        if entry is None:
+            return False
+        self._evicted([entry.value])
+        return True
+
+    # -- tag versions: the process's --------------------------------------------------
+
+    def tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
+        """This process's version of each tag (0 for one never bumped)."""
+        read = _TAG_VERSIONS.get
+        return tuple([read(tag, 0) for tag in tags])
+
+    def bump_tags(self, tags: Sequence[str]) -> None:
+        """Advance each tag's version by one for every memory core of the process."""
+        with _tag_lock:
+            for tag in tags:
+                _TAG_VERSIONS[tag] = _TAG_VERSIONS.get(tag, 0) + 1
+
     def clear(self) -> int:
         """Remove every entry."""
         with self._cond:
-            count = len(self._data)
+            values = [entry.value for entry in self._data.values()]
             self._data.clear()
-            return count
+        self._evicted(values)
+        return len(values)
 
     def claim(self, key: Hashable, lease_s: float) -> bool:
         """Claim ``key`` unless another caller holds it."""
@@ -132,9 +273,9 @@ class MemoryCore(Core):
         """Remove entries older than ``older_than_s``."""
         with self._cond:
             old = [k for k, e in self._data.items() if now - e.timestamp > older_than_s]
-            for key in old:
-                del self._data[key]
-            return len(old)
+            values = [self._data.pop(key).value for key in old]
+        self._evicted(values)
+        return len(old)
 
     def entries(self) -> Iterator[EntryInfo]:
         """This process's entries (sizes are not measured in memory)."""

@@ -21,17 +21,16 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from .. import forks
 from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ._claims import make_claims
-from .base import UNREADABLE, Core, CoreStats, EntryInfo
+from .base import Core, CoreStats, EntryInfo
 from .pickle_files import (
     _ENTRY_SUFFIX,
     _HEADER,
@@ -43,9 +42,11 @@ from .pickle_files import (
     FileModes,
     _read_file,
     _read_stamp,
+    list_namespaces,
     namespace_dirname,
     write_entry,
 )
+from .pickle_tags import tag_file
 from .shared import storage_name  # file-safe: no key names a path outside the directory
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class PickleCore(Core):
         self._dir = str(self.directory)
         self._claims = make_claims(self._dir, prefer_range_locks, self._modes)
         self._named = False  # whether this process saw the namespace file written
+        # Shared by every function under this cache_dir (see pickle_tags).
+        self._tags = tag_file(str(Path(self.cache_dir).absolute()), self._modes)
 
     def location(self) -> str:
         """The ``cache_dir`` given, as cachier's ``cache_dpath()`` returns it.
@@ -133,13 +136,12 @@ class PickleCore(Core):
             self.warn_damaged(path, "bad header")
             return None
         stamp = _HEADER.unpack_from(data)[1]
-        value = self.decode(memoryview(data)[HEADER_SIZE:], path, name, stamp)
-        return None if value is UNREADABLE else Entry(value, stamp)
+        return self.decode_entry(memoryview(data)[HEADER_SIZE:], path, name, stamp)
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
         name = storage_name(key)
-        payload = self.encode(entry.value, name, entry.timestamp)
+        payload = self.encode_entry(entry, name, entry.timestamp)
         if payload is None:
             return False
         final = self._dir + "/" + name + _ENTRY_SUFFIX
@@ -163,6 +165,27 @@ class PickleCore(Core):
                 os.unlink(tmp)
             raise BackendError(f"cannot write {final}: {exc}") from exc
         return True
+
+    def delete(self, key: Hashable) -> bool:
+        """Remove the entry file of ``key``; its claim, if any, stays."""
+        path = self._dir + "/" + storage_name(key) + _ENTRY_SUFFIX
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise BackendError(f"cannot delete {path}: {exc}") from exc
+        return True
+
+    def tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
+        """The versions of ``tags`` under ``cache_dir``, shared by all its functions: one
+        ``stat`` while unchanged; a damaged file makes tagged entries misses (see
+        :meth:`.pickle_tags.TagFile.versions`)."""
+        return self._tags.versions(tags)
+
+    def bump_tags(self, tags: Sequence[str]) -> None:
+        """Advance each tag's version under ``cache_dir`` by one (a locked rewrite)."""
+        self._tags.bump(tags)
 
     def _make_directory(self) -> None:
         self._modes.make_directory(self._dir)
@@ -296,20 +319,11 @@ class PickleCore(Core):
 
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:
-        """Functions with a directory under ``cache_dir`` (as written by this core)."""
-        root = Path(options["cache_dir"]).expanduser()
-        try:
-            names = [item.name for item in os.scandir(root) if item.is_dir()]
-        except FileNotFoundError:
-            return []
-        found = []
-        for name in names:
-            try:
-                with open(root / name / _NAMESPACE_FILE, encoding="utf-8") as handle:
-                    found.append(handle.read())
-            except OSError:
-                found.append(unquote(name))
-        return sorted(found)
+        """Functions with a directory under ``cache_dir`` (as written by this core).
+
+        Files there (the tag versions) are not functions.
+        """
+        return list_namespaces(Path(options["cache_dir"]).expanduser())
 
     def stats(self) -> CoreStats:
         """Count readable entries, their payload bytes and timestamps (as ``entries``)."""

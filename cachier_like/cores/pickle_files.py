@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from urllib.parse import quote
+from pathlib import Path
+from urllib.parse import quote, unquote
 
 from ..errors import BackendError
 from ..hashing import stable_hash
@@ -80,6 +81,26 @@ def namespace_dirname(namespace: str) -> str:
     if len(name) > _MAX_DIRNAME:
         name = name[: _MAX_DIRNAME - 34] + "~" + stable_hash(namespace)
     return name
+
+
+def list_namespaces(root: Path) -> list[str]:
+    """The full namespaces of the function directories under ``root``, sorted.
+
+    Each directory's :data:`_NAMESPACE_FILE` names it (its name may be shortened);
+    without one, the name is unquoted. Files in ``root`` are no functions.
+    """
+    try:
+        names = [item.name for item in os.scandir(root) if item.is_dir()]
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            with open(root / name / _NAMESPACE_FILE, encoding="utf-8") as handle:
+                found.append(handle.read())
+        except OSError:
+            found.append(unquote(name))
+    return sorted(found)
 
 
 def write_entry(fd: int, timestamp: float, payload: bytes) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cachier_like.cores.base import Core
-from cachier_like.cores.memory import MemoryCore
+from cachier_like.cores.memory import MemoryCore, reset_tag_versions
 from cachier_like.cores.pickle import HEADER_SIZE, PickleCore
 from cachier_like.cores.shared import storage_name
 from cachier_like.testing import CoreContract, MakeCore
@@ -56,7 +56,9 @@ class MemoryContract(CoreContract):
     @pytest.fixture
     def make_core(self) -> MakeCore:
         # The store is the core object: one namespace gives one object, as one
-        # decorated function does.
+        # decorated function does. Tag versions belong to the process: each test
+        # starts them afresh.
+        reset_tag_versions()
         cores: dict[str, Core] = {}
 
         def make(namespace: str, **options: Any) -> Core:
