@@ -23,6 +23,7 @@ import redis.asyncio as aredis
 from cachier_like import AsyncOnlyError, ConfigurationError, Entry, cached
 from cachier_like.cores.redis import RedisCore
 from cachier_like.cores.redis.async_link import AsyncLink
+from cachier_like.cores.redis.keys import tag_key
 from tests.backends.redis_backend import redis_url
 from tests.support import (
     DEADLINE_S,
@@ -563,3 +564,60 @@ def test_a_killed_async_calculator_is_taken_over(options: Options, tmp_path: Pat
         stuck.kill()
     assert asyncio.run(asyncio.wait_for(f(5), DEADLINE_S)) == 105
     assert records(log) == ["computing 5", "computing 5"]
+
+
+@pytest.mark.parametrize("kind", ["url", "blocking-pool"])
+def test_invalidation_and_batches_never_leave_the_event_loop(
+    options: Options, monkeypatch: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """adelete, aget_many, aset_many, atag_versions, abump_tags, aget_tagged: native."""
+
+    @cached(**options(kind))
+    async def f(x: int) -> int:
+        return x
+
+    core = f.core
+    tagged = Entry("v", 1.0, (("user:7", 0),))
+
+    async def main() -> None:
+        await f(0)  # the loop's link is made
+        assert await core.aset_many([("a", tagged), ("b", Entry(2, 1.0))]) == [True, True]
+        assert await core.aget_many(["a", "missing", "b"]) == [tagged, None, Entry(2, 1.0)]
+        assert await core.aget_many([]) == []
+        assert await core.atag_versions(["user:7", "x"]) == (0, 0)
+        await core.abump_tags(["user:7", "x"])
+        await core.abump_tags(["x"])
+        assert await core.atag_versions(["user:7", "x"]) == (1, 2)
+        assert await core.aget_tagged("a", ["user:7", "x"]) == (tagged, (1, 2))
+        assert await core.aget_tagged("missing", ["x"]) == (None, (2,))
+        assert await core.adelete("a") is True
+        assert await core.adelete("a") is False
+        assert await core.aget("a") is None
+
+    with thread_hops(monkeypatch) as hops:
+        asyncio.run(main())
+    assert hops == []
+    assert core.native_async
+    raw = redis.Redis.from_url(redis_url())
+    assert raw.get(tag_key(core._t, "x")) == b"2"  # the key the sync operations read
+    raw.close()
+
+
+def test_aset_many_by_the_claiming_task_ends_its_claims(options: Options) -> None:
+    @cached(**options("url"))
+    async def f(x: int) -> int:
+        return x
+
+    core = f.core
+
+    async def main() -> tuple[bool, bool]:
+        await f(0)
+        assert await core.aclaim("a", 30.0) and await core.aclaim("b", 30.0)
+        assert await core.aset_many([("a", Entry(1, 1.0)), ("b", Entry(2, 1.0))]) == [True, True]
+        ended = (not core.is_claimed("a"), not core.is_claimed("b"))  # before the releases
+        await core.arelease("a")
+        await core.arelease("b")
+        return ended
+
+    assert asyncio.run(main()) == (True, True)
+    assert core.get_many(["a", "b"]) == [Entry(1, 1.0), Entry(2, 1.0)]

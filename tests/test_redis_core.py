@@ -30,6 +30,7 @@ from cachier_like import CachedFunction, ConfigurationError, Entry, cached
 from cachier_like.cores.redis import RedisCore, key_tag
 from cachier_like.cores.redis import core as redis_module
 from cachier_like.cores.redis import wire as _redis_wire
+from cachier_like.cores.redis.keys import tag_key, tags_tag
 from cachier_like.cores.redis.link import RETRY_AFTER_S, Link
 from tests.backends.redis_backend import redis_url
 from tests.redis_cluster import Cluster
@@ -694,3 +695,116 @@ def test_a_large_payload_goes_to_the_socket_in_slices_without_a_copy() -> None:
     data = b"head" + payload
     expected = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n" % (len(data), data)
     assert b"".join(pieces) == expected
+
+
+# -- invalidation: tags, batches ---------------------------------------------------------
+
+
+def test_get_tagged_is_one_mget_the_server_receives(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = redis.Redis.from_url(redis_url())  # a link of its own, counted alone
+    core = RedisCore("app.f", redis_client=client, key_prefix=redis_prefix)
+    assert core.set("k", Entry("v", 1.0, (("user:7", 0),)))
+    core.bump_tags(["user:7", "team 2"])
+    link: Link = core._link()
+    trips: list[list[str]] = []
+    original = link.pipeline
+
+    def counting(*commands: tuple[Any, ...]) -> list[Any]:
+        trips.append([str(command[0]) for command in commands])
+        return original(*commands)
+
+    monkeypatch.setattr(link, "pipeline", counting)
+    with client.monitor() as monitor:  # type: ignore[no-untyped-call]  # what the server gets
+        assert core.get_tagged("k", ["user:7", "team 2", "never"]) == (
+            Entry("v", 1.0, (("user:7", 0),)),
+            (1, 1, 0),
+        )
+        client.echo(f"end-{redis_prefix}")
+        seen = []
+        for event in monitor.listen():
+            if redis_prefix in event["command"]:
+                seen.append(event["command"].split()[0])
+            if f"end-{redis_prefix}" in event["command"]:
+                break
+    assert trips == [["MGET"]]
+    assert seen[:-1] == ["MGET"]  # one command for the entry and its tags, then the ECHO
+    client.close()
+
+
+def test_tag_versions_survive_clear_and_are_never_listed(make_core: CoreFactory) -> None:
+    core, other = make_core("app.f"), make_core("app.g")
+    assert core.set("k", Entry(1, 1.0))
+    core.bump_tags(["user:7", "a}:v:b*"])  # braces and globs: quoted in the key
+    assert core.clear() == 1
+    assert other.clear() == 0
+    assert core.tag_versions(["user:7", "a}:v:b*"]) == (1, 1)
+    assert (
+        RedisCore.namespaces(redis_client=core._source.given, key_prefix=core.tag[1:].split(":")[0])
+        == []
+    )
+    assert list(core.entries()) == [] and core.stats().entries == 0
+    assert core.purge_stale(0, time.time() + 1) == 0
+    assert core.tag_versions(["user:7"]) == (1,)
+
+
+def test_tag_keys_share_one_slot_apart_from_every_function(make_core: CoreFactory) -> None:
+    core = make_core("app.f")
+    slots = {key_slot(tag_key(core._t, tag).encode()) for tag in ("a", "b:c", "ü", "x" * 512)}
+    assert len(slots) == 1
+    assert core._t.startswith(tags_tag(core.tag[1:].split(":")[0]))
+    assert not core._t.startswith(core.tag)  # no function's hash tag
+
+
+def test_set_many_by_the_holder_ends_its_claims_in_one_round_trip(
+    make_core: CoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core, other = make_core("app.f"), make_core("app.f")
+    assert core.claim("a", 30.0) and core.claim("b", 30.0)
+    link: Link = core._link()
+    trips: list[list[str]] = []
+    original = link.pipeline
+
+    def counting(*commands: tuple[Any, ...]) -> list[Any]:
+        trips.append([str(command[0]) for command in commands])
+        return original(*commands)
+
+    monkeypatch.setattr(link, "pipeline", counting)
+    stored = core.set_many([("a", Entry(1, 1.0)), ("b", Entry(2, 1.0)), ("c", Entry(3, 1.0))])
+    assert stored == [True, True, True]
+    assert trips[-1] in (["EVALSHA", "EVALSHA", "SET"], ["EVAL", "EVAL", "SET"])
+    assert not other.is_claimed("a") and not other.is_claimed("b")  # ended by the store
+    assert other.get_many(["a", "b", "c", "d"]) == [
+        Entry(1, 1.0),
+        Entry(2, 1.0),
+        Entry(3, 1.0),
+        None,
+    ]
+    trips.clear()
+    core.release("a")
+    core.release("b")
+    assert trips == []  # the releases had nothing left to do
+
+
+def test_a_redis_cluster_serves_tags_batches_and_deletes(
+    cluster_url: str, redis_prefix: str
+) -> None:
+    core = RedisCore("app.f", redis_client=cluster_url, key_prefix=redis_prefix)
+    other = RedisCore("app.g", redis_client=cluster_url, key_prefix=redis_prefix)
+    try:
+        assert core.set_many([("a", Entry(1, 1.0, (("t", 0),))), ("b", Entry(2, 1.0))]) == [
+            True,
+            True,
+        ]
+        other.bump_tags(["t", "u"])
+        assert core.get_tagged("a", ["t", "u", "v"]) == (Entry(1, 1.0, (("t", 0),)), (1, 1, 0))
+        assert core.get_many(["a", "b", "c"]) == [Entry(1, 1.0, (("t", 0),)), Entry(2, 1.0), None]
+        assert core.delete("a") is True and core.delete("a") is False
+        assert core.clear() == 1
+        assert other.tag_versions(["t"]) == (1,)
+    finally:
+        core.clear()
+        cluster = redis.RedisCluster.from_url(cluster_url)
+        cluster.delete(*(tag_key(core._t, t) for t in ("t", "u")))
+        cluster.close()

@@ -21,7 +21,7 @@ import math
 import sys
 import weakref
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -39,15 +39,13 @@ from .link import (
     SCAN_COUNT,
     Link,
 )
+from .scripts import Script, by_sha, by_text
 from .wire import _joined, _pack
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as async_timeout
 else:  # pragma: no cover - redis-py requires async-timeout before 3.11
     from async_timeout import timeout as async_timeout  # type: ignore[import-not-found]
-
-if TYPE_CHECKING:
-    from .scripts import Script
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +113,8 @@ class AsyncLink(Breaker):
         self.owned = owned  # built from a URL here: closed with the loop
         self._loop = weakref.ref(loop)  # the link must not keep its loop alive
         self._init_breaker("Redis")
+        #: Whether keys of different slots must go in separate commands.
+        self.cluster = isinstance(client, AsyncRedisCluster)
         pool = getattr(client, "connection_pool", None)
         self._pool = pool if type(pool) is aredis.ConnectionPool else None
         if self._pool is not None and self._pool.connection_class not in _FAST_CONNECTIONS:
@@ -157,6 +157,14 @@ class AsyncLink(Breaker):
             return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self.call("EVAL", script.text, len(keys), *keys, *args)
+
+    async def batch(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """:meth:`pipeline` of commands and scripts (``(Script, numkeys, ...)``, see
+        :mod:`.scripts`): by SHA1, once more as text when the server lacks a script."""
+        try:
+            return await self.pipeline(*by_sha(commands))
+        except NoScriptError:  # a plain command re-run stores the same bytes again
+            return await self.pipeline(*by_text(commands))
 
     async def scan(self, match: str) -> AsyncIterator[list[str]]:
         """Keys matching ``match``, in batches (``SCAN``, through the client)."""

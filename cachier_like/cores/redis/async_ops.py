@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -34,13 +34,14 @@ from ..shared import storage_name
 from . import scripts as lua
 from .async_clients import AsyncLinks
 from .async_link import AsyncLink
-from .keys import HEADER, MAGIC, ms, new_token
+from .keys import WAKE_MS, ms, new_token
 from .link import ClientSource, is_async_client
-from .wire import Parts
+
+if TYPE_CHECKING:
+    from .invalidation import Store
 
 logger = logging.getLogger(__name__)
 
-_WAKE_MS = 2000  # as the sync core: how long a wake element outlives its release
 _POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
 #: Releases finishing after a cancellation (see ``RedisAsyncOps._finish_later``).
 _finishing: set[asyncio.Task[None]] = set()
@@ -106,6 +107,10 @@ class RedisAsyncOps(Core):
     def _decode(self, suffix: str, data: bytes, offset: float) -> Entry | None:
         """The entry ``data`` holds (None: damaged, after a warning), its time made local."""
 
+    @abc.abstractmethod
+    def _store(self, suffix: str, entry: Entry, offset: float, holder: object) -> Store | None:
+        """The command storing ``entry`` (see :class:`~.invalidation.RedisInvalidation`)."""
+
     async def _aoffset(self, link: AsyncLink) -> float:
         """The server's time minus this process's, read on the loop when due."""
 
@@ -137,7 +142,7 @@ class RedisAsyncOps(Core):
 
         async def release() -> None:
             try:
-                await link.script(script, keys, (token, _WAKE_MS))
+                await link.script(script, keys, (token, WAKE_MS))
             except Exception as exc:  # the lease ends the claim anyway
                 logger.debug("%s: a cancelled release failed: %r", self.namespace, exc)
 
@@ -167,19 +172,13 @@ class RedisAsyncOps(Core):
         link = await self._alink()
         if link is None:
             return await super().aset(key, entry)
-        suffix = storage_name(key)
-        stamp = entry.timestamp + await self._aoffset(link)
-        payload = self.encode(entry.value, suffix, stamp)
-        if payload is None:
+        store = self._store(storage_name(key), entry, await self._aoffset(link), calling_task())
+        if store is None:
             return False
-        data = Parts((HEADER.pack(MAGIC, stamp), payload))
-        held = self._held.get(suffix)
-        if held is not None and not held.stored and held.holder is calling_task():
-            keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
-            await link.script(lua.STORE_RELEASE, keys, (data, self._ttl, held.token, _WAKE_MS))
+        command, held = store
+        await link.batch(command)
+        if held is not None:
             held.stored = True
-        else:
-            await link.call("SET", self._v + suffix, data, *self._px)
         return True
 
     async def aclaim(self, key: Hashable, lease_s: float) -> bool:
@@ -225,7 +224,7 @@ class RedisAsyncOps(Core):
         if held is not None and not held.stored:
             keys = (self._c + suffix, f"{self._w}{suffix}:{held.token}")
             try:
-                await link.script(lua.RELEASE, keys, (held.token, _WAKE_MS))
+                await link.script(lua.RELEASE, keys, (held.token, WAKE_MS))
             except asyncio.CancelledError:
                 self._finish_later(link, lua.RELEASE, keys, held.token)
                 raise
@@ -256,7 +255,7 @@ class RedisAsyncOps(Core):
                     tokens.append(token.decode())
                     keys += [claim, f"{self._w}{claim[len(self._c) :]}:{tokens[-1]}"]
             if keys:
-                dropped += int(await link.script(lua.DROP_CLAIMS, keys, (_WAKE_MS, *tokens)))
+                dropped += int(await link.script(lua.DROP_CLAIMS, keys, (WAKE_MS, *tokens)))
         return dropped
 
     async def wait_async(self, key: Hashable, timeout_s: float | None) -> Entry | None:

@@ -5,11 +5,12 @@ Keys of the function ``pkg.mod.f`` under the prefix ``cachier_like``::
     {cachier_like:pkg.mod.f}:v:<key>          entry: 12-byte header (magic, timestamp) + payload
     {cachier_like:pkg.mod.f}:c:<key>          claim: the calculator's token, PTTL = its lease
     {cachier_like:pkg.mod.f}:w:<key>:<token>  wake list of one claim, pushed as it ends
+    {cachier_like:#tags}:<tag>                a tag's version (every function's), see .invalidation
 
 The braces are a Redis Cluster hash tag: all of one function's keys live in one slot,
-so every script touches one node. Prefix and namespace are percent-quoted, so a tag
-holds no brace or glob character and ``SCAN MATCH {tag}:*`` matches this function only.
-A hit is one ``GET``. A miss claims with ``SET NX PX`` pipelined with the re-read (one
+so every script touches one node. Prefix and namespace are percent-quoted, so a hash
+tag holds no brace or glob character and ``SCAN MATCH {...}:*`` matches this function
+only. A hit is one ``GET``. A miss claims with ``SET NX PX`` pipelined with the re-read (one
 round trip), then stores and releases in one script. See ``docs/cores/redis.md``.
 """
 
@@ -27,30 +28,30 @@ from ... import config, forks
 from ...entry import Entry
 from ...errors import AsyncOnlyError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE, Backoff
+from ..base import Backoff
 from ..clocks import StoreClock
 from ..shared import storage_name
 from . import scripts as lua
 from .async_clients import AsyncLinks
-from .async_ops import Held, RedisAsyncOps
+from .async_invalidation import RedisAsyncInvalidation
+from .async_ops import Held
 from .keys import (
     DEFAULT_PREFIX,
     HEADER,
     HEADER_SIZE,
     MAGIC,
+    WAKE_MS,
     key_tag,
     ms,
     new_token,
+    tags_tag,
 )
 from .link import URL_ENV, Client, ClientSource, Link, is_async_client, link_for
 from .maintenance import RedisMaintenance
-from .wire import Parts
 
 __all__ = ["HEADER_SIZE", "MAGIC", "URL_ENV", "RedisCore", "key_tag"]
 
 logger = logging.getLogger(__name__)
-
-_WAKE_MS = 2000  # how long a wake element outlives its release (no waiter needs more)
 
 
 _ASYNC_SLICE_S = 0.05  # longest thread-held blocking read of an async waiter
@@ -58,7 +59,7 @@ _ASYNC_BLOCKERS = 2  # async waiters per core blocking in threads; the others po
 _POLL_MIN_S, _POLL_MAX_S = 0.001, 0.05
 
 
-class RedisCore(RedisAsyncOps, RedisMaintenance):
+class RedisCore(RedisAsyncInvalidation, RedisMaintenance):
     """Entries, claims and wake-ups in Redis, shared by every process using the server.
 
     ``redis_client``: a ``redis.Redis``, a ``redis.cluster.RedisCluster``, a
@@ -105,6 +106,7 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
         self._px = ("PX", self._ttl) if ttl is not None else ()  # for a plain SET
         self.tag = key_tag(prefix, namespace)
         self._v, self._c, self._w = self.tag + ":v:", self.tag + ":c:", self.tag + ":w:"
+        self._t = tags_tag(prefix) + ":"  # tag versions: the prefix's, not this function's
         #: The server's clock against this process's: entries are stamped in its time.
         self.clock = StoreClock()
         self._client: Client | None = None
@@ -149,8 +151,8 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
             self.warn_damaged(self._v + suffix, "bad header")
             return None
         stamp = HEADER.unpack_from(data)[1]  # in the server's time
-        value = self.decode(memoryview(data)[HEADER_SIZE:], self._v + suffix, suffix, stamp)
-        return None if value is UNREADABLE else Entry(value, stamp - offset)
+        view = memoryview(data)[HEADER_SIZE:]
+        return self.decode_entry(view, self._v + suffix, suffix, stamp, stamp - offset)
 
     def get(self, key: Hashable) -> Entry | None:
         """One ``GET``; an unreadable entry is a miss and a warning.
@@ -170,19 +172,14 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Store ``entry``; from the thread holding the key's claim, release it too."""
-        suffix, stamp = storage_name(key), entry.timestamp + self._offset()
-        payload = self.encode(entry.value, suffix, stamp)
-        if payload is None:
-            return False
-        data = Parts((HEADER.pack(MAGIC, stamp), payload))  # no copy of the payload
         link = self._link()
-        held = self._held.get(suffix)
-        if held is not None and not held.stored and held.holder == threading.get_ident():
-            keys = (self._v + suffix, self._c + suffix, f"{self._w}{suffix}:{held.token}")
-            link.script(lua.STORE_RELEASE, keys, (data, self._ttl, held.token, _WAKE_MS))
+        store = self._store(storage_name(key), entry, self._offset(), threading.get_ident())
+        if store is None:
+            return False
+        command, held = store
+        link.batch(command)
+        if held is not None:
             held.stored = True  # the policy's release() that follows has nothing to do
-        else:
-            link.call("SET", self._v + suffix, data, *self._px)
         return True
 
     # -- claims --------------------------------------------------------------------
@@ -213,7 +210,7 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
         held = self._held.pop(suffix, None)
         if held is not None and not held.stored:
             keys = (self._c + suffix, f"{self._w}{suffix}:{held.token}")
-            self._link().script(lua.RELEASE, keys, (held.token, _WAKE_MS))
+            self._link().script(lua.RELEASE, keys, (held.token, WAKE_MS))
 
     def is_claimed(self, key: Hashable) -> bool:
         """Whether any process holds the claim on ``key``."""
@@ -286,5 +283,5 @@ class RedisCore(RedisAsyncOps, RedisMaintenance):
                     tokens.append(token.decode())
                     keys += [claim, f"{self._w}{claim[len(self._c) :]}:{tokens[-1]}"]
             if keys:
-                dropped += int(link.script(lua.DROP_CLAIMS, keys, (_WAKE_MS, *tokens)))
+                dropped += int(link.script(lua.DROP_CLAIMS, keys, (WAKE_MS, *tokens)))
         return dropped

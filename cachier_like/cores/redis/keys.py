@@ -17,6 +17,8 @@ DEFAULT_PREFIX = "cachier_like"
 MAGIC = b"CLR\x01"
 HEADER = struct.Struct("<4sd")  # magic, calculation time (seconds since the epoch)
 HEADER_SIZE = HEADER.size
+#: How long a wake element outlives the release that pushed it (no waiter needs more).
+WAKE_MS = 2000
 
 _tokens = itertools.count()
 _token_prefix = ""
@@ -53,6 +55,28 @@ def key_tag(prefix: str, namespace: str) -> str:
     """
     # ':' stays readable in the prefix only, so the last ':' splits prefix and namespace.
     return "{" + quote(prefix, safe=":._-/@") + ":" + quote(namespace, safe="._-<>/@") + "}"
+
+
+def tags_tag(prefix: str) -> str:
+    """The hash tag of the tag-version keys under ``prefix``: one slot, shared by every function.
+
+    ``#`` is quoted in every function's :func:`key_tag`, so no function's keys share it.
+
+    Example:
+        >>> tags_tag("app:v2")
+        '{app:v2:#tags}'
+    """
+    return key_tag(prefix, "")[:-1] + "#tags}"
+
+
+def tag_key(tags_prefix: str, tag: str) -> str:
+    """The key holding ``tag``'s version; the tag is quoted, so the key is glob- and brace-free.
+
+    Example:
+        >>> tag_key("{app:#tags}:", "user:7 {x}*")
+        '{app:#tags}:user:7%20%7Bx%7D%2A'
+    """
+    return tags_prefix + quote(tag, safe=":/@", errors="surrogatepass")
 
 
 def header_stamp(header: bytes) -> float | None:

@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -41,10 +41,8 @@ from ...errors import BackendError, ConfigurationError
 from .._breaker import Breaker
 from ..shared import StoreSource, StoreSpec
 from . import wire
+from .scripts import Script, by_sha, by_text
 from .wire import _exchange, _joined, _Slot
-
-if TYPE_CHECKING:
-    from .scripts import Script
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
 """Environment variable holding the server URL when no ``redis_client`` is given."""
@@ -206,6 +204,8 @@ class Link(Breaker):
         self._client = weakref.ref(client)  # the cores hold the client itself
         self._local = threading.local()
         self._init_breaker("Redis")
+        #: Whether keys of different slots must go in separate commands.
+        self.cluster = isinstance(client, RedisCluster)
         pool = getattr(client, "connection_pool", None)
         self._factory: type[Connection] | None = None
         if (
@@ -249,6 +249,14 @@ class Link(Breaker):
         for command in commands:
             pipe.execute_command(*_joined(command))
         return list(pipe.execute())
+
+    def batch(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """:meth:`pipeline` of commands and scripts (``(Script, numkeys, ...)``, see
+        :mod:`.scripts`): by SHA1, once more as text when the server lacks a script."""
+        try:
+            return self.pipeline(*by_sha(commands))
+        except NoScriptError:  # a plain command re-run stores the same bytes again
+            return self.pipeline(*by_text(commands))
 
     def probe(self) -> None:
         """``PING`` the server past the breaker, on a connection of the probing thread."""

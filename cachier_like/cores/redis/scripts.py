@@ -6,11 +6,16 @@ Key roles (all of one function's keys share a hash tag, so one cluster slot):
 its waiters block on it with ``BLMOVE w w``, which leaves the element in place, so
 every blocked waiter wakes. A claim itself is a plain ``SET NX PX`` (no script): a new
 claim has a new token, hence an empty wake list of its own.
+
+A batch (:meth:`~.link.Link.batch`) names a script as ``(Script, numkeys, *keys, *args)``
+among plain commands: sent by SHA1 (:func:`by_sha`), resent as text (:func:`by_text`)
+when the server lacks one.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 
 class Script:
@@ -86,3 +91,26 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """)
+
+#: KEYS: the tag-version keys (one slot) -> how many were advanced. All in one step, so
+#: a reader sees every tag of one invalidation advanced, or none.
+BUMP_TAGS = Script("""
+for _, key in ipairs(KEYS) do redis.call('INCR', key) end
+return #KEYS
+""")
+
+
+def by_sha(commands: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Any, ...], ...]:
+    """``commands`` with each ``(Script, numkeys, ...)`` made an ``EVALSHA``.
+
+    Example:
+        >>> by_sha(((RENEW, 1, "c", "t", 5), ("GET", "v")))[0][:2] == ("EVALSHA", RENEW.sha)
+        True
+    """
+    return tuple(("EVALSHA", c[0].sha, *c[1:]) if type(c[0]) is Script else c for c in commands)
+
+
+def by_text(commands: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Any, ...], ...]:
+    """``commands`` with each ``(Script, numkeys, ...)`` made an ``EVAL`` (for a server
+    that lacks a script: it then keeps it for the next ``EVALSHA``)."""
+    return tuple(("EVAL", c[0].text, *c[1:]) if type(c[0]) is Script else c for c in commands)
