@@ -33,6 +33,7 @@ from .async_engines import (
     AsyncRunner,
     check_async_engine,
     create_table_async,
+    create_tables,
     is_async_engine,
     own_engine,
     private_engine,
@@ -243,13 +244,7 @@ def _create_table(engine: sa.Engine, table: sa.Table) -> None:
         shown = engine.url.render_as_string(hide_password=True)
         raise ConfigurationError(f"the driver refused the options of {shown!r}: {exc}") from exc
     try:
-        with connection.begin():
-            connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
-    except sa.exc.DBAPIError:
-        # A concurrent creation (PostgreSQL may report a race on its catalog), or no
-        # CREATE privilege on a table a DBA made: fine if the table is there.
-        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
-            raise
+        create_tables(connection, table)
     finally:
         connection.close()
 
