@@ -33,9 +33,9 @@ from sqlalchemy.pool import StaticPool
 
 from ... import forks
 from ...errors import ConfigurationError, MissingDriverError
+from .prepared import Params, Prepared
 from .runner import Retry, Runner, execute_batch, is_memory_sqlite, is_transient
 from .schema import make_tags_table
-from .prepared import Params, Prepared
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine

@@ -117,7 +117,6 @@ class NativeRunner:
             except Exception as exc:
                 breaker.raise_failure(exc)
 
-
     async def run_many(self, prepared: Prepared, batch: Sequence[Params]) -> None:
         """:meth:`~.runner.Runner.run_many` awaited on the running loop."""
         if not batch:

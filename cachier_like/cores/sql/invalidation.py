@@ -43,7 +43,9 @@ class InvalidationOps(NativeOps):
         """The ``(size, params)`` of each ``get_many`` read of ``names``."""
         return [(size, numbered("k", chunk, {"ns": self._ns})) for size, chunk in padded(names)]
 
-    def _entries_from(self, names: Sequence[str], found: _Found, offset: float) -> list[Entry | None]:
+    def _entries_from(
+        self, names: Sequence[str], found: _Found, offset: float
+    ) -> list[Entry | None]:
         """The entry of each name, decoded once per distinct name."""
         decoded: dict[str, Entry | None] = {}
         for name, (value, timestamp) in found.items():
@@ -74,7 +76,7 @@ class InvalidationOps(NativeOps):
             if token is not None and self._held.get(k) == token:
                 self._held[k] = None
 
-    def _tagged_params(self, key: Hashable, tags: Sequence[str]) -> tuple[str, dict[str, object]]:
+    def _tagged_params(self, key: Hashable, tags: Sequence[str]) -> tuple[str, Params]:
         name = storage_name(key)
         return name, numbered("t", [tag_key(tag) for tag in tags], {"ns": self._ns, "k": name})
 

@@ -241,11 +241,13 @@ class Runner(Breaker):
                 if watchdog is not None:
                     watchdog.enter(dbapi_connection)
                 try:
+                    out: Any
                     if batch is None:
                         result = connection.execute(prepared.statement, dict(params))
                         out = result.fetchall() if prepared.returns_rows else result.rowcount
                     else:
-                        out = execute_batch(connection, prepared, batch, self.loops_batches)
+                        execute_batch(connection, prepared, batch, self.loops_batches)
+                        out = None
                     if prepared.write:
                         connection.commit()
                     return out

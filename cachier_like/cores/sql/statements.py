@@ -25,6 +25,7 @@ from .tags import TagStatements
 
 __all__ = ["Params", "Prepared", "Statements", "prepare"]
 
+
 @dataclass(frozen=True)
 class _Terms:
     """The parameters and conditions the statements share."""

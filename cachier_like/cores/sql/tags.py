@@ -147,7 +147,6 @@ class TagStatements:
         return prepare(statement, self._dialect, write=False, returns_rows=True)
 
 
-
 def bump_batches(tags: Sequence[str]) -> list[tuple[int, dict[str, object]]]:
     """The ``(size, params)`` of each bump statement for ``tags``: distinct, in digest
     order (one lock order for every bump), :data:`BUMP_CHUNK` at most per statement.
