@@ -77,6 +77,7 @@ _ASYNC_EXTRAS = {
 }
 
 _lock = threading.Lock()
+_create_lock = threading.Lock()
 #: URL (with password) -> the engine the core built for it.
 _URL_ENGINES: dict[str, AnyEngine] = {}
 #: engine -> the process whose connections its pool holds.
@@ -276,11 +277,13 @@ def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
         if runner.down:
             raise runner.refusal()
         try:
-            # Connects first, so the dialect knows the server.
-            if isinstance(engine, sa.Engine):
-                _create_table(engine, table)
-            else:
-                create_table_async(engine, table)
+            # Connects first, so the dialect knows the server. One creation at a time in
+            # this process: an in-memory database's threads share its one connection.
+            with _create_lock:
+                if isinstance(engine, sa.Engine):
+                    _create_table(engine, table)
+                else:
+                    create_table_async(engine, table)
         except Exception as exc:
             outage = runner.failed(exc)
             if outage is None:
@@ -293,8 +296,9 @@ def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
 
 
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _create_lock
     _lock = threading.Lock()
+    _create_lock = threading.Lock()
     pid = os.getpid()
     for engine in list(_POOL_OWNERS):
         engine.dispose(close=False)  # the parent keeps using its connections
