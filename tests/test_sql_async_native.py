@@ -493,3 +493,25 @@ async def test_a_cancelled_renewal_or_poll_lets_its_statement_finish(
             await asyncio.sleep(0)
         gate.clear()
     assert finished == [True]  # only the statement run with finish=True completed
+
+
+@pytest.mark.asyncio
+async def test_invalidation_and_batches_stay_on_the_loop(
+    url_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = SQLCore("native.tags", sql_engine=url_store.sql_engine, table_name=url_store.table)
+    core.check_caller(is_async=True)
+    with thread_hops(monkeypatch) as hops:
+        assert await core.aset_many([("a", Entry(1, 1.0, (("t", 0),))), ("b", Entry(2, 1.0))])
+        assert await core.aget_many(["b", "missing", "a"]) == [
+            Entry(2, 1.0),
+            None,
+            Entry(1, 1.0, (("t", 0),)),
+        ]
+        await core.abump_tags(["t", "u"])
+        assert await core.atag_versions(["t", "u", "v"]) == (1, 1, 0)
+        assert await core.aget_tagged("a", ["t"]) == (Entry(1, 1.0, (("t", 0),)), (1,))
+        assert await core.adelete("a") is True
+        assert await core.adelete("a") is False
+        assert await core.aget_tagged("a", ["t"]) == (None, (1,))
+    assert core.native_async and hops == []

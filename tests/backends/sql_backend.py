@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from cachier_like.cores.base import Core
 from cachier_like.cores.shared import storage_name
-from cachier_like.cores.sql.schema import namespace_text
+from cachier_like.cores.sql.schema import namespace_text, tags_table_name
 from cachier_like.testing import CoreContract, MakeCore
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
@@ -59,9 +59,10 @@ def unique_table() -> str:
 
 
 def drop_table(engine: sa.Engine, table: str) -> None:
-    """Drop one test's table (it may never have been created)."""
+    """Drop one test's table and its tags table (they may never have been created)."""
     with engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        connection.execute(sa.text(f"DROP TABLE IF EXISTS {tags_table_name(table)}"))
 
 
 def connect_server(server: str) -> sa.Engine:

@@ -25,7 +25,7 @@ import importlib.util
 import sys
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import sqlalchemy as sa
@@ -33,8 +33,9 @@ from sqlalchemy.pool import StaticPool
 
 from ... import forks
 from ...errors import ConfigurationError, MissingDriverError
-from .runner import Retry, Runner, is_memory_sqlite, is_transient
-from .statements import Params, Prepared
+from .prepared import Params, Prepared
+from .runner import Retry, Runner, execute_batch, is_memory_sqlite, is_transient
+from .schema import make_tags_table
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -46,7 +47,9 @@ __all__ = [
     "check_async_engine",
     "create_table_async",
     "create_table_on",
+    "create_tables",
     "execute",
+    "execute_many",
     "has_table_async",
     "is_async_engine",
     "namespaces_async",
@@ -163,21 +166,29 @@ async def _connect(engine: AsyncEngine) -> AsyncConnection:
         raise ConfigurationError(f"the driver refused the options of {shown!r}: {exc}") from exc
 
 
-def _create_on(connection: sa.Connection, table: sa.Table) -> None:
-    try:
-        with connection.begin():
-            connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
-    except sa.exc.DBAPIError:
-        # A concurrent creation, or no CREATE privilege on a table a DBA made.
-        if not sa.inspect(connection).has_table(table.name, schema=table.schema):
-            raise
+def create_tables(connection: sa.Connection, table: sa.Table) -> None:
+    """Create the entries ``table`` and its tag versions table, each if it is missing.
+
+    A table made by an older version (entries only) gains its tags table here.
+    """
+    for each in (table, make_tags_table(table)):
+        try:
+            with connection.begin():
+                connection.execute(sa.schema.CreateTable(each, if_not_exists=True))
+        except sa.exc.DBAPIError:
+            # A concurrent creation (PostgreSQL may report a race on its catalog), or
+            # no CREATE privilege on a table a DBA made: fine if the table is there.
+            exists = sa.inspect(connection).has_table(each.name, schema=each.schema)
+            connection.rollback()  # the inspection's transaction: the next begin() is ours
+            if not exists:
+                raise
 
 
 async def create_table_on(engine: AsyncEngine, table: sa.Table) -> None:
     """Create ``table`` through ``engine`` if it is missing, on the running loop."""
     connection = await _connect(engine)
     try:
-        await connection.run_sync(_create_on, table)
+        await connection.run_sync(create_tables, table)
     finally:
         await connection.close()
 
@@ -200,6 +211,21 @@ async def execute(engine: AsyncEngine, prepared: Prepared, params: Params) -> An
             if prepared.write:
                 await connection.commit()
             return out
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated or is_transient(exc.orig):
+            raise Retry(exc) from exc
+        raise
+
+
+async def execute_many(
+    engine: AsyncEngine, prepared: Prepared, batch: Sequence[Params], loop: bool
+) -> None:
+    """One attempt at ``prepared`` once per parameter set of ``batch``, on one connection
+    of ``engine``, committed once (see :meth:`~.runner.Runner.run_many`)."""
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(execute_batch, prepared, batch, loop)
+            await connection.commit()
     except sa.exc.DBAPIError as exc:
         if exc.connection_invalidated or is_transient(exc.orig):
             raise Retry(exc) from exc
@@ -252,6 +278,9 @@ class AsyncRunner(Runner):
 
     def _once(self, prepared: Prepared, params: Params) -> Any:
         return LOOP.run(execute(self.async_engine, prepared, params))
+
+    def _many(self, prepared: Prepared, batch: Sequence[Params]) -> None:
+        LOOP.run(execute_many(self.async_engine, prepared, batch, self.loops_batches))
 
     def probe(self) -> None:
         """``SELECT 1`` past the breaker."""

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Coroutine, MutableMapping
+from collections.abc import AsyncIterator, Coroutine, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
 from ... import forks
-from .async_engines import create_table_on, execute
+from .async_engines import create_table_on, execute, execute_many
 from .engines import engine_from_url
 from .runner import Retry, Runner, is_memory_sqlite
 from .statements import Params, Prepared, Statements
@@ -109,6 +109,25 @@ class NativeRunner:
                 if finish:
                     return await _finished(execute(self.engine, prepared, params))
                 return await execute(self.engine, prepared, params)
+            except Retry as retry:
+                pause = breaker.retry_pause(retry, attempt)
+                if pause is not None:
+                    await asyncio.sleep(pause)
+                attempt += 1
+            except Exception as exc:
+                breaker.raise_failure(exc)
+
+    async def run_many(self, prepared: Prepared, batch: Sequence[Params]) -> None:
+        """:meth:`~.runner.Runner.run_many` awaited on the running loop."""
+        if not batch:
+            return
+        breaker = self.breaker
+        if breaker.down:
+            raise breaker.refusal()
+        attempt = 1
+        while True:
+            try:
+                return await execute_many(self.engine, prepared, batch, breaker.loops_batches)
             except Retry as retry:
                 pause = breaker.retry_pause(retry, attempt)
                 if pause is not None:

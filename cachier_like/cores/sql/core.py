@@ -25,14 +25,14 @@ from ... import forks
 from ...entry import Entry
 from ...errors import AsyncOnlyError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE, Backoff, CoreStats, EntryInfo
+from ..base import Backoff, CoreStats, EntryInfo
 from ..clocks import StoreClock
 from ..shared import storage_name
 from . import notify
 from .async_engines import is_async_engine, namespaces_async
 from .async_native import Native, native_capable
 from .engines import SQL_URL_ENV, AnyEngine, adopt, engine_source, set_up, sync_side
-from .native_ops import NativeOps
+from .native_invalidation import NativeInvalidationOps
 from .notify import Listener, Watch, channel_name, listener_for
 from .runner import Runner
 from .schema import DEFAULT_TABLE, make_table, namespace_text
@@ -51,7 +51,7 @@ class _Ready(NamedTuple):
     statements: Statements
 
 
-class SQLCore(NativeOps):
+class SQLCore(NativeInvalidationOps):
     """Entries as rows of one table; claims as (token, expiry) columns on the same row.
 
     Example:
@@ -74,6 +74,7 @@ class SQLCore(NativeOps):
     ) -> None:
         super().__init__(namespace, serializer=serializer)
         self.table = make_table(table_name)
+        self._where = f"in table {self.table.name}"  # where damaged entries are reported
         self._source = engine_source(sql_engine)
         self._pid = os.getpid()
         given = self._source.obj
@@ -139,8 +140,7 @@ class SQLCore(NativeOps):
         if value is None:
             return None  # a row that only holds a claim
         stamp = float(timestamp or 0.0)  # in the database's time
-        loaded = self.decode(value, f"in table {self.table.name}", name, stamp)
-        return None if loaded is UNREADABLE else Entry(loaded, stamp - offset)
+        return self.decode_entry(value, self._where, name, stamp, stamp - offset)
 
     def _database_time(self) -> float:
         runner, statements = self._ready or self._setup()
@@ -161,7 +161,7 @@ class SQLCore(NativeOps):
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Upsert the entry; a store by this process's claim holder also ends the claim."""
         k, stamp = storage_name(key), entry.timestamp + self._offset()
-        payload = self.encode(entry.value, k, stamp)
+        payload = self.encode_entry(entry, k, stamp)
         if payload is None:
             return False
         runner, statements = self._ready or self._setup()

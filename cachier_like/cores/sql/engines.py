@@ -33,6 +33,7 @@ from .async_engines import (
     AsyncRunner,
     check_async_engine,
     create_table_async,
+    create_tables,
     is_async_engine,
     own_engine,
     private_engine,
@@ -76,6 +77,7 @@ _ASYNC_EXTRAS = {
 }
 
 _lock = threading.Lock()
+_create_lock = threading.Lock()
 #: URL (with password) -> the engine the core built for it.
 _URL_ENGINES: dict[str, AnyEngine] = {}
 #: engine -> the process whose connections its pool holds.
@@ -243,13 +245,7 @@ def _create_table(engine: sa.Engine, table: sa.Table) -> None:
         shown = engine.url.render_as_string(hide_password=True)
         raise ConfigurationError(f"the driver refused the options of {shown!r}: {exc}") from exc
     try:
-        with connection.begin():
-            connection.execute(sa.schema.CreateTable(table, if_not_exists=True))
-    except sa.exc.DBAPIError:
-        # A concurrent creation (PostgreSQL may report a race on its catalog), or no
-        # CREATE privilege on a table a DBA made: fine if the table is there.
-        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
-            raise
+        create_tables(connection, table)
     finally:
         connection.close()
 
@@ -281,11 +277,13 @@ def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
         if runner.down:
             raise runner.refusal()
         try:
-            # Connects first, so the dialect knows the server.
-            if isinstance(engine, sa.Engine):
-                _create_table(engine, table)
-            else:
-                create_table_async(engine, table)
+            # Connects first, so the dialect knows the server. One creation at a time in
+            # this process: an in-memory database's threads share its one connection.
+            with _create_lock:
+                if isinstance(engine, sa.Engine):
+                    _create_table(engine, table)
+                else:
+                    create_table_async(engine, table)
         except Exception as exc:
             outage = runner.failed(exc)
             if outage is None:
@@ -298,8 +296,9 @@ def set_up(engine: AnyEngine, table: sa.Table) -> tuple[Runner, Statements]:
 
 
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _create_lock
     _lock = threading.Lock()
+    _create_lock = threading.Lock()
     pid = os.getpid()
     for engine in list(_POOL_OWNERS):
         engine.dispose(close=False)  # the parent keeps using its connections

@@ -153,7 +153,7 @@ class NativeOps(Core):
             return await super().aset(key, entry)
         _, runner, statements = await self._anative()
         k, stamp = storage_name(key), entry.timestamp + await self._aoffset(runner, statements)
-        payload = self.encode(entry.value, k, stamp)
+        payload = self.encode_entry(entry, k, stamp)
         if payload is None:
             return False
         token = self._held.get(k)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
 from ...errors import BackendError
 from .._breaker import Breaker
-from .statements import Params, Prepared
+from .prepared import Params, Prepared
 from .watchdog import Watchdog
 
 #: Attempts at a statement whose connection dropped, or that deadlocked.
@@ -111,6 +112,8 @@ class Runner(Breaker):
         # SQLite is a local file: its errors ("database is locked") are no outage.
         self._networked = dialect.name != "sqlite"
         self._watchdog = Watchdog(engine, self.trip) if self._networked and self.watched else None
+        #: Whether a batch is one execute per parameter set (see :meth:`run_many`).
+        self.loops_batches = dialect.name in ("mysql", "mariadb")
 
     def after_fork(self) -> None:
         """Drop a lock another thread of the parent may have held."""
@@ -128,6 +131,34 @@ class Runner(Breaker):
                     return self._once(prepared, params)
                 with self._lock:
                     return self._once(prepared, params)
+            except Retry as retry:
+                pause = self.retry_pause(retry, attempt)
+                if pause is not None:
+                    time.sleep(pause)
+                attempt += 1
+            except Exception as exc:
+                self.raise_failure(exc)
+
+    def run_many(self, prepared: Prepared, batch: Sequence[Params]) -> None:
+        """Run one write statement once per parameter set, on one connection.
+
+        ``executemany`` where the driver sends each set's parameters whole (PyMySQL's
+        rewrite into one multi-row INSERT drops those of ``ON DUPLICATE KEY UPDATE``,
+        so MySQL runs one execute per set); committed once at the end, unless the
+        connection is in autocommit. Retried as :meth:`run` is: the statements the
+        core batches are upserts, which may run twice.
+        """
+        if not batch:
+            return
+        if self.down:
+            raise self.refusal()
+        attempt = 1
+        while True:
+            try:
+                if self._lock is None:
+                    return self._many(prepared, batch)
+                with self._lock:
+                    return self._many(prepared, batch)
             except Retry as retry:
                 pause = self.retry_pause(retry, attempt)
                 if pause is not None:
@@ -193,7 +224,16 @@ class Runner(Breaker):
             return self._via_connection(prepared, params)
         return self._via_driver(prepared, params)
 
-    def _via_connection(self, prepared: Prepared, params: Params) -> Any:
+    def _many(self, prepared: Prepared, batch: Sequence[Params]) -> None:
+        engine = self.engine
+        if engine._has_events or engine.echo:
+            self._via_connection(prepared, {}, batch)
+        else:
+            self._via_driver(prepared, {}, batch)
+
+    def _via_connection(
+        self, prepared: Prepared, params: Params, batch: Sequence[Params] | None = None
+    ) -> Any:
         try:
             with self.engine.connect() as connection:
                 dbapi_connection = connection.connection.dbapi_connection
@@ -201,8 +241,13 @@ class Runner(Breaker):
                 if watchdog is not None:
                     watchdog.enter(dbapi_connection)
                 try:
-                    result = connection.execute(prepared.statement, dict(params))
-                    out = result.fetchall() if prepared.returns_rows else result.rowcount
+                    out: Any
+                    if batch is None:
+                        result = connection.execute(prepared.statement, dict(params))
+                        out = result.fetchall() if prepared.returns_rows else result.rowcount
+                    else:
+                        execute_batch(connection, prepared, batch, self.loops_batches)
+                        out = None
                     if prepared.write:
                         connection.commit()
                     return out
@@ -218,7 +263,9 @@ class Runner(Breaker):
                 raise Retry(exc) from exc
             raise
 
-    def _via_driver(self, prepared: Prepared, params: Params) -> Any:
+    def _via_driver(
+        self, prepared: Prepared, params: Params, batch: Sequence[Params] | None = None
+    ) -> Any:
         fairy = self.engine.raw_connection()
         connection: Any = fairy.dbapi_connection
         cursor: Any = None
@@ -234,8 +281,19 @@ class Runner(Breaker):
             ):
                 connection.autocommit = toggled = True
             cursor = fairy.cursor()
-            cursor.execute(prepared.sql, prepared.driver_params(params), **self._execute_options)
-            out = cursor.fetchall() if prepared.returns_rows else cursor.rowcount
+            if batch is None:
+                cursor.execute(
+                    prepared.sql, prepared.driver_params(params), **self._execute_options
+                )
+                out = cursor.fetchall() if prepared.returns_rows else cursor.rowcount
+            else:
+                out = None
+                rows = [prepared.driver_params(each) for each in batch]
+                if self.loops_batches:
+                    for row in rows:
+                        cursor.execute(prepared.sql, row)
+                else:
+                    cursor.executemany(prepared.sql, rows)
             cursor.close()
             if prepared.write and _needs_commit(connection):
                 connection.commit()
@@ -258,6 +316,19 @@ class Runner(Breaker):
                 watchdog.leave(connection)
             if not invalidated:
                 _restore(fairy, connection, toggled)
+
+
+def execute_batch(
+    connection: sa.Connection, prepared: Prepared, batch: Sequence[Params], loop: bool
+) -> None:
+    """``prepared`` once per parameter set of ``batch`` on ``connection`` (uncommitted):
+    one ``executemany``, or with ``loop`` (MySQL, see :meth:`Runner.run_many`) one
+    execute per set."""
+    if loop:
+        for params in batch:
+            connection.execute(prepared.statement, dict(params))
+    else:
+        connection.execute(prepared.statement, [dict(params) for params in batch])
 
 
 def _hung(error: BaseException) -> BackendError:

@@ -6,6 +6,7 @@ imports SQLAlchemy.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import sqlalchemy as sa
@@ -24,6 +25,11 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 NAMESPACE_LENGTH = 191
 KEY_LENGTH = 64  # the longest storage_name() (cachier_like.cores.shared)
 TOKEN_LENGTH = 32
+#: The tags table's key: a 128-bit digest of the tag (hex), so that any tag of up to
+#: 512 UTF-8 bytes fits MySQL's index limits; the readable name is a column beside it.
+TAG_KEY_LENGTH = 32
+TAG_NAME_LENGTH = 512
+_TAGS_SUFFIX = "_tags"
 _HASHED_NAMESPACE_PREFIX = NAMESPACE_LENGTH - 33  # prefix + "~" + 32 hex digits
 
 
@@ -91,6 +97,43 @@ def make_table(name: str) -> sa.Table:
         # Seconds since the epoch (UTC) by the database server's clock.
         sa.Column("claim_expires", sa.Double()),
         schema=schema,
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
+def tags_table_name(table: str) -> str:
+    """The name of the tag versions table beside the entries table ``table``.
+
+    ``<table>_tags``, shortened with a digest when that would pass 63 characters.
+
+    Example:
+        >>> tags_table_name("cachier_like_entries")
+        'cachier_like_entries_tags'
+        >>> len(tags_table_name("t" * 63))
+        63
+    """
+    if len(table) + len(_TAGS_SUFFIX) <= 63:
+        return table + _TAGS_SUFFIX
+    digest = hashlib.blake2b(table.encode(), digest_size=4).hexdigest()
+    return f"{table[: 63 - len(_TAGS_SUFFIX) - 9]}_{digest}{_TAGS_SUFFIX}"
+
+
+def make_tags_table(table: sa.Table) -> sa.Table:
+    """The tag versions table of the entries table ``table`` (one row per tag ever
+    invalidated, shared by every function on ``table``), on ``table``'s metadata."""
+    name = tags_table_name(table.name)
+    known = table.metadata.tables.get(name if table.schema is None else f"{table.schema}.{name}")
+    if known is not None:
+        return known
+    return sa.Table(
+        name,
+        table.metadata,
+        sa.Column("tag_key", _mysql_text(TAG_KEY_LENGTH, "ascii", "ascii_bin"), primary_key=True),
+        # The tag itself, for people reading the table (unprintable characters as '?').
+        sa.Column("tag", _mysql_text(TAG_NAME_LENGTH, "utf8mb4", "utf8mb4_bin")),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        schema=table.schema,
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )

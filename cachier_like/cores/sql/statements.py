@@ -12,47 +12,18 @@ delivered as the statement commits (see :mod:`.notify`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from .batches import BatchStatements
+from .prepared import Params, Prepared, prepare
 from .schema import database_now
+from .tags import TagStatements
 
-Params = Mapping[str, Any]
-_PARAM_NAMES = frozenset({"ns", "k", "tok", "lease", "v", "ts", "cutoff", "chan"})
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """One statement, compiled for one dialect, with how to bind and read it."""
-
-    statement: sa.Executable
-    sql: str
-    #: Parameter names in placeholder order (positional paramstyles), else None.
-    positional: tuple[str, ...] | None
-    write: bool
-    returns_rows: bool
-
-    def driver_params(self, params: Params) -> Sequence[Any] | Params:
-        """The parameters in the form the DBAPI driver takes for :attr:`sql`."""
-        if self.positional is None:
-            return params
-        return tuple(params[name] for name in self.positional)
-
-
-def prepare(
-    statement: sa.Executable, dialect: sa.engine.Dialect, *, write: bool, returns_rows: bool
-) -> Prepared:
-    """Compile ``statement`` once; it may only use the core's own named parameters."""
-    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    names = set(compiled.bind_names.values())
-    if not names <= _PARAM_NAMES or compiled.literal_execute_params:
-        raise AssertionError(f"statement has unexpected parameters: {sorted(names)}")
-    positional = tuple(compiled.positiontup or ()) if compiled.positional else None
-    return Prepared(statement, compiled.string, positional, write, returns_rows)
+__all__ = ["Params", "Prepared", "Statements", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -222,6 +193,9 @@ class Statements:
         )
         self.clear_claims = write(waking(sa.update(table).where(this_ns, live).values(unclaimed)))
         self.drop_claim_rows = write(sa.delete(table).where(this_ns, c.value.is_(None), free))
+        #: ``delete`` and ``get_many`` (:mod:`.batches`); the tag versions (:mod:`.tags`).
+        self.batches = BatchStatements(table, dialect)
+        self.tags = TagStatements(table, dialect)
         cutoff: sa.BindParameter[float] = sa.bindparam("cutoff", type_=sa.Double())
         self.purge = write(
             sa.delete(table).where(
