@@ -858,7 +858,7 @@ def test_entries_namespaces_and_the_cli(capsys: pytest.CaptureFixture[str]) -> N
 # -- delete, batches, tag versions --------------------------------------------------
 
 #: The collection methods a core may query or write with.
-OPERATIONS = ("find", "find_one", "aggregate", "count_documents", "distinct")
+OPERATIONS: tuple[str, ...] = ("find", "find_one", "aggregate", "count_documents", "distinct")
 OPERATIONS += ("update_one", "update_many", "delete_one", "delete_many", "bulk_write")
 OPERATIONS += ("insert_one", "insert_many", "replace_one", "find_one_and_update")
 
