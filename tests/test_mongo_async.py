@@ -390,6 +390,106 @@ async def _true(value: bool) -> bool:
     return value
 
 
+# -- deletes, batches, tag versions ----------------------------------------------------
+
+
+def count_calls(
+    monkeypatch: pytest.MonkeyPatch, acoll: Any, names: tuple[str, ...]
+) -> dict[str, int]:
+    """Count the calls of ``acoll``'s methods ``names`` (before a core resolves it)."""
+    counts: dict[str, int] = {}
+
+    def counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            counts[name] = counts.get(name, 0) + 1
+            return original(*args, **kwargs)  # a coroutine, or find's cursor
+
+        return counted
+
+    for name in names:
+        monkeypatch.setattr(acoll, name, counting(name, getattr(acoll, name)))
+    return counts
+
+
+@pytest.mark.asyncio
+async def test_deletes_batches_and_tags_never_leave_the_event_loop(
+    acoll: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore(namespace, mongetter=acoll)
+    holder = MongoCore(namespace, mongetter=acoll)
+    tagged = Entry(1, 1.0, (("t", 0),))
+    with thread_hops(monkeypatch) as hops:
+        assert await core.aset_many([("a", tagged), ("b", Entry(2, 1.0))]) == [True, True]
+        assert await core.aget_many(["b", "missing", "a"]) == [Entry(2, 1.0), None, tagged]
+        assert await core.aget_many([]) == []
+        await core.abump_tags(["t", "u"])
+        await core.abump_tags(["u"])
+        assert await core.atag_versions(["t", "u", "never"]) == (1, 2, 0)
+        assert await core.aget_tagged("a", ["t", "u"]) == (tagged, (1, 2))
+        assert await holder.aclaim("b", 30.0)
+        assert await core.adelete("b") is True  # claimed: the entry goes, the claim stays
+        assert await core.adelete("a") is True  # unclaimed: the document goes
+        assert await core.adelete("a") is False
+    assert loop_hops(hops, on_server(acoll)) == []
+    claimed = await doc_of(acoll, namespace, "b")
+    assert claimed is not None and "value" not in claimed and "claim_token" in claimed
+    assert await doc_of(acoll, namespace, "a") is None
+    assert await core.aget_tagged("b", ["t"]) == (None, (1,))
+
+
+@pytest.mark.asyncio
+async def test_aget_tagged_is_one_find_and_aset_many_one_bulk_write(
+    acoll: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ("find", "find_one", "bulk_write", "update_one", "update_many", "delete_one")
+    counts = count_calls(monkeypatch, acoll, names)
+    core = MongoCore(namespace, mongetter=acoll)
+    await core.aget("warm-up")  # the clock's offset is measured with a first read
+    counts.clear()
+    items = [(f"k{i}", Entry(i, 1.0, (("t", 0),))) for i in range(10)]
+    assert await core.aset_many(items) == [True] * 10
+    assert counts == {"bulk_write": 1}
+    counts.clear()
+    await core.abump_tags(["t", "u"])
+    assert counts == {"bulk_write": 1}
+    counts.clear()
+    assert await core.aget_tagged("k3", ["t", "u", "v"]) == (items[3][1], (1, 1, 0))
+    assert counts == {"find": 1}
+    counts.clear()
+    assert await core.aget_many(["k1", "k2"]) == [items[1][1], items[2][1]]
+    assert counts == {"find": 1}
+
+
+@pytest.mark.asyncio
+async def test_the_holders_aset_many_ends_its_own_claims_only(acoll: Any, namespace: str) -> None:
+    holder = MongoCore(namespace, mongetter=acoll)
+    other = MongoCore(namespace, mongetter=acoll)
+    assert await holder.aclaim("a", 30.0) and await other.aclaim("c", 30.0)
+    assert await holder.aset_many([("a", Entry(1, 1.0)), ("c", Entry(3, 1.0))]) == [True, True]
+    ended = await doc_of(acoll, namespace, "a")
+    assert ended is not None and "claim_token" not in ended and "claim_until" not in ended
+    kept = await doc_of(acoll, namespace, "c")
+    assert kept is not None and kept["claim_until"] > time.time()  # another's claim
+    assert await holder.arenew("a", 30.0)  # ended by its own store: not lost
+    await holder.arelease("a")
+    assert await other.aget_many(["a", "c"]) == [Entry(1, 1.0), Entry(3, 1.0)]
+
+
+@pytest.mark.asyncio
+async def test_tag_versions_are_shared_with_sync_cores_and_survive_aclear(namespace: str) -> None:
+    collection: Any = mongomock.MongoClient()[TEST_DATABASE][f"entries_{uuid.uuid4().hex}"]
+    native = MongoCore(namespace, mongetter=AsyncCollectionStandIn(collection))
+    threaded = MongoCore(f"{namespace}.other", mongetter=collection)
+    await native.abump_tags(["x"])
+    threaded.bump_tags(["x", "y"])
+    assert await native.atag_versions(["x", "y"]) == (2, 1)
+    assert await native.aset("k", Entry("v", 1.0, (("x", 2),)))
+    assert threaded.get_tagged("missing", ["x"]) == (None, (2,))
+    assert await native.aclear() == 1
+    assert await native.aget_tagged("k", ["x", "y"]) == (None, (2, 1))
+    assert threaded.tag_versions(["x", "y"]) == (2, 1)
+
+
 # -- function kinds -------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import mongomock
 import pymongo
 import pytest
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from cachier_like import BackendError, ConfigurationError, Entry, cached
 from cachier_like.cores import mongo as mongo_module
@@ -853,3 +853,220 @@ def test_entries_namespaces_and_the_cli(capsys: pytest.CaptureFixture[str]) -> N
         assert f.namespace in listing and g.namespace in listing
         assert main(["clear", *store, "--function", f.namespace]) == 0
         assert f.cached_entry(1) is None and g.cached_entry(1) is not None
+
+
+# -- delete, batches, tag versions --------------------------------------------------
+
+#: The collection methods a core may query or write with.
+OPERATIONS: tuple[str, ...] = ("find", "find_one", "aggregate", "count_documents", "distinct")
+OPERATIONS += ("update_one", "update_many", "delete_one", "delete_many", "bulk_write")
+OPERATIONS += ("insert_one", "insert_many", "replace_one", "find_one_and_update")
+
+
+def count_operations(monkeypatch: pytest.MonkeyPatch, collection: Any) -> dict[str, int]:
+    """Count the operations made on ``collection`` from now on, by name.
+
+    Only the outermost call counts: pymongo's ``find_one`` is a ``find`` underneath (so
+    is mongomock's), which is one query, not two. Cores built afterwards see the
+    counting methods (a core binds them as it resolves its collection).
+    """
+    counts: dict[str, int] = {}
+    depth = threading.local()
+
+    def counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            outermost = not getattr(depth, "inside", False)
+            if outermost:
+                counts[name] = counts.get(name, 0) + 1
+            depth.inside = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth.inside = not outermost
+
+        return counted
+
+    for name in OPERATIONS:
+        monkeypatch.setattr(collection, name, counting(name, getattr(collection, name)))
+    return counts
+
+
+def test_get_tagged_reads_the_entry_and_its_tags_with_one_query(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = count_operations(monkeypatch, mongo_collection)
+    core = MongoCore("tests.tagged", mongetter=mongo_collection)
+    core.bump_tags(["a", "b"])
+    core.bump_tags(["b"])
+    entry = Entry("v", 1.0, (("a", 1), ("b", 2)))
+    assert core.set("k", entry)
+    core.get("k")  # the clock's offset is measured with a first read, not below
+    counts.clear()
+    assert core.get_tagged("k", ["a", "b", "never"]) == (entry, (1, 2, 0))
+    assert counts == {"find": 1}
+    counts.clear()
+    assert core.get_tagged("missing", ["b"]) == (None, (2,))
+    assert counts == {"find": 1}
+    counts.clear()
+    assert core.get_tagged("k", []) == (entry, ())  # no tags: the plain read
+    assert counts == {"find_one": 1}
+
+
+def test_batches_and_bumps_are_one_operation_each(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = count_operations(monkeypatch, mongo_collection)
+    core = MongoCore("tests.batches", mongetter=mongo_collection)
+    core.get("warm-up")
+    items = [(f"k{i}", Entry(i, float(i))) for i in range(20)]
+    counts.clear()
+    assert core.set_many(items) == [True] * 20
+    assert counts == {"bulk_write": 1}
+    counts.clear()
+    keys = [key for key, _ in items] + ["missing", "k3"]
+    assert core.get_many(keys) == [entry for _, entry in items] + [None, Entry(3, 3.0)]
+    assert counts == {"find": 1}
+    counts.clear()
+    core.bump_tags(["x", "y", "z"])
+    assert counts == {"bulk_write": 1}
+    counts.clear()
+    assert core.tag_versions(["x", "y", "z", "w"]) == (1, 1, 1, 0)
+    assert counts == {"find": 1}
+    counts.clear()
+    assert core.delete("k1")  # unclaimed: the document goes in one delete
+    assert counts == {"delete_one": 1}
+    assert doc_of(mongo_collection, "tests.batches", "k1") is None
+
+
+def test_set_many_by_the_holder_ends_its_claims_in_the_bulk_and_no_others(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = MongoCore("tests.held", mongetter=mongo_collection)
+    other = MongoCore("tests.held", mongetter=mongo_collection)
+    assert holder.claim("a", 60.0) and holder.claim("b", 60.0)
+    assert other.claim("c", 60.0)
+    counts = count_operations(monkeypatch, mongo_collection)
+    holder._coll = None  # resolved again, through the counting collection
+    stored = holder.set_many([("a", Entry(1, 1.0)), ("b", Entry(2, 1.0)), ("c", Entry(3, 1.0))])
+    assert stored == [True, True, True]
+    for key in ("a", "b"):  # ended in the store itself, before any release
+        doc = doc_of(mongo_collection, "tests.held", key)
+        assert doc is not None and "claim_token" not in doc and "claim_until" not in doc
+    assert other.is_claimed("c")  # not the holder's claim: it stays
+    assert holder.renew("a", 60.0)  # ended by its own store: not a lost claim
+    counts.clear()
+    holder.release("a")
+    holder.release("b")
+    assert counts == {}  # nothing left to do
+    assert other.get_many(["a", "b", "c"]) == [Entry(1, 1.0), Entry(2, 1.0), Entry(3, 1.0)]
+
+
+def test_set_many_of_a_holder_whose_claim_was_taken_over_leaves_the_new_claim(
+    mongo_collection: Any,
+) -> None:
+    holder = MongoCore("tests.taken", mongetter=mongo_collection)
+    other = MongoCore("tests.taken", mongetter=mongo_collection)
+    assert holder.claim("k", 60.0)
+    assert other.clear_claims() == 1
+    assert other.claim("k", 60.0)
+    token = (doc_of(mongo_collection, "tests.taken", "k") or {})["claim_token"]
+    assert holder.set_many([("k", Entry("late", 2.0))]) == [True]
+    holder.release("k")  # its claim is gone: nothing to end
+    doc = doc_of(mongo_collection, "tests.taken", "k")
+    assert doc is not None and doc["claim_token"] == token
+    assert other.get("k") == Entry("late", 2.0)
+
+
+def _racing_bulk_write(
+    monkeypatch: pytest.MonkeyPatch, collection: Any, failures: int, lost: int = 1
+) -> list[int]:
+    """Make the next ``failures`` bulk writes lose request ``lost`` to an insert race.
+
+    As a server does: an ordered bulk runs the requests before it and stops, an
+    unordered one runs all the others; then ``BulkWriteError`` reports E11000 at ``lost``.
+    """
+    original = collection.bulk_write
+    raised: list[int] = []
+
+    def bulk_write(requests: list[Any], ordered: bool = True, **kwargs: Any) -> Any:
+        if len(raised) >= failures or len(requests) <= lost:
+            return original(requests, ordered=ordered, **kwargs)
+        raised.append(1)
+        ran = requests[:lost] if ordered else requests[:lost] + requests[lost + 1 :]
+        if ran:
+            original(ran, ordered=ordered, **kwargs)
+        error = {"index": lost, "code": 11000, "errmsg": "E11000 duplicate key (injected)"}
+        raise BulkWriteError({"writeErrors": [error], "writeConcernErrors": []})
+
+    monkeypatch.setattr(collection, "bulk_write", bulk_write)
+    return raised
+
+
+def test_set_many_resumes_at_the_store_that_lost_an_insert_race(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.bulk_race", mongetter=mongo_collection)
+    raised = _racing_bulk_write(monkeypatch, mongo_collection, failures=2)
+    items = [(f"k{i}", Entry(i, 1.0)) for i in range(4)]
+    assert core.set_many(items) == [True] * 4
+    assert raised == [1, 1]
+    assert core.get_many([key for key, _ in items]) == [entry for _, entry in items]
+
+
+def test_set_many_gives_up_after_repeated_insert_races(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.bulk_race", mongetter=mongo_collection)
+    _racing_bulk_write(monkeypatch, mongo_collection, failures=100, lost=0)
+    with pytest.raises(BackendError, match="duplicate-key"):
+        core.set_many([("a", Entry(1, 1.0)), ("b", Entry(2, 1.0))])
+
+
+def test_bump_tags_sends_again_only_the_increment_that_lost_a_race(
+    mongo_collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = MongoCore("tests.bump_race", mongetter=mongo_collection)
+    raised = _racing_bulk_write(monkeypatch, mongo_collection, failures=1)
+    core.bump_tags(["a", "b", "c"])
+    assert raised == [1]
+    assert core.tag_versions(["a", "b", "c"]) == (1, 1, 1)  # each once: none twice
+
+
+def test_delete_under_a_live_claim_unsets_the_entry_and_a_dead_claim_goes_with_it(
+    mongo_collection: Any,
+) -> None:
+    core = MongoCore("tests.delete", mongetter=mongo_collection, server_ttl=3600)
+    holder = MongoCore("tests.delete", mongetter=mongo_collection)
+    assert core.set("live", Entry(1, time.time())) and core.set("dead", Entry(2, time.time()))
+    assert holder.claim("live", 60.0) and holder.claim("dead", 60.0)
+    mongo_collection.update_one({"ns": "tests.delete", "key": "dead"}, {"$set": {"claim_until": 0}})
+    assert core.delete("live") and core.delete("dead")
+    doc = doc_of(mongo_collection, "tests.delete", "live")
+    assert doc is not None and {"value", "ts", "time", "size"}.isdisjoint(doc)
+    assert {"claim_token", "claim_until", "expires_at"} <= set(doc)  # the claim stays
+    assert doc_of(mongo_collection, "tests.delete", "dead") is None  # a lapsed claim goes
+    assert core.get("live") is None and core.is_claimed("live")
+    assert not core.delete("live")  # no value left to remove
+
+
+def test_tag_versions_are_the_collections_and_maintenance_never_sees_them(
+    mongo_collection: Any,
+) -> None:
+    f = MongoCore("tests.tags.f", mongetter=mongo_collection, server_ttl=3600)
+    g = MongoCore("tests.tags.g", mongetter=mongo_collection)
+    f.bump_tags(["user:7", "team 2"])  # two tag documents: the unique index takes both
+    g.bump_tags(["user:7"])
+    assert f.set("k", Entry(1, time.time(), (("user:7", 2),)))
+    assert g.set("k", Entry(2, time.time()))
+    tag_docs = list(mongo_collection.find({"tag_version": {"$exists": True}}))
+    assert len(tag_docs) == 2
+    for doc in tag_docs:
+        assert doc["key"] == doc["_id"] and set(doc["_id"]) == {"cachier_like_tag"}
+        assert "ns" not in doc and "expires_at" not in doc  # no function's, no TTL
+    assert MongoCore.namespaces(mongetter=mongo_collection) == ["tests.tags.f", "tests.tags.g"]
+    assert [info.key for info in f.entries()] == ["k"]
+    assert f.stats().entries == 1 and f.stats().claims == 0
+    assert f.purge_stale(0.0, time.time() + 10.0) == 1
+    assert f.clear_claims() == 0 and f.clear() == 0 and g.clear() == 1
+    assert f.tag_versions(["user:7", "team 2"]) == (2, 1)  # clear() resets no version
+    assert g.get_tagged("k", ["user:7"]) == (None, (2,))

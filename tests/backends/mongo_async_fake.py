@@ -43,7 +43,11 @@ import pytest
 from mongomock.store import ServerStore
 from pymongo.errors import AutoReconnect
 
-__all__ = ["AsyncClientStandIn", "AsyncCollectionStandIn", "StandInServers"]
+from tests.backends.mongo_backend import teach_mongomock_bulk_updates
+
+teach_mongomock_bulk_updates()  # bulk_write runs pymongo's UpdateOne, as on a server
+
+__all__ = ["AsyncClientStandIn", "AsyncCollectionStandIn", "AsyncCursorStandIn", "StandInServers"]
 
 
 class StandInServers:
@@ -166,6 +170,13 @@ class AsyncCollectionStandIn:
     async def update_many(self, *args: Any, **kwargs: Any) -> Any:
         return await self._run("update_many", *args, **kwargs)
 
+    async def bulk_write(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._run("bulk_write", *args, **kwargs)
+
+    def find(self, *args: Any, **kwargs: Any) -> AsyncCursorStandIn:
+        """As pymongo's: no round trip yet, a cursor whose reads are awaited."""
+        return AsyncCursorStandIn(self, args, kwargs)
+
     async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
         return await self._run("delete_one", *args, **kwargs)
 
@@ -183,3 +194,16 @@ class AsyncCollectionStandIn:
 
     async def drop(self) -> None:
         await self._run("drop")
+
+
+class AsyncCursorStandIn:
+    """``AsyncCursor`` of a ``find``: the query runs when it is first awaited (``to_list``)."""
+
+    def __init__(self, collection: AsyncCollectionStandIn, args: Any, kwargs: Any) -> None:
+        self._collection = collection
+        self._args = args
+        self._kwargs = kwargs
+
+    async def to_list(self, length: int | None = None) -> list[Any]:
+        found = list(await self._collection._run("find", *self._args, **self._kwargs))
+        return found if length is None else found[:length]

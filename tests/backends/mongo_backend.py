@@ -29,6 +29,31 @@ PARAMS = [pytest.param("mongo", marks=pytest.mark.mongo, id="mongo")]
 CROSS_PROCESS: frozenset[str] = frozenset()
 
 
+def teach_mongomock_bulk_updates() -> None:
+    """Let mongomock run pymongo's ``UpdateOne`` in ``bulk_write``, as a server does.
+
+    pymongo 4.10 added ``sort`` to ``UpdateOne``, and passes it (None unless given) to
+    the bulk builder, whose mongomock 4.3 version does not take it; a sort is refused,
+    since mongomock could not honour it. Idempotent; run as this module is imported.
+    """
+    from mongomock.collection import BulkOperationBuilder
+
+    original = BulkOperationBuilder.add_update
+    if getattr(original, "takes_sort", False):
+        return
+
+    def add_update(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+        if sort is not None:
+            raise NotImplementedError("mongomock cannot sort the document a bulk update takes")
+        return original(self, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    add_update.takes_sort = True  # type: ignore[attr-defined]
+    BulkOperationBuilder.add_update = add_update  # type: ignore[method-assign]
+
+
+teach_mongomock_bulk_updates()
+
+
 def real_server_uri() -> str | None:
     """The URI of the real server the tests run against, or None for mongomock."""
     return os.environ.get(TEST_URI_ENV) or None

@@ -2,6 +2,8 @@
 
 * :mod:`.core`: :class:`MongoCore`, the core itself (documents, entries, claims);
 * :mod:`.async_ops`: its native async operations on pymongo's ``AsyncCollection``;
+* :mod:`.batches`: ``delete``, ``get_many`` and ``set_many``, sync and native async;
+* :mod:`.tags`: the tag versions (one counter document per tag), sync and native async;
 * :mod:`.documents`: the queries and updates the sync and async operations share;
 * :mod:`.maintenance`: clearing, purging, listing and counting documents, inherited;
 * :mod:`.clients`: where the collection comes from (URL clients shared per process,

@@ -184,7 +184,7 @@ class MongoAsyncOps(MongoMaintenance):
         if coll is None:
             return await super().aset(key, entry)
         name, stamp = storage_name(key), float(entry.timestamp) + await self._aoffset(coll)
-        payload = self.encode(entry.value, name, stamp)
+        payload = self.encode_entry(entry, name, stamp)
         if payload is None:
             return False
         update = docs.entry_update(payload, stamp, self._ttl)

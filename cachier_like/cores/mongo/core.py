@@ -38,12 +38,11 @@ from ...config import as_seconds
 from ...entry import Entry
 from ...errors import AsyncOnlyError, BackendError, ConfigurationError
 from ...serialize import DEFAULT_SERIALIZER, Serializer
-from ..base import UNREADABLE
+from ..base import UNREADABLE, _Tagged
 from ..clocks import StoreClock
 from ..shared import StoreSource, StoreSpec, storage_name
 from . import clients
 from . import documents as docs
-from .async_ops import MongoAsyncOps
 from .clients import (
     DEFAULT_COLLECTION,
     DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
@@ -56,6 +55,7 @@ from .clients import (
 )
 from .documents import INDEX_NAME, TTL_INDEX_NAME
 from .guard import _Guarded
+from .tags import MongoTags
 
 __all__ = ["INDEX_NAME", "TTL_INDEX_NAME", "MongoCore"]
 
@@ -65,7 +65,7 @@ _WAIT_MIN_S = 0.002
 _WAIT_MAX_S = 0.1
 
 
-class MongoCore(MongoAsyncOps):
+class MongoCore(MongoTags):
     """Entries and claims of one function in a MongoDB collection.
 
     ``mongetter`` is a collection (pymongo's ``Collection``, or ``AsyncCollection`` for
@@ -75,7 +75,8 @@ class MongoCore(MongoAsyncOps):
     server until the first operation. The maintenance operations (``clear``,
     ``purge_stale``, ``entries``, ``namespaces``, ``stats``) come from
     :class:`~.maintenance.MongoMaintenance`, the native async ones from
-    :class:`~.async_ops.MongoAsyncOps`.
+    :class:`~.async_ops.MongoAsyncOps`, ``delete`` and the batches from
+    :class:`~.batches.MongoBatches`, the tag versions from :class:`~.tags.MongoTags`.
 
     Example:
         >>> import mongomock
@@ -189,8 +190,13 @@ class MongoCore(MongoAsyncOps):
             return None
         if self._ttl is not None and time.time() + offset - stamp >= self._ttl:
             return None  # past server_ttl; MongoDB's TTL monitor deletes it soon
-        value = self.decode(payload, where, storage_name(key), stamp)
-        return None if value is UNREADABLE else Entry(value, stamp - offset)
+        # decode_entry, inlined: a call less on the hit path, which must not get slower
+        value = self.decode(payload, where, storage_name(key), stamp, True)
+        if value is UNREADABLE:
+            return None
+        if type(value) is _Tagged:  # recorded tag versions came with the value
+            return Entry(value.value, stamp - offset, value.tags)
+        return Entry(value, stamp - offset)
 
     def get(self, key: Hashable) -> Entry | None:
         """Read the entry; a claim-only, expired or unreadable document is a miss."""
@@ -206,7 +212,7 @@ class MongoCore(MongoAsyncOps):
         leaves a claim on the document as it is.
         """
         name, stamp = storage_name(key), float(entry.timestamp) + self._offset()
-        payload = self.encode(entry.value, name, stamp)
+        payload = self.encode_entry(entry, name, stamp)
         if payload is None:
             return False
         update = docs.entry_update(payload, stamp, self._ttl)

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,6 +126,92 @@ def clear_queries(ns: str, now: float) -> tuple[dict[str, Any], dict[str, Any], 
     unclaimed = {"ns": ns, "claim_until": {"$not": {"$gt": now}}}
     claimed = {"ns": ns, "claim_until": {"$exists": True}, "value": {"$exists": True}}
     return {**unclaimed, "value": {"$exists": True}}, claim_only(unclaimed), claimed
+
+
+# -- delete: one entry goes, a calculation in progress keeps its claim ------------
+
+
+def delete_queries(ns: str, name: str, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``delete`` does, in order, until one matches: delete the document when it
+    holds an entry and no live claim; else unset the entry of the claimed document."""
+    entry = {"ns": ns, "key": name, "value": {"$exists": True}}
+    return {**entry, "claim_until": {"$not": {"$gt": now}}}, entry
+
+
+# -- batches: one query or one bulk write for many keys ---------------------------
+
+#: What a batched read fetches: the entry's fields, and the key they belong to.
+MANY_PROJECTION = {"_id": 0, "key": 1, "value": 1, "ts": 1}
+
+
+def many_query(ns: str, names: Iterable[str]) -> dict[str, Any]:
+    """The documents of keys ``names`` (each once) in function ``ns``: one ``$in``."""
+    return {"ns": ns, "key": {"$in": list(dict.fromkeys(names))}}
+
+
+# -- tag versions: one counter document per tag, beside the entries ----------------
+# A tag's document has a sub-document ``_id`` (an entry's is an ObjectId) and no ``ns``,
+# so no query of a function's documents (reads, clear, purge, stats, listings) matches
+# it, and no ``expires_at``, so the TTL monitor leaves it. It repeats its ``_id`` as its
+# ``key``: the unique ``(ns, key)`` index counts a missing field as null, and would
+# refuse a second document missing both.
+
+#: The field of a tag document's ``_id`` that holds the tag.
+TAG_FIELD = "cachier_like_tag"
+#: The field holding a tag's version (absent from every entry document).
+VERSION_FIELD = "tag_version"
+#: What a read of tag versions fetches.
+TAG_PROJECTION = {"_id": 1, VERSION_FIELD: 1}
+#: What ``get_tagged``'s one query fetches: an entry's fields, a tag's version.
+TAGGED_PROJECTION = {"_id": 1, "value": 1, "ts": 1, VERSION_FIELD: 1}
+
+
+def tag_id(tag: str) -> dict[str, str]:
+    """The ``_id`` of ``tag``'s version document.
+
+    >>> tag_id("user:7")
+    {'cachier_like_tag': 'user:7'}
+    """
+    return {TAG_FIELD: tag}
+
+
+def tags_query(tags: Iterable[str]) -> dict[str, Any]:
+    """The version documents of ``tags`` (a missing one is version 0)."""
+    return {"_id": {"$in": [tag_id(tag) for tag in dict.fromkeys(tags)]}}
+
+
+def tagged_query(ns: str, name: str, tags: Iterable[str]) -> dict[str, Any]:
+    """An entry's document and its tags' version documents, in one query.
+
+    Each branch is served by an index: ``(ns, key)`` and ``_id``.
+    """
+    return {"$or": [doc_query(ns, name), tags_query(tags)]}
+
+
+def bump_update(tag: str) -> dict[str, Any]:
+    """The upsert advancing ``tag``'s version by one (from 0 when it has no document)."""
+    return {"$inc": {VERSION_FIELD: 1}, "$setOnInsert": {"key": tag_id(tag)}}
+
+
+def versions_of(found: Iterable[Mapping[str, Any]], tags: Sequence[str]) -> tuple[int, ...]:
+    """The version of each of ``tags`` among the read documents ``found`` (0 if absent).
+
+    Documents other than tag documents (the entry of :func:`tagged_query`) are skipped.
+
+    >>> versions_of([{"_id": tag_id("a"), "tag_version": 3}, {"value": b""}], ["a", "b"])
+    (3, 0)
+    """
+    versions: dict[str, int] = {}
+    for doc in found:
+        version, ident = doc.get(VERSION_FIELD), doc.get("_id")
+        if version is not None and isinstance(ident, Mapping):
+            versions[str(ident.get(TAG_FIELD))] = int(version)
+    return tuple(versions.get(tag, 0) for tag in tags)
+
+
+def entry_among(found: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The entry's document among those :func:`tagged_query` read, or None."""
+    return next((doc for doc in found if VERSION_FIELD not in doc), None)
 
 
 # -- indexes ------------------------------------------------------------------------

@@ -114,8 +114,10 @@ def _breaker_for(coll: Any, kind: type[_ClientBreaker] = _ClientBreaker) -> Any:
 
 
 #: Operations on one document run with the client's own timeouts; operations over many
-#: documents get a longer budget (:data:`MAINTENANCE_S`).
-_ONE_DOCUMENT = ("find_one", "update_one", "delete_one")
+#: documents get a longer budget (:data:`MAINTENANCE_S`). The batched operations of the
+#: call path (``find_list``: a ``find`` read into a list, and ``bulk_write``) touch a
+#: few documents by index, so they run with the client's own timeouts too.
+_ONE_DOCUMENT = ("find_one", "update_one", "delete_one", "bulk_write")
 _MANY_DOCUMENTS: tuple[str, ...] = ("create_index", "update_many", "delete_many", "find")
 _MANY_DOCUMENTS += ("distinct", "count_documents")
 
@@ -132,6 +134,7 @@ class _Guarded:
         for name in _MANY_DOCUMENTS:
             setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
         self.aggregate = functools.partial(breaker.run_long, _listing(coll.aggregate))
+        self.find_list = functools.partial(breaker.run, _listing(coll.find))
 
     def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
         raise AttributeError(name)
@@ -139,6 +142,11 @@ class _Guarded:
 
 def _listing(method: Any) -> Any:
     return lambda *args, **kwargs: list(method(*args, **kwargs))
+
+
+async def _alisting(find: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    # AsyncCollection.find returns its cursor at once; the round trips are to_list's.
+    return list(await find(*args, **kwargs).to_list(None))
 
 
 class _AsyncGuarded:
@@ -152,6 +160,7 @@ class _AsyncGuarded:
         self.command = functools.partial(breaker.run, coll.database.command)
         for name in ("create_index", "update_many", "delete_many"):
             setattr(self, name, functools.partial(breaker.run_long, getattr(coll, name)))
+        self.find_list = functools.partial(breaker.run, functools.partial(_alisting, coll.find))
 
     def __getattr__(self, name: str) -> Any:  # for type checkers: the operations set above
         raise AttributeError(name)

@@ -62,7 +62,10 @@ class MongoMaintenance(Core):
     @classmethod
     def namespaces(cls, **options: Any) -> list[str]:
         """Functions with documents in the collection ``options`` name (as for a core)."""
-        return sorted(cls("", **options)._collection().distinct("ns"))
+        # Only strings: tag documents have no ``ns``, which a distinct served by the
+        # (ns, key) index may report as null.
+        names = cls("", **options)._collection().distinct("ns", {"ns": {"$type": "string"}})
+        return sorted(names)
 
     def stats(self) -> CoreStats:
         """Count entries, their payload bytes and timestamps, and held claims."""
