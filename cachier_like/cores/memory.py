@@ -1,7 +1,11 @@
 """In-process core: a dict guarded by a condition variable, with optional LRU bound.
 
-Tag versions belong to the process: one dict shared by every memory core (see
-:func:`reset_tag_versions` for test harnesses).
+Tag versions belong to the process: one set shared by every memory core
+(:mod:`.memory_tags`; :func:`reset_tag_versions` for test harnesses). An entry never
+outlives its tags' versions here: a bump drops the entries carrying the tag from every
+memory core (each keeps an index of its tagged keys), and an entry recorded under
+versions already behind is not stored. So a tagged hit is a plain read
+(``tags_current_on_read``).
 """
 
 from __future__ import annotations
@@ -13,30 +17,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
-from .. import forks
 from ..alerts import RateLimitedLog
 from ..entry import Entry
 from ..option_table import check_on_evict
 from ..serialize import DEFAULT_SERIALIZER, Serializer
+from . import memory_tags as process_tags
 from .base import Core, CoreStats, EntryInfo
+from .memory_tags import reset_tag_versions
+
+__all__ = ["MemoryCore", "live_cores", "reset_tag_versions"]
 
 logger = logging.getLogger(__name__)
 
 #: Every live memory core, so a test harness can empty them all (``live_cores``).
 _LIVE: weakref.WeakSet[MemoryCore] = weakref.WeakSet()
-
-# The process's tag versions: read without the lock (a dict read is atomic under the
-# GIL), bumped under it so racing increments are all counted.
-_TAG_VERSIONS: dict[str, int] = {}
-_tag_lock = threading.Lock()
-
-
-def _new_tag_lock() -> None:
-    global _tag_lock
-    _tag_lock = threading.Lock()  # the parent's may be held by a thread the child lacks
-
-
-forks.reset_in_child(_new_tag_lock)
 
 
 def live_cores() -> list[MemoryCore]:
@@ -48,23 +42,6 @@ def live_cores() -> list[MemoryCore]:
         True
     """
     return list(_LIVE)
-
-
-def reset_tag_versions() -> None:
-    """Forget every tag version of this process (all back to 0), for test harnesses.
-
-    Only safe once the memory cores are cleared too: an entry recorded under a version
-    that a reset hands out again would look current.
-
-    Example:
-        >>> core = MemoryCore("demo.reset")
-        >>> core.bump_tags(["t"])
-        >>> reset_tag_versions()
-        >>> core.tag_versions(["t"])
-        (0,)
-    """
-    with _tag_lock:
-        _TAG_VERSIONS.clear()
 
 
 class MemoryCore(Core):
@@ -91,6 +68,7 @@ class MemoryCore(Core):
 
     stable_keys = False
     blocking = False
+    tags_current_on_read = True
 
     def __init__(
         self,
@@ -113,6 +91,8 @@ class MemoryCore(Core):
         # Claims need no lease here: they live and die with this process, and the
         # call path releases them in a ``finally``.
         self._claims: set[Hashable] = set()
+        #: tag -> the keys whose entries carry it (kept with the entries, under the lock)
+        self._tagged: dict[str, set[Hashable]] = {}
         if max_entries is None:
             # Unbounded: a dict read is atomic under the GIL, no lock needed on a hit.
             self.get = self._data.get  # type: ignore[method-assign, assignment]
@@ -135,7 +115,7 @@ class MemoryCore(Core):
         """Store ``entry`` (skipped when its pickled size exceeds the size limit)."""
         if self.size_limit is not None and self._too_large(entry):
             return False
-        if self._on_evict is not None:
+        if self._on_evict is not None or entry.tags:
             self._evicted(self._store([(key, entry)]))
             return True
         with self._cond:
@@ -154,17 +134,49 @@ class MemoryCore(Core):
         with self._cond:
             data = self._data
             for key, entry in items:
+                if entry.tags:
+                    if not process_tags.current(entry.tags):
+                        continue  # computed before one of its tags was invalidated
+                    for tag, _ in entry.tags:
+                        self._tagged.setdefault(tag, set()).add(key)
                 old = data.get(key)
                 data[key] = entry
-                if old is not None and old.value is not entry.value:
-                    gone.append(old.value)
+                if old is not None:
+                    self._unindex(key, old, entry)
+                    if old.value is not entry.value:
+                        gone.append(old.value)
                 if self._max_entries is not None:
                     ordered: OrderedDict[Hashable, Entry] = data  # type: ignore[assignment]
                     ordered.move_to_end(key)
                     while len(ordered) > self._max_entries:
-                        gone.append(ordered.popitem(last=False)[1].value)
+                        evicted_key, evicted = ordered.popitem(last=False)
+                        self._unindex(evicted_key, evicted)
+                        gone.append(evicted.value)
             self._cond.notify_all()
         return gone
+
+    def _unindex(self, key: Hashable, entry: Entry, kept: Entry | None = None) -> None:
+        """Forget that ``key`` carries ``entry``'s tags (those ``kept`` still carries stay)."""
+        for tag, _ in entry.tags:
+            if kept is not None and any(tag == name for name, _ in kept.tags):
+                continue
+            keys = self._tagged.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._tagged[tag]
+
+    def _drop_tagged(self, tags: Sequence[str]) -> None:
+        """Remove every entry carrying one of ``tags`` (their versions were just bumped)."""
+        gone: list[Any] = []
+        with self._cond:
+            for tag in tags:
+                for key in self._tagged.pop(tag, ()):
+                    entry = self._data.pop(key, None)
+                    if entry is not None:
+                        self._unindex(key, entry)
+                        gone.append(entry.value)
+        self._evicted(gone)
 
     def _evicted(self, values: list[Any]) -> None:
         """Pass each value (each distinct object once) to ``on_evict``, outside the lock."""
@@ -211,6 +223,8 @@ class MemoryCore(Core):
         """Remove the entry of ``key`` (its claim, if any, stays)."""
         with self._cond:
             entry = self._data.pop(key, None)
+            if entry is not None and entry.tags:
+                self._unindex(key, entry)
         if entry is None:
             return False
         self._evicted([entry.value])
@@ -220,20 +234,23 @@ class MemoryCore(Core):
 
     def tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
         """This process's version of each tag (0 for one never bumped)."""
-        read = _TAG_VERSIONS.get
-        return tuple([read(tag, 0) for tag in tags])
+        return process_tags.versions(tags)
 
     def bump_tags(self, tags: Sequence[str]) -> None:
-        """Advance each tag's version by one for every memory core of the process."""
-        with _tag_lock:
-            for tag in tags:
-                _TAG_VERSIONS[tag] = _TAG_VERSIONS.get(tag, 0) + 1
+        """Advance each tag's version by one for every memory core of the process, and
+        drop the entries carrying them (after the increment: a store racing with it
+        either sees the new version and is refused, or is dropped here)."""
+        process_tags.bump(tags)
+        for core in live_cores():
+            if core._tagged:
+                core._drop_tagged(tags)
 
     def clear(self) -> int:
         """Remove every entry."""
         with self._cond:
             values = [entry.value for entry in self._data.values()]
             self._data.clear()
+            self._tagged.clear()
         self._evicted(values)
         return len(values)
 
@@ -273,7 +290,11 @@ class MemoryCore(Core):
         """Remove entries older than ``older_than_s``."""
         with self._cond:
             old = [k for k, e in self._data.items() if now - e.timestamp > older_than_s]
-            values = [self._data.pop(key).value for key in old]
+            values = []
+            for key in old:
+                entry = self._data.pop(key)
+                self._unindex(key, entry)
+                values.append(entry.value)
         self._evicted(values)
         return len(old)
 

@@ -103,6 +103,9 @@ class TagChecks(ContractBase):
     def test_an_entry_keeps_its_recorded_tag_versions(
         self, core: Core, make_core: MakeCore
     ) -> None:
+        for index, tag in enumerate(TAGS):  # versions 0, 1, 2, ...: the ones recorded
+            for _ in range(index):
+                core.bump_tags([tag])
         tags = tuple((tag, index) for index, tag in enumerate(TAGS))
         entry = Entry({"v": 1}, 5.0, tags)
         assert core.set("k", entry)
@@ -110,7 +113,7 @@ class TagChecks(ContractBase):
         reader = make_core(NAMESPACE)
         assert reader.get("k") == entry
         assert reader.get_many(["k", "k2"]) == [entry, Entry(2, 6.0, tags[:1])]
-        assert reader.get_tagged("k", TAGS[:2]) == (entry, (0, 0))
+        assert reader.get_tagged("k", TAGS[:2]) == (entry, (0, 1))
         assert asyncio.run(reader.aget("k")) == entry
 
     def test_an_entry_without_tags_records_none(self, core: Core) -> None:
@@ -136,7 +139,27 @@ class TagChecks(ContractBase):
         assert core.set("k", Entry("v", 1.0, (("shared", 1),)))
         core.bump_tags(["shared"])
         assert other.get_tagged("missing", ["shared"]) == (None, (2,))
-        assert core.get_tagged("k", ["shared"]) == (Entry("v", 1.0, (("shared", 1),)), (2,))
+        # Behind its tag now: returned for the caller to judge, or dropped by a core
+        # whose entries are never behind (``tags_current_on_read``).
+        behind = None if core.tags_current_on_read else Entry("v", 1.0, (("shared", 1),))
+        assert core.get_tagged("k", ["shared"]) == (behind, (2,))
+
+    def test_a_core_current_on_read_drops_and_refuses_entries_behind_their_tags(
+        self, core: Core, make_core: MakeCore
+    ) -> None:
+        if not core.tags_current_on_read:
+            pytest.skip("this core returns entries behind their tags; the caller judges them")
+        other = make_core("contract.another_function")
+        assert core.set("a", Entry(1, 1.0, (("t", 0),)))
+        assert other.set("b", Entry(2, 1.0, (("t", 0), ("u", 0))))
+        assert core.set("c", Entry(3, 1.0, (("u", 0),)))
+        core.bump_tags(["t"])
+        assert core.get_many(["a", "c"]) == [None, Entry(3, 1.0, (("u", 0),))]
+        assert other.get("b") is None
+        assert core.set("a", Entry(4, 2.0, (("t", 0),)))  # computed before the bump
+        assert core.get("a") is None
+        assert core.set("a", Entry(5, 3.0, (("t", 1),)))
+        assert core.get("a") == Entry(5, 3.0, (("t", 1),))
 
     def test_bumps_from_racing_threads_are_all_counted(
         self, core: Core, make_core: MakeCore
@@ -181,7 +204,7 @@ class TagChecks(ContractBase):
         async def main() -> tuple[Entry | None, tuple[int, ...]]:
             assert await core.atag_versions(["a", "b"]) == (0, 0)
             await core.abump_tags(["b"])
-            assert core.set("k", Entry(1, 1.0, (("b", 0),)))
+            assert core.set("k", Entry(1, 1.0, (("b", 1),)))
             return await core.aget_tagged("k", ["a", "b"])
 
-        assert asyncio.run(main()) == (Entry(1, 1.0, (("b", 0),)), (0, 1))
+        assert asyncio.run(main()) == (Entry(1, 1.0, (("b", 1),)), (0, 1))
