@@ -62,8 +62,7 @@ def _packages() -> dict[str, tuple[str, ...]]:
     # Reading every installed distribution's metadata takes ~100 ms with a hundred of
     # them: once per process, and only for import names unlike their distribution's.
     return {
-        name: tuple(sorted(set(dists)))
-        for name, dists in metadata.packages_distributions().items()
+        name: tuple(sorted(set(dists))) for name, dists in metadata.packages_distributions().items()
     }
 
 

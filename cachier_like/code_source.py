@@ -60,8 +60,11 @@ class _Indexer(ast.NodeVisitor):
         self.generic_visit(node)
         del self.scope[-2:]
 
-    visit_FunctionDef = _visit_def
-    visit_AsyncFunctionDef = _visit_def
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._visit_def(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._visit_def(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self.source.by_line[node.lineno].append(node)
@@ -100,7 +103,8 @@ def _module_source(filename: str, module_globals: dict[str, Any] | None) -> _Mod
 
 def _starts_inside(node: ast.AST, code: types.CodeType) -> bool:
     """Whether ``code``'s first located instruction on its first line lies in ``node``."""
-    for line, _, start, end in code.co_positions():
+    # co_positions is Python 3.11+; function_node only asks when it exists.
+    for line, _, start, end in getattr(code, "co_positions")():  # noqa: B009
         if line == code.co_firstlineno and start is not None and end is not None and end > start:
             node_start = getattr(node, "col_offset", 0)
             node_end = getattr(node, "end_col_offset", None)
@@ -122,9 +126,10 @@ def function_node(func: types.FunctionType) -> FunctionNode | None:
         return None
     found: list[FunctionNode] = []
     for node in source.by_line.get(code.co_firstlineno, ()):
-        if code.co_name == "<lambda>" and isinstance(node, ast.Lambda):
-            found.append(node)
-        elif isinstance(node, _DEFS) and node.name == code.co_name and node not in found:
+        if node in found:
+            continue  # a def indexed under its def line and its decorator's
+        lambda_match = code.co_name == "<lambda>" and isinstance(node, ast.Lambda)
+        if lambda_match or (isinstance(node, _DEFS) and node.name == code.co_name):
             found.append(node)
     if len(found) > 1 and hasattr(code, "co_positions"):
         found = [node for node in found if _starts_inside(node, code)]
@@ -203,10 +208,11 @@ class _Normalizer:
             if name in _SKIPPED_FIELDS or value is None or (isinstance(value, list) and not value):
                 continue  # absent fields: a field a newer Python adds empty changes nothing
             if name == "body" and isinstance(node, _WITH_DOCSTRING) and _is_docstring(value[0]):
-                value = value[1:]
+                yield name, value[1:]
             elif name == "decorator_list":
-                value = [d for d in value if self.keep_decorator(d)]
-            yield name, value
+                yield name, [d for d in value if self.keep_decorator(d)]
+            else:
+                yield name, value
 
 
 def _is_docstring(statement: ast.stmt) -> bool:

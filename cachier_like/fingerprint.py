@@ -104,7 +104,7 @@ def _target(obj: Any) -> Any:
         else:
             try:
                 wrapped = obj.__dict__.get("__wrapped__") if hasattr(obj, "__dict__") else None
-            except Exception:  # noqa: BLE001 - a hostile __dict__: take the object as it is
+            except Exception:  # a hostile __dict__: take the object as it is
                 wrapped = None
             if wrapped is None or wrapped is obj:
                 return obj
@@ -202,14 +202,17 @@ def _describe(obj: Any) -> tuple[str, Any]:
         return (f"library {label}", None) if label else (f"class {_label(target)}", target)
     if callable(target) and not hasattr(target, "__dict__"):
         # A C function or method: its module tells whose it is, its internals are unseen.
-        name = getattr(target, "__module__", None) or type(target).__module__
+        name: str = getattr(target, "__module__", None) or type(target).__module__
         module = sys.modules.get(name)
         origin = library_label(name, getattr(module, "__file__", None)) or "user"
         return f"compiled {_label(target)} {origin}", None
+    # An object's state is not seen (only its type), but its class's code is.
     cls = type(target)
     module = sys.modules.get(cls.__module__)
-    user = library_label(cls.__module__, getattr(module, "__file__", None)) is None
-    return f"instance of {type_label(cls)}", (cls if user and cls.__module__ != "builtins" else None)
+    lib = library_label(cls.__module__, getattr(module, "__file__", None))
+    if lib is not None:
+        return f"instance of {type_label(cls)} {lib}", None
+    return f"instance of {type_label(cls)}", cls
 
 
 class _Local:
