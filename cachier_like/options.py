@@ -11,6 +11,7 @@ from . import config
 from .cores import BACKEND_OPTIONS, Core, core_class
 from .default_dir import cache_dir_path
 from .errors import ConfigurationError
+from .fingerprint import code_fingerprint
 from .identity import is_version_of, labelled_namespace
 from .keys import HashFunc, KeyMaker
 from .option_table import DECORATOR_DEFAULTS, OPTIONS
@@ -117,8 +118,6 @@ class OptionResolver:
         if value["track_code"]:
             if self.decorating:
                 return self._namespace, True
-            from .fingerprint import code_fingerprint  # ast and inspect work: only when used
-
             fingerprint = code_fingerprint(self._func)
         return labelled_namespace(self._namespace, value["version"], fingerprint), False
 
