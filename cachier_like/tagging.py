@@ -37,7 +37,12 @@ TagVersions = tuple[tuple[str, int], ...]
 FRAME = b"\x00clt\x01"
 #: The longest tag name, in UTF-8 bytes.
 MAX_TAG_BYTES = 512
+_HEAD = len(FRAME)
+_LENGTH = struct.Struct(">I")
 _COUNT = struct.Struct(">H")
+#: Tag records read, by their bytes (at most _MAX_RECORDS kept).
+_RECORDS: dict[bytes, TagVersions] = {}
+_MAX_RECORDS = 4096
 _NAME = struct.Struct(">H")
 _VERSION = struct.Struct(">q")
 
@@ -85,45 +90,69 @@ def recorded(tags: tuple[str, ...], versions: tuple[int, ...]) -> TagVersions:
 def frame(tags: TagVersions, payload: bytes) -> bytes:
     """``payload`` led by the tag versions it was computed under (nothing when none).
 
+    The frame: :data:`FRAME`, the length of the record, the record (a count, then each
+    tag's name and version); reads look a record up by its bytes (:func:`unframe`).
+
     Example:
         >>> unframe(memoryview(frame((("user:7", 2),), b"value")))[0]
         (('user:7', 2),)
     """
     if not tags:
         return payload
-    parts = [FRAME, _COUNT.pack(len(tags))]
+    parts = [_COUNT.pack(len(tags))]
     for name, version in tags:
         data = name.encode("utf-8", "surrogatepass")
         parts += (_NAME.pack(len(data)), data, _VERSION.pack(version))
-    parts.append(payload)
-    return b"".join(parts)
+    record = b"".join(parts)
+    return b"".join((FRAME, _LENGTH.pack(len(record)), record, payload))
 
 
 def unframe(view: memoryview) -> tuple[TagVersions, memoryview] | None:
     """The tag versions and the serialized value of a payload; None when the frame is cut.
 
-    A payload without the frame carries no tags: ``((), view)``.
+    A payload without the frame carries no tags: ``((), view)``. Records already read
+    are looked up by their bytes: entries of one tag set share few distinct records.
     """
-    if view[: len(FRAME)] != FRAME:
+    if view[:_HEAD] != FRAME:
         return (), view
     try:
-        at = len(FRAME)
-        (count,) = _COUNT.unpack_from(view, at)
-        at += _COUNT.size
+        (size,) = _LENGTH.unpack_from(view, _HEAD)
+    except struct.error:
+        return None
+    start = _HEAD + _LENGTH.size
+    end = start + size
+    if end > len(view):
+        return None
+    record = bytes(view[start:end])
+    tags = _RECORDS.get(record)
+    if tags is None:
+        tags = _parse(record)
+        if tags is None:
+            return None
+        if len(_RECORDS) >= _MAX_RECORDS:
+            _RECORDS.clear()  # a bound, not an LRU: records are cheap to parse again
+        _RECORDS[record] = tags
+    return tags, view[end:]
+
+
+def _parse(record: bytes) -> TagVersions | None:
+    try:
+        (count,) = _COUNT.unpack_from(record, 0)
+        at = _COUNT.size
         tags = []
         for _ in range(count):
-            (size,) = _NAME.unpack_from(view, at)
+            (size,) = _NAME.unpack_from(record, at)
             at += _NAME.size
-            if at + size > len(view):
+            if at + size > len(record):
                 return None
-            name = bytes(view[at : at + size]).decode("utf-8", "surrogatepass")
+            name = record[at : at + size].decode("utf-8", "surrogatepass")
             at += size
-            (version,) = _VERSION.unpack_from(view, at)
+            (version,) = _VERSION.unpack_from(record, at)
             at += _VERSION.size
             tags.append((name, version))
     except (struct.error, UnicodeDecodeError):
         return None
-    return tuple(tags), view[at:]
+    return tuple(tags) if at == len(record) else None
 
 
 #: ``tags=``: fixed tags, or a callable of the call's arguments returning them.
