@@ -49,6 +49,22 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return self._func(*args, **kwargs)
+        if not self._tag_reads:
+            # Entries of this core are never behind their tags: a plain hit, and the
+            # call's tags are needed only when it computes.
+            try:
+                entry = opts.core.get(key)
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                self._reporter.report("read", exc, opts.raise_on_error)
+                return self._func(*args, **kwargs)
+            if (
+                entry is not None
+                and (entry.value is not None or opts.allow_none)
+                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
+            ):
+                return entry.value  # type: ignore[no-any-return]
         try:
             tags = self._tags_of(opts, args, kwargs)
         except ConfigurationError:
@@ -57,23 +73,21 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             self._untaggable(exc, opts)
             return self._func(*args, **kwargs)
         versions: tuple[int, ...] | None = None
-        try:
-            if self._tag_reads:
+        if self._tag_reads:
+            try:
                 entry, versions = opts.core.get_tagged(key, tags)
-            else:
-                entry = opts.core.get(key)
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            self._reporter.report("read", exc, opts.raise_on_error)
-            return self._func(*args, **kwargs)
-        if (
-            entry is not None
-            and (entry.value is not None or opts.allow_none)
-            and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
-        ):
-            return entry.value  # type: ignore[no-any-return]
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                self._reporter.report("read", exc, opts.raise_on_error)
+                return self._func(*args, **kwargs)
+            if (
+                entry is not None
+                and (entry.value is not None or opts.allow_none)
+                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
+                and entry.tags == tuple(zip(tags, versions, strict=True))
+            ):
+                return entry.value  # type: ignore[no-any-return]
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
         job.tags, job.tag_versions = tags, versions
         flow = call_flow(job, NO_CONTROLS, entry, versions is not None, self._start_refresh)
