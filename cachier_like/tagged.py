@@ -49,45 +49,38 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return self._func(*args, **kwargs)
-        if not self._tag_reads:
-            # Entries of this core are never behind their tags: a plain hit, and the
-            # call's tags are needed only when it computes.
-            try:
-                entry = opts.core.get(key)
-            except ConfigurationError:
-                raise
-            except Exception as exc:
-                self._reporter.report("read", exc, opts.raise_on_error)
+        # Cores whose entries are never behind their tags (memory) read as for a plain
+        # hit: the call's tags are needed only when it computes.
+        reads_tags = self._tag_reads
+        tags: tuple[str, ...] = ()
+        if reads_tags:
+            made = self._call_tags(opts, args, kwargs)
+            if made is None:
                 return self._func(*args, **kwargs)
-            if (
-                entry is not None
-                and (entry.value is not None or opts.allow_none)
-                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            ):
-                return entry.value  # type: ignore[no-any-return]
+            tags = made
+        versions: tuple[int, ...] | None = None
         try:
-            tags = self._tags_of(opts, args, kwargs)
+            if reads_tags:
+                entry, versions = opts.core.get_tagged(key, tags)
+            else:
+                entry = opts.core.get(key)
         except ConfigurationError:
             raise
         except Exception as exc:
-            self._untaggable(exc, opts)
+            self._reporter.report("read", exc, opts.raise_on_error)
             return self._func(*args, **kwargs)
-        versions: tuple[int, ...] | None = None
-        if self._tag_reads:
-            try:
-                entry, versions = opts.core.get_tagged(key, tags)
-            except ConfigurationError:
-                raise
-            except Exception as exc:
-                self._reporter.report("read", exc, opts.raise_on_error)
+        if (
+            entry is not None
+            and (entry.value is not None or opts.allow_none)
+            and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
+            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
+        ):
+            return entry.value  # type: ignore[no-any-return]
+        if not reads_tags:
+            made = self._call_tags(opts, args, kwargs)
+            if made is None:
                 return self._func(*args, **kwargs)
-            if (
-                entry is not None
-                and (entry.value is not None or opts.allow_none)
-                and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-                and entry.tags == tuple(zip(tags, versions, strict=True))
-            ):
-                return entry.value  # type: ignore[no-any-return]
+            tags = made
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
         job.tags, job.tag_versions = tags, versions
         flow = call_flow(job, NO_CONTROLS, entry, versions is not None, self._start_refresh)
@@ -109,12 +102,8 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return await self._func(*args, **kwargs)  # type: ignore[misc]
-        try:
-            tags = self._tags_of(opts, args, kwargs)
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            self._untaggable(exc, opts)
+        tags = self._call_tags(opts, args, kwargs)
+        if tags is None:
             return await self._func(*args, **kwargs)  # type: ignore[misc]
         core = opts.core
         versions: tuple[int, ...] | None = None

@@ -235,13 +235,10 @@ class CachedFunction(CacheMethods[P, R]):
         call = (self._func, args, kwargs)
         job = Job(self._reporter, opts, key, call, allow_none, controls.verbose)
         if opts.tags is not None:
-            try:
-                job.tags = self._tags_of(opts, args, kwargs)
-            except ConfigurationError:
-                raise
-            except Exception as exc:
-                self._untaggable(exc, opts)
+            tags = self._call_tags(opts, args, kwargs)
+            if tags is None:
                 return None
+            job.tags = tags
         return job
 
     def _many_jobs(
@@ -281,11 +278,21 @@ class CachedFunction(CacheMethods[P, R]):
         positional, named = opts.keys.binder.named(args, kwargs)
         return check_tags(spec(*positional, **named), f"{self.namespace}: tags callable's result")
 
-    def _untaggable(self, error: Exception, opts: Options) -> None:
-        """The tags callable raised: warn (rate-limited) and call uncached, or raise."""
-        if opts.raise_on_error:
-            raise error
-        self._reporter.report("tags callable", error, raise_on_error=False)
+    def _call_tags(
+        self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...] | None:
+        """:meth:`_tags_of`, or None when the tags callable raised: then the call runs
+        uncached, after a rate-limited warning (raised instead with ``raise_on_error``).
+        A ``ConfigurationError`` (tags that are not strings) is raised as it is."""
+        try:
+            return self._tags_of(opts, args, kwargs)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if opts.raise_on_error:
+                raise
+            self._reporter.report("tags callable", exc, raise_on_error=False)
+            return None
 
     def _say_uncached(self, opts: Options, controls: CallControls) -> None:
         if controls.verbose:
