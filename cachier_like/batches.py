@@ -25,7 +25,7 @@ from typing import Any
 
 from .entry import Entry
 from .options import Options
-from .policy import Job, fresh, landed, miss_flow
+from .policy import Job, fresh, hold_claim, landed, miss_flow, release_claim
 from .steps import Compute, CoreFailure, CoreOp, Flow, drive_async, drive_sync
 
 __all__ = ["Args", "BatchMethods", "many_flow"]
@@ -94,10 +94,15 @@ def many_flow(
             missing.append(index)
     won: list[int] = []
     lost: list[int] = []
+    leases: dict[int, int | None] = {}  # a won claim's renewal, on cores with leases
     try:
         for index in sorted(missing, key=lambda i: str(keys[i])):
             claimed = yield CoreOp(core, "claim", (keys[index], opts.lease))
-            (won if claimed else lost).append(index)
+            if claimed:
+                won.append(index)
+                leases[index] = hold_claim(jobs[index])
+            else:
+                lost.append(index)
         if won:
             yield from _serve_won(jobs, entries, won, batch, values)
     except CoreFailure as failure:
@@ -108,7 +113,7 @@ def many_flow(
             values[index] = value
     finally:
         for index in won:
-            yield from _release(jobs[index])
+            yield from release_claim(jobs[index], leases[index])
     for index in lost:  # another caller is computing it: wait as one call would
         values[index] = yield from miss_flow(jobs[index], entries[index])
     return [values[index] for index in range(len(jobs))]
@@ -185,13 +190,6 @@ def _compute_all(jobs: list[Job], batch: Callable[..., Any] | None) -> Flow:
 def _as_item(job: Job) -> tuple[Any, ...] | Args:
     _, args, kwargs = job.call
     return Args(*args, **kwargs) if kwargs else args
-
-
-def _release(job: Job) -> Flow:
-    try:
-        yield CoreOp(job.opts.core, "release", (job.key,))
-    except CoreFailure as failure:
-        job.report("release", failure)
 
 
 class BatchMethods(abc.ABC):

@@ -185,13 +185,13 @@ def compute_and_store(job: Job) -> Flow:
     return value
 
 
-def _hold(job: Job) -> int | None:
+def hold_claim(job: Job) -> int | None:
     """Keep a won claim alive while computing, on cores whose claims are leases."""
     core = job.opts.core
     return KEEPER.hold(core, job.key, job.opts.lease) if core.leases else None
 
 
-def _release(job: Job, lease: int | None) -> Flow:
+def release_claim(job: Job, lease: int | None) -> Flow:
     if lease is not None:
         KEEPER.drop(lease)
     try:
@@ -219,7 +219,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
             job.report("claim", failure)
             return (yield job.compute())
         if claimed:
-            lease = _hold(job)
+            lease = hold_claim(job)
             try:
                 latest = yield from _recheck(job)
                 if landed(latest, seen, job.allow_none) and job.current(latest):
@@ -228,7 +228,7 @@ def miss_flow(job: Job, seen: Entry | None) -> Flow:
                     return latest.value  # stored while we were claiming
                 return (yield from compute_and_store(job))
             finally:
-                yield from _release(job, lease)
+                yield from release_claim(job, lease)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             if job.verbose:
@@ -259,10 +259,10 @@ def background_refresh_flow(job: Job, seen: Entry) -> Flow:
         return
     if not claimed:
         return
-    lease = _hold(job)
+    lease = hold_claim(job)
     try:
         latest = yield from _recheck(job)
         if not (landed(latest, seen, job.allow_none) and job.current(latest)):
             yield from compute_and_store(job)
     finally:
-        yield from _release(job, lease)
+        yield from release_claim(job, lease)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Hashable
 from datetime import timedelta
 from typing import Any
@@ -348,6 +349,38 @@ def test_get_many_calls_the_batch_function_once(core_options: CoreOptions) -> No
     assert [sorted(batch) for batch in batches] == [[(2,), (3,)]]
     assert f.get_many([(2,), (3,)]) == [20, 30]
     assert len(batches) == 1
+
+
+def test_get_many_keeps_its_claims_alive_through_a_long_batch(
+    cross_process_core_options: CoreOptions,
+) -> None:
+    lease = 0.6
+
+    options = cross_process_core_options(lease=lease, namespace="inv.long_batch")
+
+    @cached(**options)
+    def f(x: int) -> int:
+        return x
+
+    @cached(**options)
+    def rival_function(x: int) -> int:
+        return x
+
+    if not f.core.leases:
+        pytest.skip("this core's claims end with their holder, not with a lease")
+    rival = rival_function.core
+    taken: list[bool] = []
+
+    @f.batch_function
+    def slow(items: list[tuple[int]]) -> list[int]:
+        started = time.monotonic()
+        assert wait_until(lambda: time.monotonic() - started > 3 * lease)  # leases lapse
+        key = f._current().keys.key((1,), {})
+        taken.append(rival.claim(key, 30.0))
+        return [x for (x,) in items]
+
+    assert f.get_many([(1,), (2,)]) == [1, 2]
+    assert taken == [False]  # renewed while the batch ran: still this caller's
 
 
 def test_a_batch_function_returning_too_few_values_raises(core_options: CoreOptions) -> None:
