@@ -18,6 +18,7 @@ from .entry import Entry
 from .errors import ConfigurationError
 from .policy import Job, call_flow
 from .steps import drive_sync
+from .tagging import expected
 from .wrapper import AsyncCachedFunction, CachedFunction, _now
 
 __all__ = ["AsyncTaggedCachedFunction", "TaggedCachedFunction"]
@@ -52,8 +53,10 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         # Cores whose entries are never behind their tags (memory) read as for a plain
         # hit: the call's tags are needed only when it computes.
         reads_tags = self._tag_reads
-        tags: tuple[str, ...] = ()
-        if reads_tags:
+        spec = opts.tags  # fixed tags (a tuple), or the callable making each call's
+        fixed = type(spec) is tuple
+        tags: tuple[str, ...] = spec if fixed else ()  # type: ignore[assignment]
+        if reads_tags and not fixed:
             made = self._call_tags(opts, args, kwargs)
             if made is None:
                 return self._func(*args, **kwargs)
@@ -73,10 +76,10 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
+            and (versions is None or entry.tags == expected(tags, versions).record)
         ):
             return entry.value  # type: ignore[no-any-return]
-        if not reads_tags:
+        if not reads_tags and not fixed:
             made = self._call_tags(opts, args, kwargs)
             if made is None:
                 return self._func(*args, **kwargs)
@@ -123,7 +126,7 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == tuple(zip(tags, versions, strict=True)))
+            and (versions is None or entry.tags == expected(tags, versions).record)
         ):
             return entry.value
         return await self._ashare(

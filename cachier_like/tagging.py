@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from .errors import ConfigurationError
@@ -21,9 +22,11 @@ from .errors import ConfigurationError
 __all__ = [
     "FRAME",
     "MAX_TAG_BYTES",
+    "Expected",
     "TagVersions",
     "TagsOption",
     "check_tags",
+    "expected",
     "frame",
     "recorded",
     "tags_option",
@@ -39,6 +42,9 @@ FRAME = b"\x00clt\x01"
 MAX_TAG_BYTES = 512
 _HEAD = len(FRAME)
 _LENGTH = struct.Struct(">I")
+#: The frame's head: FRAME, then the length of the record that follows it.
+_FRAME_HEAD = struct.Struct(f">{_HEAD}sI")
+_RECORD_AT = _FRAME_HEAD.size
 _COUNT = struct.Struct(">H")
 #: Tag records read, by their bytes (at most _MAX_RECORDS kept).
 _RECORDS: dict[bytes, TagVersions] = {}
@@ -87,6 +93,47 @@ def recorded(tags: tuple[str, ...], versions: tuple[int, ...]) -> TagVersions:
     return tuple(zip(tags, versions, strict=True))
 
 
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What an entry computed under the store's current tag versions records.
+
+    ``record`` is what :attr:`~cachier_like.entry.Entry.tags` holds, ``head`` the frame
+    its payload starts with (:func:`frame` of ``record``, without the value): a core
+    comparing the payload's first bytes with ``head`` knows the entry is current
+    without parsing its frame.
+    """
+
+    record: TagVersions
+    head: bytes
+
+
+#: Expectations made, by (tags, versions) (at most _MAX_RECORDS kept).
+_EXPECTED: dict[tuple[tuple[str, ...], tuple[int, ...]], Expected] = {}
+
+
+def expected(tags: tuple[str, ...], versions: tuple[int, ...]) -> Expected:
+    """The :class:`Expected` of an entry of ``tags`` current at ``versions`` (memoized:
+    a tagged hit asks it for the same tags and versions until an invalidation).
+
+    Example:
+        >>> found = expected(("user:7",), (2,))
+        >>> found.record, unframe(found.head + b"value")
+        ((('user:7', 2),), ((('user:7', 2),), b'value'))
+    """
+    slot = (tags, versions)
+    found = _EXPECTED.get(slot)
+    if found is None:
+        record = recorded(tags, versions)
+        head = frame(record, b"")
+        # The record parsed from such an entry is this very tuple (a cheap comparison).
+        record = _RECORDS.setdefault(head[_RECORD_AT:], record)
+        found = Expected(record, head)
+        if len(_EXPECTED) >= _MAX_RECORDS:
+            _EXPECTED.clear()  # a bound, not an LRU, as for _RECORDS
+        _EXPECTED[slot] = found
+    return found
+
+
 def frame(tags: TagVersions, payload: bytes) -> bytes:
     """``payload`` led by the tag versions it was computed under (nothing when none).
 
@@ -94,8 +141,8 @@ def frame(tags: TagVersions, payload: bytes) -> bytes:
     tag's name and version); reads look a record up by its bytes (:func:`unframe`).
 
     Example:
-        >>> unframe(memoryview(frame((("user:7", 2),), b"value")))[0]
-        (('user:7', 2),)
+        >>> unframe(frame((("user:7", 2),), b"value"))
+        ((('user:7', 2),), b'value')
     """
     if not tags:
         return payload
@@ -107,23 +154,26 @@ def frame(tags: TagVersions, payload: bytes) -> bytes:
     return b"".join((FRAME, _LENGTH.pack(len(record)), record, payload))
 
 
-def unframe(view: memoryview) -> tuple[TagVersions, memoryview] | None:
+def unframe(payload: Any) -> tuple[TagVersions, Any] | None:
     """The tag versions and the serialized value of a payload; None when the frame is cut.
 
-    A payload without the frame carries no tags: ``((), view)``. Records already read
+    ``payload`` is bytes or a memoryview (its value part is a slice of it: no copy). A
+    payload without the frame carries no tags: ``((), payload)``. Records already read
     are looked up by their bytes: entries of one tag set share few distinct records.
     """
-    if view[:_HEAD] != FRAME:
-        return (), view
     try:
-        (size,) = _LENGTH.unpack_from(view, _HEAD)
-    except struct.error:
+        head, size = _FRAME_HEAD.unpack_from(payload)
+    except struct.error:  # shorter than a frame's head: a cut frame, or no frame
+        start = bytes(payload[:_HEAD])
+        return None if FRAME.startswith(start) else ((), payload)
+    if head != FRAME:
+        return (), payload
+    end = _RECORD_AT + size
+    record = payload[_RECORD_AT:end]
+    if len(record) != size:
         return None
-    start = _HEAD + _LENGTH.size
-    end = start + size
-    if end > len(view):
-        return None
-    record = bytes(view[start:end])
+    if type(record) is not bytes:
+        record = bytes(record)
     tags = _RECORDS.get(record)
     if tags is None:
         tags = _parse(record)
@@ -132,7 +182,7 @@ def unframe(view: memoryview) -> tuple[TagVersions, memoryview] | None:
         if len(_RECORDS) >= _MAX_RECORDS:
             _RECORDS.clear()  # a bound, not an LRU: records are cheap to parse again
         _RECORDS[record] = tags
-    return tags, view[end:]
+    return tags, payload[end:]
 
 
 def _parse(record: bytes) -> TagVersions | None:

@@ -19,25 +19,13 @@ from ..entry import Entry
 from ..serialize import DEFAULT_SERIALIZER, Serializer
 from ..signing import MAGIC as SIGNED_MAGIC
 from ..signing import Signer
-from ..tagging import FRAME as TAG_FRAME
-from ..tagging import TagVersions, frame, unframe
+from ..tagging import Expected, TagVersions, frame, unframe
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-#: What :meth:`Core.decode` returns for a payload that cannot be read.
-UNREADABLE: Any = object()
 _POLL_MIN_S = 0.001
 _SIGNED_HEAD = len(SIGNED_MAGIC)
-_TAG_HEAD = len(TAG_FRAME)
 _POLL_MAX_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class _Tagged:
-    """A decoded value with the tag versions framed ahead of it."""
-
-    value: Any
-    tags: TagVersions
 
 
 @dataclass(frozen=True)
@@ -179,28 +167,14 @@ class Core(abc.ABC):
         ``timestamp`` is the stamp stored beside the payload (what the signature
         covers); ``shown`` the one the entry reports (the store's clock turned into
         this process's), ``timestamp`` by default.
-        """
-        value = self.decode(payload, where, name, timestamp, keep_tags=True)
-        if value is UNREADABLE:
-            return None
-        stamp = timestamp if shown is None else shown
-        if type(value) is _Tagged:
-            return Entry(value.value, stamp, value.tags)
-        return Entry(value, stamp)
-
-    def decode(
-        self, payload: Any, where: str, name: str, timestamp: float, keep_tags: bool = False
-    ) -> Any:
-        """The value ``payload`` (``name``'s, stored at ``timestamp``) holds, or UNREADABLE.
-
-        Tag versions framed ahead of the value are dropped, unless ``keep_tags`` (for
-        :meth:`decode_entry`), which returns them with the value.
 
         With a secret, the signature is checked before anything is deserialized: a
         missing, wrong or foreign one (another key's, another function's, another
         timestamp's) is refused.
         Without one, a signed entry is refused too (its secret is not configured).
-        Either way a rate-limited warning says so, and the entry is a miss.
+        Either way a rate-limited warning says so, and the entry is a miss. Tag versions
+        framed ahead of the value (:func:`~cachier_like.tagging.frame`) become the
+        entry's :attr:`~cachier_like.entry.Entry.tags`.
         """
         signer = self.signer
         if signer is not None:
@@ -215,7 +189,7 @@ class Core(abc.ABC):
                     self.namespace,
                     where,
                 )
-                return UNREADABLE
+                return None
             payload = opened
         elif payload[:_SIGNED_HEAD] == SIGNED_MAGIC:  # inline: a call costs every read
             self.rejected += 1
@@ -226,20 +200,48 @@ class Core(abc.ABC):
                 self.namespace,
                 where,
             )
-            return UNREADABLE
+            return None
         tags: TagVersions = ()
-        if payload and payload[0] == 0 and payload[:_TAG_HEAD] == TAG_FRAME:  # 0: cheap first
-            opened_tags = unframe(memoryview(payload))
+        if payload and payload[0] == 0:  # pickle starts with 0x80, JSON with text
+            opened_tags = unframe(payload)
             if opened_tags is None:
                 self.warn_damaged(where, "its tag versions are cut short", kind="tags")
-                return UNREADABLE
+                return None
             tags, payload = opened_tags
         try:
             value = self.serializer.loads(payload)
         except Exception as exc:
             self.warn_damaged(where, repr(exc), kind=type(exc))
-            return UNREADABLE
-        return _Tagged(value, tags) if keep_tags and tags else value
+            return None
+        return Entry(value, timestamp if shown is None else shown, tags)
+
+    def decode_current(
+        self,
+        data: bytes,
+        at: int,
+        current: Expected,
+        where: str,
+        *,
+        name: str,
+        timestamp: float,
+        shown: float,
+    ) -> Entry | None:
+        """:meth:`decode_entry` of ``data[at:]``, fast for an entry whose tags are
+        ``current``: a prefix comparison instead of parsing the frame (no secret set).
+
+        For the tagged hits of cores that have the entry's bytes and the tags'
+        versions in hand (``get_tagged``); any other payload takes :meth:`decode_entry`.
+        """
+        head = current.head
+        if self.signer is None and data.startswith(head, at):
+            view: Any = memoryview(data)[at + len(head) :]  # a bytes-like slice, no copy
+            try:
+                value = self.serializer.loads(view)
+            except Exception as exc:
+                self.warn_damaged(where, repr(exc), kind=type(exc))
+                return None
+            return Entry(value, shown, current.record)
+        return self.decode_entry(memoryview(data)[at:], where, name, timestamp, shown)
 
     def check_caller(self, is_async: bool) -> None:  # noqa: B027 - optional, not abstract
         """Refuse, with a ``TypeError``, a decorated function this core cannot serve.

@@ -29,6 +29,7 @@ from .. import forks
 from ..entry import Entry
 from ..errors import BackendError, ConfigurationError
 from ..serialize import DEFAULT_SERIALIZER, Serializer
+from ..tagging import expected
 from ._claims import make_claims
 from .base import Core, CoreStats, EntryInfo
 from .pickle_files import (
@@ -137,6 +138,26 @@ class PickleCore(Core):
             return None
         stamp = _HEADER.unpack_from(data)[1]
         return self.decode_entry(memoryview(data)[HEADER_SIZE:], path, name, stamp)
+
+    def get_tagged(
+        self, key: Hashable, tags: Sequence[str]
+    ) -> tuple[Entry | None, tuple[int, ...]]:
+        """The entry file and the tags' versions (no syscall: see :mod:`.pickle_tags`)."""
+        name = storage_name(key)
+        path = self._dir + "/" + name + _ENTRY_SUFFIX
+        data = _read_file(path)
+        versions = self._tags.versions(tags)
+        if data is None:
+            return None, versions
+        if len(data) < HEADER_SIZE or data[:8] != MAGIC:
+            self.warn_damaged(path, "bad header")
+            return None, versions
+        stamp = _HEADER.unpack_from(data)[1]
+        current = expected(tuple(tags), versions)
+        entry = self.decode_current(
+            data, HEADER_SIZE, current, path, name=name, timestamp=stamp, shown=stamp
+        )
+        return entry, versions
 
     def set(self, key: Hashable, entry: Entry) -> bool:
         """Write the entry to a temporary file, then rename it into place."""
