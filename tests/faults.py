@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tests.backends.services import require_service
@@ -184,8 +184,9 @@ def _missing(name: str) -> Callable[[], object]:
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[Server]:
-    """A Redis server of this test's own, on a free port, without persistence."""
+def private_redis(extra: Sequence[str] = ()) -> Iterator[Server]:
+    """A Redis server of this test's own, on a free port, without persistence (``extra``:
+    more ``redis-server`` arguments, e.g. ``["--rename-command", "CLIENT", ""]``)."""
     import redis
 
     binary = require_binary(shutil.which("redis-server"), "redis-server")
@@ -200,6 +201,7 @@ def private_redis() -> Iterator[Server]:
         "",
         "--appendonly",
         "no",
+        *extra,
     ]
     client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
     url = f"redis://127.0.0.1:{port}/0"

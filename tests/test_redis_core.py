@@ -700,27 +700,29 @@ def test_a_large_payload_goes_to_the_socket_in_slices_without_a_copy() -> None:
 # -- invalidation: tags, batches ---------------------------------------------------------
 
 
-def test_get_tagged_is_one_mget_the_server_receives(
+def test_get_tagged_is_one_round_trip_then_one_get(
     redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from cachier_like.cores.redis import tracking
+
     client = redis.Redis.from_url(redis_url())  # a link of its own, counted alone
     core = RedisCore("app.f", redis_client=client, key_prefix=redis_prefix)
     assert core.set("k", Entry("v", 1.0, (("user:7", 0),)))
     core.bump_tags(["user:7", "team 2"])
-    link: Link = core._link()
     trips: list[list[str]] = []
-    original = link.pipeline
+    original = _redis_wire._exchange
 
-    def counting(*commands: tuple[Any, ...]) -> list[Any]:
-        trips.append([str(command[0]) for command in commands])
-        return original(*commands)
+    def counting(slot: Any, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        trips.append([" ".join(map(str, command[:2])) for command in commands])
+        return original(slot, commands)
 
-    monkeypatch.setattr(link, "pipeline", counting)
+    monkeypatch.setattr(f"{tracking.__name__}._exchange", counting)
     with client.monitor() as monitor:  # type: ignore[no-untyped-call]  # what the server gets
-        assert core.get_tagged("k", ["user:7", "team 2", "never"]) == (
-            Entry("v", 1.0, (("user:7", 0),)),
-            (1, 1, 0),
-        )
+        for _ in range(3):
+            assert core.get_tagged("k", ["user:7", "team 2", "never"]) == (
+                Entry("v", 1.0, (("user:7", 0),)),
+                (1, 1, 0),
+            )
         client.echo(f"end-{redis_prefix}")
         seen = []
         for event in monitor.listen():
@@ -728,8 +730,10 @@ def test_get_tagged_is_one_mget_the_server_receives(
                 seen.append(event["command"].split()[0])
             if f"end-{redis_prefix}" in event["command"]:
                 break
-    assert trips == [["MGET"]]
-    assert seen[:-1] == ["MGET"]  # one command for the entry and its tags, then the ECHO
+    entry_key = core.key_of("k")
+    first = [f"GET {entry_key}", "CLIENT TRACKING", "CLIENT CACHING", f"MGET {core._t}user:7"]
+    assert trips == [first, [f"GET {entry_key}"], [f"GET {entry_key}"]]
+    assert seen[:-1] == ["GET", "MGET", "GET", "GET"]  # then the ECHO
     client.close()
 
 

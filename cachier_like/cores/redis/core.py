@@ -116,6 +116,7 @@ class RedisCore(RedisAsyncInvalidation, RedisMaintenance):
 
     def _reset_process_state(self) -> None:
         self._held: dict[str, Held] = {}
+        self._tag_keys_made = {}
         self._lock = threading.Lock()
         self._blockers = threading.BoundedSemaphore(_ASYNC_BLOCKERS)
 

@@ -23,14 +23,17 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ...entry import Entry
+from ...tagging import expected
 from ..base import Core
 from ..shared import storage_name
 from . import scripts as lua
 from .async_ops import Held
-from .keys import HEADER, MAGIC, WAKE_MS, tag_key
+from .keys import HEADER, HEADER_SIZE, MAGIC, WAKE_MS, tag_key
 from .link import Link
 from .wire import Parts
 
+#: Tag sets whose keys a core keeps made (a bound, not an LRU).
+MAX_TAG_KEY_SETS = 4096
 #: A store ready to send: the command, and the claim it ends (None: a plain ``SET``).
 Store = tuple[tuple[Any, ...], Held | None]
 
@@ -56,6 +59,8 @@ class RedisInvalidation(Core):
     _ttl: str
     _px: tuple[str, str] | tuple[()]
     _held: dict[str, Held]
+    #: The keys of tag sets this core read, by tags (see :meth:`_tag_keys`).
+    _tag_keys_made: dict[tuple[str, ...], tuple[str, ...]]
 
     @abc.abstractmethod
     def _link(self) -> Link:
@@ -107,8 +112,17 @@ class RedisInvalidation(Core):
         if held is not None:
             held.snapshot = None
 
-    def _tag_keys(self, tags: Sequence[str]) -> list[str]:
-        return [tag_key(self._t, tag) for tag in tags]
+    def _tag_keys(self, tags: Sequence[str]) -> tuple[str, ...]:
+        """The keys of ``tags``' versions (quoting costs more than a hit's lookup here)."""
+        made = self._tag_keys_made
+        tags = tags if type(tags) is tuple else tuple(tags)
+        found = made.get(tags)
+        if found is None:
+            found = tuple(tag_key(self._t, tag) for tag in tags)
+            if len(made) >= MAX_TAG_KEY_SETS:
+                made.clear()
+            made[tags] = found
+        return found
 
     def _tagged_commands(self, suffix: str, tags: Sequence[str], cluster: bool) -> tuple[Any, ...]:
         """One ``MGET`` of the entry and the tags; on a cluster, two commands (two slots)."""
@@ -171,10 +185,33 @@ class RedisInvalidation(Core):
         suffix, link = storage_name(key), self._link()
         if self._held:
             self._forget_read(suffix, threading.get_ident())
-        replies = link.pipeline(*self._tagged_commands(suffix, tags, link.cluster))
-        data, found = (replies[0], replies[1]) if link.cluster else (replies[0][0], replies[0][1:])
-        entry = None if data is None else self._decode(suffix, data, self._offset())
-        return entry, versions(found)
+        if link.cluster:
+            data, found = link.pipeline(*self._tagged_commands(suffix, tags, True))
+        else:
+            data, found = link.read_tagged(self._v + suffix, self._tag_keys(tags))
+        tag_versions = found if type(found) is tuple else versions(found)
+        if data is None:
+            return None, tag_versions
+        return self._decode_tagged(suffix, data, tuple(tags), tag_versions), tag_versions
+
+    def _decode_tagged(
+        self, suffix: str, data: bytes, tags: tuple[str, ...], tag_versions: tuple[int, ...]
+    ) -> Entry | None:
+        """:meth:`_decode`, fast for an entry current at ``tag_versions`` (see
+        :meth:`~..base.Core.decode_current`)."""
+        if len(data) < HEADER_SIZE or data[:4] != MAGIC:
+            self.warn_damaged(self._v + suffix, "bad header")
+            return None
+        stamp = HEADER.unpack_from(data)[1]  # in the server's time
+        return self.decode_current(
+            data,
+            HEADER_SIZE,
+            expected(tags, tag_versions),
+            self._v + suffix,
+            name=suffix,
+            timestamp=stamp,
+            shown=stamp - self._offset(),
+        )
 
     def _forget_read(self, suffix: str, holder: object) -> None:
         """The holder's read supersedes the claim's snapshot (no later read returns it)."""

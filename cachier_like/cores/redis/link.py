@@ -42,6 +42,7 @@ from .._breaker import Breaker
 from ..shared import StoreSource, StoreSpec
 from . import wire
 from .scripts import Script, by_sha, by_text
+from .tracking import read_tracked, tracks
 from .wire import _exchange, _joined, _Slot
 
 URL_ENV = "CACHIER_LIKE_REDIS_URL"
@@ -241,6 +242,25 @@ class Link(Breaker):
                 self.trip(exc)
                 raise
 
+    def read_tagged(self, key: str, tag_keys: Sequence[str]) -> tuple[Any, Sequence[Any]]:
+        """The entry at ``key`` and the replies for ``tag_keys`` (bytes or None each, as
+        one ``MGET`` gives them). On a private RESP3 connection the tags' versions come
+        from what the server keeps current (:mod:`.tracking`; a tuple of ints), so a
+        hit is one ``GET``. Not for a cluster (the entry's slot is not the tags')."""
+        if self._factory is not None and not self.down:
+            slot = self._slot()
+            if slot.tracks:
+                with self.errors():
+                    try:
+                        read = read_tracked(slot, key, tag_keys)
+                    except NETWORK_ERRORS as exc:
+                        self.trip(exc)
+                        raise
+                if read is not None:
+                    return read  # the versions as ints, in a tuple
+        replies = self.call("MGET", key, *tag_keys)
+        return replies[0], replies[1:]
+
     def _through_client(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
         client: Any = self.client()  # redis-py leaves execute_command untyped
         if len(commands) == 1:
@@ -323,9 +343,13 @@ class Link(Breaker):
             raise RedisConnectionError("the Redis client was garbage-collected")
         return client
 
-    def _private(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+    def _slot(self) -> _Slot:
         slot: _Slot | None = getattr(self._local, "slot", None)
         if slot is None or slot.generation != wire._generation:
             assert self._factory is not None
             slot = self._local.slot = _Slot(self._factory(**self._kwargs))
-        return _exchange(slot, commands)
+            slot.tracks = tracks(slot.conn)
+        return slot
+
+    def _private(self, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        return _exchange(self._slot(), commands)

@@ -86,12 +86,15 @@ def _joined(command: tuple[Any, ...]) -> tuple[Any, ...]:
 class _Slot:
     """One thread's private connection."""
 
-    __slots__ = ("conn", "generation", "used")
+    __slots__ = ("conn", "generation", "tracked", "tracks", "used")
 
     def __init__(self, conn: Connection) -> None:
         self.conn: Any = conn  # redis-py leaves send_command and disconnect untyped
         self.generation = _generation
         self.used = False  # has answered at least once since it (re)connected
+        #: Whether this connection keeps tag versions (:mod:`.tracking`), and those kept.
+        self.tracks = False
+        self.tracked: Any = None
 
 
 def _exchange(slot: _Slot, commands: tuple[tuple[Any, ...], ...]) -> list[Any]:
