@@ -53,11 +53,10 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         # Cores whose entries are never behind their tags (memory) read as for a plain
         # hit: the call's tags are needed only when it computes.
         reads_tags = self._tag_reads
-        spec = opts.tags  # fixed tags (a tuple), or the callable making each call's
-        fixed = type(spec) is tuple
-        tags: tuple[str, ...] = spec if fixed else ()  # type: ignore[assignment]
-        if reads_tags and not fixed:
-            made = self._call_tags(opts, args, kwargs)
+        tags: tuple[str, ...] = ()
+        if reads_tags:
+            spec = opts.tags  # fixed tags, inline: the one case a hit must not pay a call for
+            made = spec if type(spec) is tuple else self._call_tags(opts, args, kwargs)
             if made is None:
                 return self._func(*args, **kwargs)
             tags = made
@@ -79,8 +78,8 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             and (versions is None or entry.tags == expected(tags, versions).record)
         ):
             return entry.value  # type: ignore[no-any-return]
-        if not reads_tags and not fixed:
-            made = self._call_tags(opts, args, kwargs)
+        if not reads_tags:
+            made = self._made_tags(opts, args, kwargs)
             if made is None:
                 return self._func(*args, **kwargs)
             tags = made
@@ -105,7 +104,7 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return await self._func(*args, **kwargs)  # type: ignore[misc]
-        tags = self._call_tags(opts, args, kwargs)
+        tags = self._made_tags(opts, args, kwargs)
         if tags is None:
             return await self._func(*args, **kwargs)  # type: ignore[misc]
         core = opts.core

@@ -294,6 +294,15 @@ class CachedFunction(CacheMethods[P, R]):
             self._reporter.report("tags callable", exc, raise_on_error=False)
             return None
 
+    def _made_tags(
+        self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, ...] | None:
+        """Fixed tags as they are; else :meth:`_call_tags` (None: run uncached)."""
+        spec = opts.tags
+        if type(spec) is tuple:
+            return spec
+        return self._call_tags(opts, args, kwargs)
+
     def _say_uncached(self, opts: Options, controls: CallControls) -> None:
         if controls.verbose:
             reason = "caching is disabled" if not opts.enabled else "cache skipped"

@@ -242,7 +242,7 @@ class Link(Breaker):
                 self.trip(exc)
                 raise
 
-    def read_tagged(self, key: str, tag_keys: Sequence[str]) -> tuple[Any, Sequence[Any]]:
+    def read_tagged(self, key: str, tag_keys: tuple[str, ...]) -> tuple[Any, Sequence[Any]]:
         """The entry at ``key`` and the replies for ``tag_keys`` (bytes or None each, as
         one ``MGET`` gives them). On a private RESP3 connection the tags' versions come
         from what the server keeps current (:mod:`.tracking`; a tuple of ints), so a

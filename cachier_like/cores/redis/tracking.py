@@ -49,10 +49,14 @@ class TrackedVersions:
         later hits:  GET e          (t1, t2 answered here)
     """
 
-    __slots__ = ("__weakref__", "versions")
+    __slots__ = ("__weakref__", "sets", "versions")
 
     def __init__(self, conn: Any) -> None:
+        #: By tag key: its version as last read.
         self.versions: dict[str, int] = {}
+        #: By tuple of tag keys: their versions (a hit's one lookup; any invalidation
+        #: empties it, as rare as the invalidations themselves).
+        self.sets: dict[tuple[str, ...], tuple[int, ...]] = {}
         # Both hooks are kept as weak references by redis-py: the slot holds this object.
         conn.register_connect_callback(self.reconnected)
         conn._parser.set_invalidation_push_handler(self.invalidated)
@@ -60,9 +64,11 @@ class TrackedVersions:
     def reconnected(self, conn: Any) -> None:
         """A new connection tracks nothing yet: forget what the old one was told."""
         self.versions.clear()
+        self.sets.clear()
 
     def invalidated(self, message: Sequence[Any]) -> None:
         """``["invalidate", keys]`` from the server; ``keys`` is None after a flush."""
+        self.sets.clear()
         keys = message[1] if len(message) > 1 else None
         if keys is None:
             self.versions.clear()
@@ -70,6 +76,27 @@ class TrackedVersions:
         pop = self.versions.pop
         for key in keys:
             pop(key.decode() if type(key) is bytes else key, None)
+
+    def keep(self, tag_keys: tuple[str, ...], replies: Sequence[bytes | None]) -> tuple[int, ...]:
+        """The versions in ``replies`` (an ``MGET`` of ``tag_keys``), kept."""
+        found = tuple(0 if reply is None else int(reply) for reply in replies)
+        versions, sets = self.versions, self.sets
+        if len(versions) + len(tag_keys) > MAX_VERSIONS or len(sets) >= MAX_VERSIONS:
+            versions.clear()
+            sets.clear()
+        versions.update(zip(tag_keys, found, strict=True))
+        return found
+
+    def known(self, tag_keys: tuple[str, ...]) -> tuple[int, ...] | None:
+        """The versions of ``tag_keys`` if every one is kept (then kept as a set too)."""
+        found = self.sets.get(tag_keys)
+        if found is None:
+            versions = self.versions
+            for tag in tag_keys:
+                if tag not in versions:
+                    return None
+            found = self.sets[tag_keys] = tuple([versions[tag] for tag in tag_keys])
+        return found
 
 
 def tracks(conn: Any) -> bool:
@@ -82,43 +109,25 @@ def tracks(conn: Any) -> bool:
 
 
 def read_tracked(
-    slot: _Slot, key: str, tag_keys: Sequence[str]
+    slot: _Slot, key: str, tag_keys: tuple[str, ...]
 ) -> tuple[bytes | None, tuple[int, ...]] | None:
     """The entry at ``key`` and the versions of ``tag_keys``, current as of its ``GET``;
     None when this server refuses tracking (the caller reads them with ``MGET``)."""
-    known = slot.tracked
-    if known is None:
-        known = slot.tracked = TrackedVersions(slot.conn)
-    versions = known.versions
-    for tag in tag_keys:
-        if tag not in versions:
-            break
-    else:
+    kept = slot.tracked
+    if kept is None:
+        kept = slot.tracked = TrackedVersions(slot.conn)
+    if kept.known(tag_keys) is not None:
         (data,) = _exchange(slot, (("GET", key),))
-        found = [versions.get(tag) for tag in tag_keys]  # after the reply: see above
-        if None not in found:
-            return data, tuple(found)  # type: ignore[arg-type,unused-ignore]
-        return data, _fetch(slot, known, tag_keys)  # invalidated on the way: read again
+        found = kept.known(tag_keys)  # after the reply: see the module docstring
+        if found is not None:
+            return data, found
+        # Invalidated on the way: read them again.
+        replies = _exchange(slot, (_TRACK, _CACHE_NEXT, ("MGET", *tag_keys)))
+        return data, kept.keep(tag_keys, replies[2])
     try:
         replies = _exchange(slot, (("GET", key), _TRACK, _CACHE_NEXT, ("MGET", *tag_keys)))
     except ResponseError as exc:  # e.g. an ACL without CLIENT, a server before 6.0
         slot.tracks = False
         logger.info("Redis refused CLIENT TRACKING (%s): tag versions are read per hit", exc)
         return None
-    return replies[0], _keep(known, tag_keys, replies[3])
-
-
-def _fetch(slot: _Slot, known: TrackedVersions, tag_keys: Sequence[str]) -> tuple[int, ...]:
-    replies = _exchange(slot, (_TRACK, _CACHE_NEXT, ("MGET", *tag_keys)))
-    return _keep(known, tag_keys, replies[2])
-
-
-def _keep(
-    known: TrackedVersions, tag_keys: Sequence[str], replies: Sequence[bytes | None]
-) -> tuple[int, ...]:
-    found = tuple(0 if reply is None else int(reply) for reply in replies)
-    versions = known.versions
-    if len(versions) + len(tag_keys) > MAX_VERSIONS:
-        versions.clear()
-    versions.update(zip(tag_keys, found, strict=True))
-    return found
+    return replies[0], kept.keep(tag_keys, replies[3])
