@@ -1,11 +1,13 @@
 """The call path of a function with ``tags=``: its hit checks the tags' versions.
 
 A tagged function is a :class:`TaggedCachedFunction` (``async def``:
-:class:`AsyncTaggedCachedFunction`), chosen as it is decorated, so an untagged
-function's hit path carries no tag check at all. A tagged hit reads the entry and its
-tags' versions together (:meth:`Core.get_tagged`: one round trip where the store
-allows) and serves the entry only if it was computed under those versions; on cores
-whose entries are never behind their tags (the memory core) it is a plain read.
+:class:`AsyncTaggedCachedFunction`), so an untagged function's hit path carries no tag
+check at all. A tagged hit reads the entry and its tags' versions together
+(:meth:`Core.get_tagged`: one round trip where the store allows) and serves the entry
+only if it was computed under those versions. On cores whose entries are never behind
+their tags (the memory core) a tagged function takes the plain hit path instead
+(:func:`hit_path`, chosen each time the options are resolved), whose misses still
+record the call's tags.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from . import config
 from .controls import NO_CONTROLS, take_controls
-from .entry import Entry
 from .errors import ConfigurationError
 from .policy import Job, call_flow
 from .steps import drive_sync
 from .tagging import expected
 from .wrapper import AsyncCachedFunction, CachedFunction, _now
 
-__all__ = ["AsyncTaggedCachedFunction", "TaggedCachedFunction"]
+__all__ = ["AsyncTaggedCachedFunction", "TaggedCachedFunction", "hit_path"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +44,8 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
+            if not self._tag_reads:  # now on a core whose entries follow their tags
+                return self(*args, **kwargs)
         if not self._fast or (kwargs and not self._controls.isdisjoint(kwargs)):
             return super().__call__(*args, **kwargs)
         try:
@@ -50,22 +53,12 @@ class TaggedCachedFunction(CachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return self._func(*args, **kwargs)
-        # Cores whose entries are never behind their tags (memory) read as for a plain
-        # hit: the call's tags are needed only when it computes.
-        reads_tags = self._tag_reads
-        tags: tuple[str, ...] = ()
-        if reads_tags:
-            spec = opts.tags  # fixed tags, inline: the one case a hit must not pay a call for
-            made = spec if type(spec) is tuple else self._call_tags(opts, args, kwargs)
-            if made is None:
-                return self._func(*args, **kwargs)
-            tags = made
-        versions: tuple[int, ...] | None = None
+        spec = opts.tags  # fixed tags, inline: the one case a hit must not pay a call for
+        tags = spec if type(spec) is tuple else self._call_tags(opts, args, kwargs)
+        if tags is None:
+            return self._func(*args, **kwargs)
         try:
-            if reads_tags:
-                entry, versions = opts.core.get_tagged(key, tags)
-            else:
-                entry = opts.core.get(key)
+            entry, versions = opts.core.get_tagged(key, tags)
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -75,17 +68,12 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == expected(tags, versions).record)
+            and entry.tags == expected(tags, versions).record
         ):
             return entry.value  # type: ignore[no-any-return]
-        if not reads_tags:
-            made = self._made_tags(opts, args, kwargs)
-            if made is None:
-                return self._func(*args, **kwargs)
-            tags = made
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
         job.tags, job.tag_versions = tags, versions
-        flow = call_flow(job, NO_CONTROLS, entry, versions is not None, self._start_refresh)
+        flow = call_flow(job, NO_CONTROLS, entry, True, self._start_refresh)
         return cast(R, drive_sync(flow))
 
 
@@ -96,6 +84,8 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
+            if not self._tag_reads:  # now on a core whose entries follow their tags
+                return await self(*args, **kwargs)
         if not self._fast or (kwargs and not self._controls.isdisjoint(kwargs)):
             controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
             return await self._acall_controlled(args, kwargs, opts, controls)
@@ -107,16 +97,8 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
         tags = self._made_tags(opts, args, kwargs)
         if tags is None:
             return await self._func(*args, **kwargs)  # type: ignore[misc]
-        core = opts.core
-        versions: tuple[int, ...] | None = None
-        entry: Entry | None
         try:
-            if self._tag_reads:
-                entry, versions = await core.aget_tagged(key, tags)
-            elif core.blocking or core.native_async:
-                entry = await core.aget(key)
-            else:
-                entry = core.get(key)
+            entry, versions = await opts.core.aget_tagged(key, tags)
         except ConfigurationError:
             raise
         except Exception:
@@ -125,7 +107,7 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and (versions is None or entry.tags == expected(tags, versions).record)
+            and entry.tags == expected(tags, versions).record
         ):
             return entry.value
         return await self._ashare(
@@ -133,7 +115,20 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
             key,
             (args, kwargs),
             entry=entry,
-            have_entry=versions is not None,
+            have_entry=True,
             tags=tags,
             tag_versions=versions,
         )
+
+
+def hit_path(is_async: bool, reads_tags: bool) -> type[CachedFunction[Any, Any]]:
+    """The class whose ``__call__`` serves a tagged function: one reading its tags'
+    versions, or, on cores whose entries are never behind their tags, the plain one.
+
+    Example:
+        >>> hit_path(is_async=False, reads_tags=True).__name__
+        'TaggedCachedFunction'
+    """
+    if reads_tags:
+        return AsyncTaggedCachedFunction if is_async else TaggedCachedFunction
+    return AsyncCachedFunction if is_async else CachedFunction

@@ -127,6 +127,13 @@ class CachedFunction(CacheMethods[P, R]):
         """The current options, and whether calls may take the hit path."""
         opts = self._resolver.resolve()
         self._tag_reads = opts.tags is not None and not opts.core.tags_current_on_read
+        if opts.tags is not None:
+            from .tagged import hit_path  # noqa: PLC0415 (tagged.py subclasses this module's)
+
+            # The hit path is the class's __call__ (Python looks special methods up on the
+            # type): a tagged function on a core whose entries are never behind their tags
+            # takes the plain one, whose misses still record the call's tags.
+            self.__class__ = hit_path(self._is_async, self._tag_reads)
         return opts, opts.enabled and not opts.cleanup_stale
 
     def _current(self) -> Options:
@@ -140,6 +147,8 @@ class CachedFunction(CacheMethods[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
+            if self._tag_reads:  # tagged, now on a core whose entries can be behind them
+                return self(*args, **kwargs)
         if self._fast and (not kwargs or self._controls.isdisjoint(kwargs)):
             # The hit fast path: one key, one core read, one freshness check.
             try:
@@ -163,6 +172,11 @@ class CachedFunction(CacheMethods[P, R]):
             ):
                 return entry.value  # type: ignore[no-any-return]  # (cast() costs a call)
             read_job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
+            if opts.tags is not None:  # tagged, on a core whose entries follow their tags
+                made = self._made_tags(opts, args, kwargs)
+                if made is None:
+                    return self._func(*args, **kwargs)
+                read_job.tags = made
             flow = call_flow(read_job, NO_CONTROLS, entry, True, self._start_refresh)
             return cast(R, drive_sync(flow))
         controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
@@ -187,11 +201,18 @@ class CachedFunction(CacheMethods[P, R]):
         *,
         entry: Entry | None = None,
         have_entry: bool = False,
-        tags: tuple[str, ...] = (),
+        tags: tuple[str, ...] | None = None,
         tag_versions: tuple[int, ...] | None = None,
     ) -> Any:
-        """Concurrent awaits of this cold key in this loop share one computation."""
+        """Concurrent awaits of this cold key in this loop share one computation.
+
+        ``tags`` None: the call's tags are made here, if the function has any.
+        """
         args, kwargs = call
+        if tags is None:
+            tags = () if opts.tags is None else self._made_tags(opts, args, kwargs)
+            if tags is None:
+                return await self._func(*args, **kwargs)  # type: ignore[misc]
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
         job.tags, job.tag_versions = tags, tag_versions
         return await share((opts.core, key), lambda: self._adrive(job, entry, have_entry))
@@ -344,6 +365,8 @@ class AsyncCachedFunction(CachedFunction[P, R]):
         opts = self._opts
         if opts.version != config._version:
             opts = self._current()
+            if self._tag_reads:  # tagged, now on a core whose entries can be behind them
+                return await self(*args, **kwargs)
         if not self._fast or (kwargs and not self._controls.isdisjoint(kwargs)):
             controls = take_controls(kwargs, self._controls) if kwargs else NO_CONTROLS
             return await self._acall_controlled(args, kwargs, opts, controls)

@@ -18,6 +18,7 @@ import pytest
 from cachier_like import Args, ConfigurationError, cached
 from cachier_like.cores.base import Core
 from cachier_like.cores.memory import MemoryCore
+from cachier_like.cores.pickle import PickleCore
 from cachier_like.testing.processes import library_warnings
 from tests.test_behaviour import DEADLINE_S, TINY_S, Caller, Calls, CoreOptions, wait_until
 
@@ -504,3 +505,43 @@ def test_a_stale_tagged_entry_is_replaced_by_a_current_one(core_options: CoreOpt
     assert f(1) == 2
     entry = f.cached_entry(1)
     assert entry is not None and entry.value == 2 and dict(entry.tags)["t"] >= 1
+
+
+@pytest.mark.pickle
+@pytest.mark.memory
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_tagged_function_whose_default_core_changes_keeps_following_its_tags(
+    tmp_path: Any, is_async: bool
+) -> None:
+    """The hit path is chosen per core (memory: the plain one): changing the default
+    backend between calls must move the function to the other one, or a pickle entry
+    would be served after its tag was invalidated."""
+    from cachier_like import set_default_params
+
+    calls = Calls()
+    set_default_params(cache_dir=tmp_path)
+
+    def plain(x: int) -> int:
+        return calls.record(x)
+
+    async def coroutine(x: int) -> int:
+        return calls.record(x)
+
+    f: Any = cached(tags=["t"])(coroutine if is_async else plain)
+
+    def call(x: int) -> int:
+        return asyncio.run(f(x)) if is_async else f(x)  # type: ignore[no-any-return]
+
+    set_default_params(backend="pickle")
+    assert [call(1), call(1)] == [1, 1]  # a pickle entry, tagged "t" at version 0
+    set_default_params(backend="memory")
+    assert [call(1), call(1)] == [2, 2]  # the memory core's hit path (the plain one)
+    PickleCore("elsewhere", cache_dir=tmp_path).bump_tags(["t"])  # another process's
+    set_default_params(backend="pickle")
+    assert call(1) == 3, "served a pickle entry whose tag was invalidated"
+    assert call(1) == 3
+    set_default_params(backend="memory")
+    back = call(1)
+    assert call(1) == back
+    f.invalidate_tags("t")
+    assert call(1) == back + 1
