@@ -130,6 +130,27 @@ def test_the_isolation_fixture_may_be_requested_alone(suite: pytest.Pytester) ->
     suite.runpytest_subprocess("-p", PLUGIN).assert_outcomes(passed=2)
 
 
+def test_enabled_each_test_starts_with_every_tag_version_at_zero(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_tags="""
+        from cachier_like import cached
+
+        @cached(backend="memory", tags=["reports"])
+        def report(x):
+            return x
+
+        def test_first():
+            report(1)
+            report.invalidate_tags("reports")
+            assert report.core.tag_versions(["reports"]) == (1,)
+
+        def test_second():
+            assert report.core.tag_versions(["reports"]) == (0,)
+        """
+    )
+    suite.runpytest_subprocess("-p", PLUGIN, "--cachier-like-isolate").assert_outcomes(passed=2)
+
+
 def test_the_plugin_is_a_pytest11_entry_point_of_the_package() -> None:
     tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -6,7 +6,8 @@ ini file. Enabled, every test gets caches of its own:
 
 - the pickle core's default cache directory is a temporary directory of the test's own
   (the ``cache_dir`` default);
-- memory-core entries made before the test are cleared as it starts;
+- memory-core entries made before the test are cleared as it starts, and the memory
+  core's tag versions start again from 0;
 - Redis keys go under a key prefix of the test's own (the ``key_prefix`` default);
 
 and the global defaults are restored after each test. Options a function passes
@@ -30,6 +31,7 @@ import pytest
 
 from .. import config
 from ..cores.memory import live_cores
+from ..cores.memory_tags import reset_tag_versions
 
 OPTION = "--cachier-like-isolate"
 INI = "cachier_like_isolate"
@@ -76,6 +78,7 @@ def cachier_like_isolation(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     for core in live_cores():
         core.clear()
         core.clear_claims()
+    reset_tag_versions()  # only now: no entry is left to look current under a reused one
     directory = tmp_path_factory.mktemp("cachier-like-cache")
     prefix = isolation_prefix()
     config.set_default_params(cache_dir=directory, key_prefix=prefix)
