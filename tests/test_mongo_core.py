@@ -1070,3 +1070,42 @@ def test_tag_versions_are_the_collections_and_maintenance_never_sees_them(
     assert f.clear_claims() == 0 and f.clear() == 0 and g.clear() == 1
     assert f.tag_versions(["user:7", "team 2"]) == (2, 1)  # clear() resets no version
     assert g.get_tagged("k", ["user:7"]) == (None, (2,))
+
+
+_BULK_ON_MONGOMOCK = """
+import sys
+import mongomock
+from cachier_like import cached
+if sys.argv[1] == "taught":
+    from cachier_like.testing.mongomock_support import teach_mongomock_bulk_updates
+    teach_mongomock_bulk_updates()
+    teach_mongomock_bulk_updates()  # idempotent
+collection = mongomock.MongoClient().db.entries
+@cached(backend="mongo", mongetter=collection, tags=["t"])
+def f(x):
+    return x
+try:
+    f.invalidate_tags("t")
+    print(f.get_many([(1,), (2,)]), f.core.tag_versions(["t"]))
+except Exception as exc:
+    print("failed:", type(exc).__name__)
+"""
+
+
+@pytest.mark.skipif(real_server_uri() is not None, reason="about mongomock, not a server")
+def test_the_shipped_mongomock_helper_lets_bulk_writes_run() -> None:
+    """In a fresh process (this suite's own fixtures already taught this one)."""
+
+    def run(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _BULK_ON_MONGOMOCK, mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    if "sort" in pymongo.UpdateOne.__init__.__code__.co_varnames:  # pymongo 4.10+
+        assert run("untaught").startswith("failed:")
+    assert run("taught") == "[1, 2] (1,)"

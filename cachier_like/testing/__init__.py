@@ -5,6 +5,8 @@
 - :mod:`cachier_like.testing.plugin`: an opt-in pytest plugin that isolates caches per
   test and can switch caching off (see ``docs/testing.md``).
 - :mod:`cachier_like.testing.processes`: threads and forked processes without sleeps.
+- :mod:`cachier_like.testing.mongomock_support`: the MongoDB core on mongomock with a
+  recent pymongo (:func:`~.mongomock_support.teach_mongomock_bulk_updates`).
 
 Needs pytest. Register the package for assertion rewriting before importing it from a
 ``conftest.py``, so failed contract asserts show their values::

@@ -43,7 +43,7 @@ import pytest
 from mongomock.store import ServerStore
 from pymongo.errors import AutoReconnect
 
-from tests.backends.mongo_backend import teach_mongomock_bulk_updates
+from cachier_like.testing.mongomock_support import teach_mongomock_bulk_updates
 
 teach_mongomock_bulk_updates()  # bulk_write runs pymongo's UpdateOne, as on a server
 

@@ -17,6 +17,7 @@ import pytest
 from cachier_like.cores.base import Core
 from cachier_like.cores.shared import storage_name
 from cachier_like.testing import CoreContract, MakeCore
+from cachier_like.testing.mongomock_support import teach_mongomock_bulk_updates
 from tests.backends.services import require_service
 from tests.backends.types import CoreOptions
 
@@ -29,29 +30,7 @@ PARAMS = [pytest.param("mongo", marks=pytest.mark.mongo, id="mongo")]
 CROSS_PROCESS: frozenset[str] = frozenset()
 
 
-def teach_mongomock_bulk_updates() -> None:
-    """Let mongomock run pymongo's ``UpdateOne`` in ``bulk_write``, as a server does.
-
-    pymongo 4.10 added ``sort`` to ``UpdateOne``, and passes it (None unless given) to
-    the bulk builder, whose mongomock 4.3 version does not take it; a sort is refused,
-    since mongomock could not honour it. Idempotent; run as this module is imported.
-    """
-    from mongomock.collection import BulkOperationBuilder
-
-    original = BulkOperationBuilder.add_update
-    if getattr(original, "takes_sort", False):
-        return
-
-    def add_update(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
-        if sort is not None:
-            raise NotImplementedError("mongomock cannot sort the document a bulk update takes")
-        return original(self, *args, **kwargs)  # type: ignore[no-untyped-call]
-
-    add_update.takes_sort = True  # type: ignore[attr-defined]
-    BulkOperationBuilder.add_update = add_update  # type: ignore[method-assign]
-
-
-teach_mongomock_bulk_updates()
+teach_mongomock_bulk_updates()  # bulk_write runs pymongo's UpdateOne, as on a server
 
 
 def real_server_uri() -> str | None:
