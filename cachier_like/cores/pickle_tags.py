@@ -88,6 +88,8 @@ _NETWORK_FS = frozenset(
     | {"gpfs", "beegfs", "ocfs2", "gfs2", "fuse.s3fs", "davfs"}
 )
 _MOUNTINFO = "/proc/self/mountinfo"
+# Python's mmap keeps a duplicate of the descriptor, unless told not to (3.13+).
+_NO_FD: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 _monotonic = time.monotonic
 _damage_log = RateLimitedLog(logger)
 # Versions handed out while the file is damaged: each read one never handed out before.
@@ -376,7 +378,7 @@ class TagFile:
         if self.network:
             return _View(descriptor=descriptor, identity=identity)
         try:
-            mapped = mmap.mmap(fd, FILE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+            mapped = mmap.mmap(fd, FILE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, **_NO_FD)
         except (OSError, ValueError) as exc:
             logger.debug("cannot map %s: %s", self.path, exc)
             return _View(identity=identity, damaged=True)
