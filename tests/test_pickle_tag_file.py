@@ -280,12 +280,14 @@ def test_a_writer_killed_mid_bump_makes_misses_until_the_next_bump_repairs(
             child.join(DEADLINE_S)
             reader.join(DEADLINE_S)
             again = tags.versions(["t", "u"])
+            alone = tags.versions(["t"])  # the one-tag path, too
     finally:
         reap(child)
     (first,) = got
     # Versions no entry recorded: above any handed out, and new at every read.
     assert min(first) > 1 and min(again) > max(first)
     assert len(set(first + again)) == 4
+    assert alone[0] > max(again)
     assert [m for m in warnings_in(caplog) if "interrupted" in m] != []
 
     caplog.clear()

@@ -16,7 +16,8 @@ invalidates the entries of the other too.
 Each process maps the file once (``MAP_SHARED``, read-only) and reads the counters from
 the mapping: a read makes no system call. A bump (under the lock file's exclusive
 ``flock``, which excludes threads and processes alike) writes in place as a seqlock:
-the sequence number made odd, the counters, then the sequence number made even. A
+the sequence number made odd, the counters, then the sequence number made even (then
+``fdatasync``, before the bump returns but after the lock is released). A
 reader reads the sequence number, ``base`` and its counters, then the sequence number
 again, and retries while they differ or it is odd. A sequence number that stays odd
 is waited out under a shared ``flock``; odd even then means a writer died mid-bump:
@@ -24,8 +25,9 @@ see :meth:`TagFile.versions`.
 
 The file is never truncated nor rewritten whole: it is created full-size under a
 temporary name and hard-linked into place (so nobody maps half a header), and a
-damaged file is replaced by a new one (renamed over it) after its ``retired`` byte
-is set, which makes every mapping of it open the path again. Truncating the file in
+damaged file is replaced by a new one (renamed over it) after it is retired (its
+sequence number made odd for good, its ``retired`` byte set), which makes every
+mapping of it open the path again. Truncating the file in
 place while processes have it mapped makes their next read fail with ``SIGBUS`` (as
 for any mapped file): never edit it. Deleting it is not supported while processes
 run either: they would go on reading the deleted file, up to the next check of the
@@ -281,9 +283,9 @@ class TagFile:
         where = [slot_index(tag) for tag in tags]
         view = self._current_view()
         found = self._read(view, where)
-        if found is None and not view.damaged:
-            # A bump in progress, a file being replaced, or a dead writer: look again
-            # with live writers waited out.
+        if found is None:
+            # A bump in progress, a file being replaced, a dead writer or damage: look
+            # again with live writers waited out (a damaged file may be mid-replacement).
             with self._shared_lock():
                 self._view = view = self._open_view()
                 found = self._read(view, where, spins=1)
