@@ -11,6 +11,7 @@ modes, listings) is tested in ``tests/test_pickle_core.py``. Processes are forke
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -370,6 +371,24 @@ def test_without_a_file_versions_are_zero_and_creation_is_retried_once_a_second(
     monkeypatch.setattr(TagFile, "_create", create)
     TagFile(str(directory), FileModes()).bump(["t"])  # another process makes it
     assert tags.versions(["t"]) == (1,)  # seen at once: the path is opened per read
+
+
+def test_without_hard_links_only_a_bump_creates_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: Any) -> None:
+        raise OSError(errno.EPERM, "no hard links here")
+
+    monkeypatch.setattr(pickle_tags, "os", fake_os(link=no_links))
+    tags = TagFile(str(tmp_path), FileModes())
+    assert tags.versions(["t"]) == (0,)  # a read may race another: it makes none
+    assert list(tmp_path.iterdir()) == []
+    tags.bump(["t"])  # under the lock: renamed into place
+    assert tags.versions(["t"]) == (1,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        pickle_tags.TAGS_FILE,
+        pickle_tags.TAGS_FILE + ".lock",
+    ]
 
 
 MOUNTINFO = r"""22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
