@@ -195,6 +195,34 @@ def test_concurrent_bumps_from_processes_and_threads_all_count(tmp_path: Path) -
     assert header(tmp_path)[1] % 2 == 0
 
 
+def test_reads_during_bumps_in_another_process_are_never_torn(tmp_path: Path) -> None:
+    tags = TagFile(str(tmp_path), FileModes())
+    assert tags.versions(["a", "b"]) == (0, 0)
+    rounds = 300
+    done = FORK.Event()
+
+    def bumper() -> None:
+        writer = TagFile(str(tmp_path), FileModes())
+        for _ in range(rounds):
+            writer.bump(["a", "b"])  # always together: a torn read would tell them apart
+        done.set()
+
+    child = FORK.Process(target=bumper, daemon=True)
+    child.start()
+    try:
+        seen = set()
+        while not done.is_set():
+            a, b = tags.versions(["a", "b"])
+            assert a == b
+            seen.add(a)
+        child.join(DEADLINE_S)
+        assert child.exitcode == 0
+    finally:
+        reap(child)
+    assert tags.versions(["a", "b"]) == (rounds, rounds)
+    assert len(seen) > 10  # the reads did overlap the bumps
+
+
 def test_racing_first_reads_make_one_file_and_leave_no_temporary_file(tmp_path: Path) -> None:
     results = run_forked(
         4,
