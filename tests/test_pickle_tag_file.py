@@ -372,6 +372,18 @@ def test_a_deleted_file_is_left_within_a_second(tmp_path: Path, clock: list[floa
     assert reader.versions(["t"]) == (2,)
 
 
+def test_a_bump_here_is_read_here_at_once_even_in_a_file_made_again(
+    tmp_path: Path, clock: list[float]
+) -> None:
+    tags = TagFile(str(tmp_path), FileModes())
+    tags.bump(["t"])
+    tags.bump(["t"])
+    assert tags.versions(["t"]) == (2,)
+    os.unlink(tmp_path / pickle_tags.TAGS_FILE)  # e.g. the cache directory wiped
+    tags.bump(["t"])  # a new file: t is 1 there
+    assert tags.versions(["t"]) == (1,)  # no clock moved
+
+
 # -- no file, and network file systems ---------------------------------------------------
 
 

@@ -31,7 +31,7 @@ mapping of it open the path again. Truncating the file in
 place while processes have it mapped makes their next read fail with ``SIGBUS`` (as
 for any mapped file): never edit it. Deleting it is not supported while processes
 run either: they would go on reading the deleted file, up to the next check of the
-path (at most one ``stat`` per second, on a read). On a network file system (NFS,
+path (at most one ``stat`` per second, on a read) or their own next bump. On a network file system (NFS,
 SMB, ...), whose mapped pages are not coherent between machines, each read uses
 ``pread`` instead of the mapping.
 
@@ -454,7 +454,12 @@ class TagFile:
             self._create(base=0, how="locked")
             fd = os.open(self.path, os.O_RDWR | _O_CLOEXEC)
         try:
-            state = _valid_header(os.pread(fd, HEADER_SIZE, 0), os.fstat(fd).st_size)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._view.identity:
+                # Not the file this process reads (it was deleted and made again): the
+                # next read here must see this bump, not wait for its check of the path.
+                self._view = _NOT_OPEN
+            state = _valid_header(os.pread(fd, HEADER_SIZE, 0), st.st_size)
             counts = [_pread_word(fd, at) for at in where] if state else []
             if state is None or min(counts) < 0:
                 old, fd = fd, -1  # _replace closes it
