@@ -31,9 +31,9 @@ mapping of it open the path again. Truncating the file in
 place while processes have it mapped makes their next read fail with ``SIGBUS`` (as
 for any mapped file): never edit it. Deleting it is not supported while processes
 run either: they would go on reading the deleted file, up to the next check of the
-path (at most one ``stat`` per second, on a read) or their own next bump. On a network file system (NFS,
-SMB, ...), whose mapped pages are not coherent between machines, each read uses
-``pread`` instead of the mapping.
+path (at most one ``stat`` per second, on a read) or their own next bump. On a
+network file system (NFS, SMB, ...), whose mapped pages are not coherent between
+machines, each read uses ``pread`` instead of the mapping.
 
 No namespace directory can be named like these files: directory names never start
 with a dot (:func:`~.pickle_files.namespace_dirname`).
