@@ -199,13 +199,14 @@ class PickleCore(Core):
         return True
 
     def tag_versions(self, tags: Sequence[str]) -> tuple[int, ...]:
-        """The versions of ``tags`` under ``cache_dir``, shared by all its functions: one
-        ``stat`` while unchanged; a damaged file makes tagged entries misses (see
-        :meth:`.pickle_tags.TagFile.versions`)."""
+        """The versions of ``tags`` under ``cache_dir``, shared by all its functions: read
+        from a memory-mapped file, with no system call; a damaged file makes tagged
+        entries misses (see :meth:`.pickle_tags.TagFile.versions`)."""
         return self._tags.versions(tags)
 
     def bump_tags(self, tags: Sequence[str]) -> None:
-        """Advance each tag's version under ``cache_dir`` by one (a locked rewrite)."""
+        """Advance each tag's version under ``cache_dir`` by one (an in-place increment
+        under a lock file, which readers see at once: see :mod:`.pickle_tags`)."""
         self._tags.bump(tags)
 
     def _make_directory(self) -> None:
