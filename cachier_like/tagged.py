@@ -19,7 +19,7 @@ from .controls import NO_CONTROLS, take_controls
 from .errors import ConfigurationError
 from .policy import Job, call_flow
 from .steps import drive_sync
-from .tagging import expected
+from .tagging import Expected, expected
 from .wrapper import AsyncCachedFunction, CachedFunction, _now
 
 __all__ = ["AsyncTaggedCachedFunction", "TaggedCachedFunction", "hit_path"]
@@ -68,7 +68,8 @@ class TaggedCachedFunction(CachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and entry.tags == expected(tags, versions).record
+            and entry.tags
+            == (versions if type(versions) is Expected else expected(tags, versions)).record
         ):
             return entry.value  # type: ignore[no-any-return]
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
@@ -107,7 +108,8 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
             entry is not None
             and (entry.value is not None or opts.allow_none)
             and (opts.stale_after is None or _now() - entry.timestamp <= opts.stale_after)
-            and entry.tags == expected(tags, versions).record
+            and entry.tags
+            == (versions if type(versions) is Expected else expected(tags, versions)).record
         ):
             return entry.value
         return await self._ashare(

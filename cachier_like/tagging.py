@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, cast
 
 from .errors import ConfigurationError
@@ -93,18 +92,29 @@ def recorded(tags: tuple[str, ...], versions: tuple[int, ...]) -> TagVersions:
     return tuple(zip(tags, versions, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
-class Expected:
-    """What an entry computed under the store's current tag versions records.
+class Expected(tuple[int, ...]):
+    """Tag versions (a tuple of them, as :meth:`Core.tag_versions` returns), with what an
+    entry computed under them records.
 
     ``record`` is what :attr:`~cachier_like.entry.Entry.tags` holds, ``head`` the frame
     its payload starts with (:func:`frame` of ``record``, without the value): a core
     comparing the payload's first bytes with ``head`` knows the entry is current
-    without parsing its frame.
+    without parsing its frame. A core's ``get_tagged`` may return one as the versions;
+    a caller then compares the entry's tags with ``record`` without building it.
+
+    Example:
+        >>> found = expected(("user:7",), (2,))
+        >>> found == (2,), found.record
+        (True, (('user:7', 2),))
     """
 
     record: TagVersions
     head: bytes
+
+    def __new__(cls, versions: tuple[int, ...], record: TagVersions, head: bytes) -> Expected:
+        made = super().__new__(cls, versions)
+        made.record, made.head = record, head
+        return made
 
 
 #: Expectations made, by (tags, versions) (at most _MAX_RECORDS kept).
@@ -127,7 +137,7 @@ def expected(tags: tuple[str, ...], versions: tuple[int, ...]) -> Expected:
         head = frame(record, b"")
         # The record parsed from such an entry is this very tuple (a cheap comparison).
         record = _RECORDS.setdefault(head[_RECORD_AT:], record)
-        found = Expected(record, head)
+        found = Expected(versions, record, head)
         if len(_EXPECTED) >= _MAX_RECORDS:
             _EXPECTED.clear()  # a bound, not an LRU, as for _RECORDS
         _EXPECTED[slot] = found

@@ -116,6 +116,7 @@ def test_reads_on_a_local_file_system_make_no_system_call(
         assert tags.versions(["a"]) == (1,)
         assert tags.versions(("a", "b", "c")) == (1, 0, 2)
         assert tags.versions([]) == ()
+        assert tags.current(("a", "c")) == (1, 2)  # a tagged hit's lookup
     # The path is checked again (one stat) once per second of reads, no more.
     monkeypatch.setattr(pickle_tags, "os", fake_os(**{name: spy(name) for name in names}))
     clock[0] += 1.5
@@ -513,3 +514,45 @@ def test_a_bump_past_63_bits_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="overflow"):
         tags.bump(["t"])
     assert header(tmp_path)[1] % 2 == 0  # nothing half-written
+
+
+# -- the record a tagged hit looks up (TagFile.current) -----------------------------------
+
+
+def test_the_current_record_is_kept_until_any_bump_and_costs_no_clock_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: list[float]
+) -> None:
+    reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
+    writer.bump(["a"])
+    first = reader.current(("a", "b"))
+    assert first.record == (("a", 1), ("b", 0))
+    assert first == (1, 0)
+    assert reader.current(("a", "b")) is first  # kept: one word of the mapping read
+    reads = [0]
+
+    def counted() -> float:
+        reads[0] += 1
+        return clock[0]
+
+    monkeypatch.setattr(pickle_tags, "_monotonic", counted)
+    for _ in range(pickle_tags._CLOCK_EVERY * 4):
+        assert reader.current(("a", "b")) is first
+    assert 0 < reads[0] <= 4  # once every _CLOCK_EVERY reads of a kept record
+    writer.bump(["z"])  # any bump of the directory, another TagFile's (process's)
+    again = reader.current(("a", "b"))
+    assert again == (1, 0) and again is first  # re-read, the same record: still current
+    writer.bump(["b"])
+    assert reader.current(("a", "b")) == (1, 1)  # at once, no clock moved
+
+
+def test_a_deleted_file_is_left_by_the_kept_records_too(tmp_path: Path, clock: list[float]) -> None:
+    reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
+    writer.bump(["t"])
+    assert reader.current(("t",)) == (1,)
+    os.unlink(tmp_path / pickle_tags.TAGS_FILE)
+    writer.bump(["t"])
+    writer.bump(["t"])  # a new file: t is 2 there
+    assert reader.current(("t",)) == (1,)  # still the deleted file
+    clock[0] += 1.5
+    seen = [reader.current(("t",)) for _ in range(pickle_tags._CLOCK_EVERY)]
+    assert seen[-1] == (2,)  # within a second and _CLOCK_EVERY reads

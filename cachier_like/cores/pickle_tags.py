@@ -60,6 +60,7 @@ from collections.abc import Iterator, Sequence
 from .. import forks
 from ..alerts import RateLimitedLog
 from ..errors import BackendError
+from ..tagging import Expected, expected
 from .pickle_files import _O_CLOEXEC, FileModes
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ _MOUNTINFO = "/proc/self/mountinfo"
 # Python's mmap keeps a duplicate of the descriptor, unless told not to (3.13+).
 _NO_FD: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 _monotonic = time.monotonic
+#: Tag sets a TagFile keeps the current record of (a bound, not an LRU).
+_MAX_KNOWN = 4096
+#: Reads of a kept record (TagFile.current) between two reads of the clock.
+_CLOCK_EVERY = 64
 _damage_log = RateLimitedLog(logger)
 # Versions handed out while the file is damaged: each read one never handed out before.
 _unknown = itertools.count(1)
@@ -228,8 +233,44 @@ class TagFile:
         self.network = filesystem_type(directory) in _NETWORK_FS or sys.byteorder != "little"
         self._view = _NOT_OPEN
         self._create_after = 0.0  # reads do not retry a failed creation before then
+        #: By tag set: the sequence number its versions were read under, and what an
+        #: entry current at them records (a tagged hit's one lookup; see current()).
+        self._known: dict[tuple[str, ...], tuple[int, Expected]] = {}
+        self._unclocked = _CLOCK_EVERY  # reads of a kept record left before a clock read
 
     # -- reads -------------------------------------------------------------------------
+
+    def current(self, tags: tuple[str, ...]) -> Expected:
+        """What an entry of ``tags`` current now records: :func:`~..tagging.expected` of
+        :meth:`versions`, the same object for as long as no tag of the directory is
+        bumped (the file's sequence number moves with every bump), so a tagged hit
+        reads one word of the mapping, not its tags' slots. The path is checked as by
+        :meth:`versions` (once a second), but only every :data:`_CLOCK_EVERY` such
+        reads: a clock read would cost a hit more than the rest of this.
+
+        Example:
+            >>> import tempfile
+            >>> tags = TagFile(tempfile.mkdtemp(), FileModes())
+            >>> tags.current(("a",)), tags.current(("a",)) is tags.current(("a",))
+            ((0,), True)
+        """
+        view = self._view
+        words = view.words
+        if words is not None:
+            seq = words[1]
+            known = self._known.get(tags)
+            if known is not None and known[0] == seq:
+                self._unclocked -= 1
+                if self._unclocked > 0:
+                    return known[1]  # an odd seq is never kept: no bump began since
+            self._unclocked = _CLOCK_EVERY
+            found = expected(tags, self.versions(tags))  # checks the path when due
+            if not seq & 1 and self._view is view and words[1] == seq:
+                if len(self._known) >= _MAX_KNOWN:
+                    self._known.clear()
+                self._known[tags] = (seq, found)
+            return found
+        return expected(tags, self.versions(tags))
 
     def versions(self, tags: Sequence[str]) -> tuple[int, ...]:
         """The current version of each tag: from the mapping, with no system call.

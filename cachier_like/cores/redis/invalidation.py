@@ -23,7 +23,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ...entry import Entry
-from ...tagging import expected
+from ...tagging import Expected, expected
 from ..base import Core
 from ..shared import storage_name
 from . import scripts as lua
@@ -189,15 +189,14 @@ class RedisInvalidation(Core):
             data, found = link.pipeline(*self._tagged_commands(suffix, tags, True))
         else:
             data, found = link.read_tagged(self._v + suffix, self._tag_keys(tags))
-        tag_versions = found if type(found) is tuple else versions(found)
+        tags = tags if type(tags) is tuple else tuple(tags)
+        current = expected(tags, found if type(found) is tuple else versions(found))
         if data is None:
-            return None, tag_versions
-        return self._decode_tagged(suffix, data, tuple(tags), tag_versions), tag_versions
+            return None, current
+        return self._decode_tagged(suffix, data, current), current
 
-    def _decode_tagged(
-        self, suffix: str, data: bytes, tags: tuple[str, ...], tag_versions: tuple[int, ...]
-    ) -> Entry | None:
-        """:meth:`_decode`, fast for an entry current at ``tag_versions`` (see
+    def _decode_tagged(self, suffix: str, data: bytes, current: Expected) -> Entry | None:
+        """:meth:`_decode`, fast for an entry ``current`` describes (see
         :meth:`~..base.Core.decode_current`)."""
         if len(data) < HEADER_SIZE or data[:4] != MAGIC:
             self.warn_damaged(self._v + suffix, "bad header")
@@ -206,7 +205,7 @@ class RedisInvalidation(Core):
         return self.decode_current(
             data,
             HEADER_SIZE,
-            expected(tags, tag_versions),
+            current,
             self._v + suffix,
             name=suffix,
             timestamp=stamp,
