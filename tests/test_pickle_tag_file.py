@@ -22,7 +22,6 @@ import struct
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from tests.support import (
     wait_until,
     warnings_in,
 )
+from tests.test_pickle_core import fake_os
 
 pytestmark = pytest.mark.pickle
 
@@ -64,15 +64,6 @@ def poke_slot(directory: Path, tag: str, value: int) -> None:
         os.pwrite(fd, struct.pack("<q", value), 8 * pickle_tags.slot_index(tag))
     finally:
         os.close(fd)
-
-
-def fake_os(**overrides: Callable[..., Any]) -> types.ModuleType:
-    """A stand-in for the ``os`` module with some functions replaced."""
-    module = types.ModuleType("os")
-    module.__dict__.update(vars(os))
-    for name, function in overrides.items():
-        setattr(module, name, function)
-    return module
 
 
 def forbidden(*args: Any, **kwargs: Any) -> Any:
