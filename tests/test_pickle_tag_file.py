@@ -333,7 +333,7 @@ def test_a_replaced_file_is_retired_and_its_readers_remap(
     reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
     writer.bump(["t"])
     assert reader.versions(["t", "u"]) == (1, 0)
-    old_words, old_identity = reader._view.words, reader._view.identity
+    old_words, old_identity = reader.view.words, reader.view.identity
     assert old_words is not None
     poke_slot(tmp_path, "t", -3)  # damaged in place: the reader's mapping shows it
     with caplog.at_level(logging.WARNING):
@@ -347,7 +347,7 @@ def test_a_replaced_file_is_retired_and_its_readers_remap(
     assert base > unknown
     # No clock moved: the reader left the retired file at its next read.
     assert reader.versions(["t", "u"]) == (base + 1, base)
-    assert reader._view.identity != old_identity
+    assert reader.view.identity != old_identity
 
 
 def test_a_deleted_file_is_left_within_a_second(tmp_path: Path, clock: list[float]) -> None:
@@ -469,7 +469,7 @@ def test_on_a_network_file_system_each_read_uses_pread(
 
     monkeypatch.setattr(pickle_tags, "os", fake_os(pread=counting))
     assert tags.versions(["t", "u"]) == (1, 0)
-    assert tags._view.words is None and tags._view.descriptor is not None  # no mapping
+    assert tags.view.words is None and tags.view.descriptor is not None  # no mapping
     other.bump(["t"])
     assert tags.versions(["t", "u"]) == (2, 0)  # at once
     assert len(preads) >= 8  # header, two counters, sequence number: per read
@@ -510,7 +510,7 @@ def test_a_bump_past_63_bits_is_refused(tmp_path: Path) -> None:
 # -- the record a tagged hit looks up (TagFile.current) -----------------------------------
 
 
-def test_the_current_record_is_kept_until_any_bump_and_costs_no_clock_read(
+def test_the_current_record_is_kept_until_any_bump_and_reads_no_clock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: list[float]
 ) -> None:
     reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
@@ -519,31 +519,63 @@ def test_the_current_record_is_kept_until_any_bump_and_costs_no_clock_read(
     assert first.record == (("a", 1), ("b", 0))
     assert first == (1, 0)
     assert reader.current(("a", "b")) is first  # kept: one word of the mapping read
-    reads = [0]
-
-    def counted() -> float:
-        reads[0] += 1
-        return clock[0]
-
-    monkeypatch.setattr(pickle_tags, "_monotonic", counted)
-    for _ in range(pickle_tags._CLOCK_EVERY * 4):
+    monkeypatch.setattr(pickle_tags, "_monotonic", forbidden)
+    for _ in range(100):
         assert reader.current(("a", "b")) is first
-    assert 0 < reads[0] <= 4  # once every _CLOCK_EVERY reads of a kept record
+    monkeypatch.setattr(pickle_tags, "_monotonic", lambda: clock[0])
     writer.bump(["z"])  # any bump of the directory, another TagFile's (process's)
     again = reader.current(("a", "b"))
-    assert again == (1, 0) and again is first  # re-read, the same record: still current
+    assert again == (1, 0) and again is first  # read again, the same record: still current
     writer.bump(["b"])
     assert reader.current(("a", "b")) == (1, 1)  # at once, no clock moved
 
 
-def test_a_deleted_file_is_left_by_the_kept_records_too(tmp_path: Path, clock: list[float]) -> None:
+def test_a_deleted_file_is_left_at_the_next_full_read(tmp_path: Path, clock: list[float]) -> None:
+    """A kept record does not check the path; the next miss's full read does."""
     reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
     writer.bump(["t"])
-    assert reader.current(("t",)) == (1,)
+    kept = reader.current(("t",))  # the first read maps the file; the second keeps it
+    assert reader.current(("t",)) is kept == (1,)
     os.unlink(tmp_path / pickle_tags.TAGS_FILE)
     writer.bump(["t"])
     writer.bump(["t"])  # a new file: t is 2 there
-    assert reader.current(("t",)) == (1,)  # still the deleted file
     clock[0] += 1.5
-    seen = [reader.current(("t",)) for _ in range(pickle_tags._CLOCK_EVERY)]
-    assert seen[-1] == (2,)  # within a second and _CLOCK_EVERY reads
+    assert reader.current(("t",)) is kept  # the deleted file's, kept
+    assert reader.versions(["t"]) == (2,)  # a full read checks the path
+    assert reader.current(("t",)) == (2,)
+
+
+def test_a_pickle_miss_notices_a_deleted_tag_file(tmp_path: Path, clock: list[float]) -> None:
+    from cachier_like import cached
+
+    calls: list[int] = []
+
+    @cached(backend="pickle", cache_dir=tmp_path, tags=["t"])
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1), f(1)
+    os.unlink(tmp_path / pickle_tags.TAGS_FILE)
+    other = TagFile(str(tmp_path), FileModes())
+    other.bump(["t"])  # another process, in the new file
+    clock[0] += 1.5
+    f(2)  # a miss: its full read of the versions finds the new file
+    assert f(1) == 1
+    assert calls == [1, 2, 1], "served an entry invalidated in the new tag file"
+
+
+def test_records_kept_for_one_file_are_not_used_for_the_next(
+    tmp_path: Path, clock: list[float]
+) -> None:
+    """A file made again has sequence numbers of its own: one equal to a kept record's
+    must not bring back that record (here: t was 1 in the old file, is 0 in the new)."""
+    reader, writer = TagFile(str(tmp_path), FileModes()), TagFile(str(tmp_path), FileModes())
+    writer.bump(["t"])  # old file: sequence number 2, t = 1
+    reader.current(("t",))
+    assert reader.current(("t",)) == (1,)
+    os.unlink(tmp_path / pickle_tags.TAGS_FILE)
+    writer.bump(["u"])  # new file: sequence number 2 again, t = 0
+    clock[0] += 1.5
+    assert reader.versions(["t"]) == (0,)  # the full read moves to the new file
+    assert reader.current(("t",)) == (0,)

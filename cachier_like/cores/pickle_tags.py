@@ -96,8 +96,6 @@ _NO_FD: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else
 _monotonic = time.monotonic
 #: Tag sets a TagFile keeps the current record of (a bound, not an LRU).
 _MAX_KNOWN = 4096
-#: Reads of a kept record (TagFile.current) between two reads of the clock.
-_CLOCK_EVERY = 64
 _damage_log = RateLimitedLog(logger)
 # Versions handed out while the file is damaged: each read one never handed out before.
 _unknown = itertools.count(1)
@@ -150,7 +148,7 @@ class _View:
     descriptor to ``pread`` (network file systems); neither while the file is absent
     or damaged."""
 
-    __slots__ = ("check_at", "damaged", "descriptor", "identity", "words")
+    __slots__ = ("check_at", "damaged", "descriptor", "identity", "known", "words")
 
     def __init__(
         self,
@@ -165,6 +163,10 @@ class _View:
         live = words is not None or descriptor is not None
         self.check_at = _monotonic() + _RECHECK_S if live else 0.0
         self.damaged = damaged
+        #: By tag set: the sequence number its versions were read under in this file,
+        #: and what an entry current at them records (see TagFile.current). A view of
+        #: another file starts empty: its sequence numbers are not this one's.
+        self.known: dict[tuple[str, ...], tuple[int, Expected]] = {}
 
 
 _NOT_OPEN = _View()
@@ -231,12 +233,9 @@ class TagFile:
         #: Whether reads use ``pread`` rather than the mapping: on a network file system,
         #: or where the mapping's native words are not the file's little-endian ones.
         self.network = filesystem_type(directory) in _NETWORK_FS or sys.byteorder != "little"
-        self._view = _NOT_OPEN
+        #: What versions are read from now (the mapping of the file, mostly).
+        self.view = _NOT_OPEN
         self._create_after = 0.0  # reads do not retry a failed creation before then
-        #: By tag set: the sequence number its versions were read under, and what an
-        #: entry current at them records (a tagged hit's one lookup; see current()).
-        self._known: dict[tuple[str, ...], tuple[int, Expected]] = {}
-        self._unclocked = _CLOCK_EVERY  # reads of a kept record left before a clock read
 
     # -- reads -------------------------------------------------------------------------
 
@@ -244,9 +243,9 @@ class TagFile:
         """What an entry of ``tags`` current now records: :func:`~..tagging.expected` of
         :meth:`versions`, the same object for as long as no tag of the directory is
         bumped (the file's sequence number moves with every bump), so a tagged hit
-        reads one word of the mapping, not its tags' slots. The path is checked as by
-        :meth:`versions` (once a second), but only every :data:`_CLOCK_EVERY` such
-        reads: a clock read would cost a hit more than the rest of this.
+        reads one word of the mapping, not its tags' slots. Such a read does not check
+        the path (a clock read would cost a hit more than the rest of this): a deleted
+        file is noticed by the next :meth:`versions` (a miss, an invalidation).
 
         Example:
             >>> import tempfile
@@ -254,21 +253,18 @@ class TagFile:
             >>> tags.current(("a",)), tags.current(("a",)) is tags.current(("a",))
             ((0,), True)
         """
-        view = self._view
+        view = self.view
         words = view.words
         if words is not None:
             seq = words[1]
-            known = self._known.get(tags)
+            known = view.known.get(tags)
             if known is not None and known[0] == seq:
-                self._unclocked -= 1
-                if self._unclocked > 0:
-                    return known[1]  # an odd seq is never kept: no bump began since
-            self._unclocked = _CLOCK_EVERY
-            found = expected(tags, self.versions(tags))  # checks the path when due
-            if not seq & 1 and self._view is view and words[1] == seq:
-                if len(self._known) >= _MAX_KNOWN:
-                    self._known.clear()
-                self._known[tags] = (seq, found)
+                return known[1]  # an odd seq is never kept: no bump began since
+            found = expected(tags, self.versions(tags))
+            if not seq & 1 and self.view is view and words[1] == seq:
+                if len(view.known) >= _MAX_KNOWN:
+                    view.known.clear()
+                view.known[tags] = (seq, found)
             return found
         return expected(tags, self.versions(tags))
 
@@ -288,7 +284,7 @@ class TagFile:
         0, as nothing was ever bumped. Deleting the file resets the versions, so delete
         it only with every entry of the directory, and with no process running.
         """
-        view = self._view
+        view = self.view
         words = view.words
         if words is None or view.check_at <= _monotonic():
             return self._versions_slowly(tags)
@@ -328,7 +324,7 @@ class TagFile:
             # A bump in progress, a file being replaced, a dead writer or damage: look
             # again with live writers waited out (a damaged file may be mid-replacement).
             with self._shared_lock():
-                self._view = view = self._open_view()
+                self.view = view = self._open_view()
                 found = self._read(view, where, spins=1)
         if found is not None:
             return found
@@ -375,7 +371,7 @@ class TagFile:
     def _current_view(self) -> _View:
         """The view to read from, opened again if it was never opened, is absent or
         damaged, or is due for its check that the path still names its file."""
-        view = self._view
+        view = self.view
         if view.check_at > _monotonic():  # a live view, checked less than a second ago
             return view
         if view.identity is not None:
@@ -390,7 +386,7 @@ class TagFile:
                 if not view.damaged:
                     view.check_at = _monotonic() + _RECHECK_S
                 return view
-        self._view = view = self._open_view()
+        self.view = view = self._open_view()
         return view
 
     def _open_view(self) -> _View:
@@ -496,10 +492,10 @@ class TagFile:
             fd = os.open(self.path, os.O_RDWR | _O_CLOEXEC)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != self._view.identity:
+            if (st.st_dev, st.st_ino) != self.view.identity:
                 # Not the file this process reads (it was deleted and made again): the
                 # next read here must see this bump, not wait for its check of the path.
-                self._view = _NOT_OPEN
+                self.view = _NOT_OPEN
             state = _valid_header(os.pread(fd, HEADER_SIZE, 0), st.st_size)
             counts = [_pread_word(fd, at) for at in where] if state else []
             if state is None or min(counts) < 0:
@@ -561,7 +557,7 @@ class TagFile:
         finally:
             os.close(old_fd)
         self._create(base=time.time_ns() + next(_unknown), how="replace")
-        self._view = _NOT_OPEN
+        self.view = _NOT_OPEN
         return os.open(self.path, os.O_RDWR | _O_CLOEXEC)
 
     @staticmethod
