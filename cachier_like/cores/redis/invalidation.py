@@ -12,7 +12,8 @@ missing key starts it at 1, so a tag never invalidated needs no key (version 0).
 Example (keys under the prefix ``app``)::
 
     core.bump_tags(["user:7"])          # EVALSHA: INCR {app:#tags}:user:7
-    core.get_tagged("k", ["user:7"])    # MGET {app:pkg.f}:v:k {app:#tags}:user:7
+    core.get_tagged("k", ["user:7"])    # GET {app:pkg.f}:v:k, the version kept (tracking.py)
+                                        # (else MGET {app:pkg.f}:v:k {app:#tags}:user:7)
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ class RedisInvalidation(Core):
     def get_tagged(
         self, key: Hashable, tags: Sequence[str]
     ) -> tuple[Entry | None, tuple[int, ...]]:
-        """The entry and its tags' versions in one ``MGET`` on the hit path's connection.
+        """The entry and its tags' versions (a :class:`~...tagging.Expected`): one ``GET``
+        where the private connection keeps the versions current (:mod:`.tracking`),
+        else one ``MGET`` of the entry and the tags.
 
         On a Redis Cluster the entry's slot is not the tags': a ``GET`` and an ``MGET``
         in one pipeline (at most two nodes). Always read from the server, also by a
