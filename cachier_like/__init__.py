@@ -30,6 +30,7 @@ from .errors import (
     MissingDriverError,
     UnkeyableArgumentError,
 )
+from .health import Health
 from .keys import stable_hash
 from .serialize import PickleSerializer, Serializer
 from .wrapper import CachedFunction
@@ -42,6 +43,7 @@ __all__ = [
     "CachierLikeError",
     "ConfigurationError",
     "Entry",
+    "Health",
     "MissingDriverError",
     "PickleSerializer",
     "Serializer",

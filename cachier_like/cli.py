@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_health import COMMANDS as HEALTH_COMMANDS
+from .cli_health import add_commands as add_health_commands
 from .cli_invalidate import COMMANDS as INVALIDATION_COMMANDS
 from .cli_invalidate import add_commands as add_invalidation_commands
 from .cli_output import format_age, format_size, parse_duration, print_json, print_table
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_flags(show)
     show.add_argument("--json", action="store_true", help="print JSON")
     add_invalidation_commands(commands, common, _add_store_flags)
+    add_health_commands(commands, common, _add_store_flags)
     return parser
 
 
@@ -256,6 +259,7 @@ _COMMANDS = {
     "ls": cmd_ls,
     "show": cmd_show,
     **INVALIDATION_COMMANDS,
+    **HEALTH_COMMANDS,
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from .batches import BatchMethods
 from .counts import AwaitableCount
 from .entry import Entry
+from .health import Health, aprobe, probe
 from .invalidating import InvalidationMethods
 from .options import Options
 from .tagging import recorded
@@ -199,6 +200,37 @@ class CacheMethods(InvalidationMethods, BatchMethods, Generic[P, R]):
             True
         """
         return self._current().core.location()
+
+    def health(self) -> Health:
+        """Write, read back and delete a probe entry in this function's store; report the
+        time it took, or in one line what is wrong (never raises for the store).
+
+        For an ``async def`` function use :meth:`ahealth`: its core may have only an
+        async client.
+
+        Example:
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... def f(x: int) -> int:
+            ...     return x
+            >>> f.health().ok
+            True
+        """
+        return probe(self._current().core)
+
+    async def ahealth(self) -> Health:
+        """:meth:`health` through the core's ``async`` methods.
+
+        Example:
+            >>> import asyncio
+            >>> from cachier_like import cached
+            >>> @cached(backend="memory")
+            ... async def f(x: int) -> int:
+            ...     return x
+            >>> asyncio.run(f.ahealth()).ok
+            True
+        """
+        return await aprobe(self._current().core)
 
     @property
     def core(self) -> Any:

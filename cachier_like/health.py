@@ -1,0 +1,148 @@
+"""Health checks: write, read and delete a probe entry through a function's core.
+
+:func:`probe` (and :func:`aprobe`, through the core's ``async`` methods) store a small
+entry under a key no call can produce, read it back, delete it, and report how long
+that took, or in one line what went wrong: the store is down, refuses the write, hands
+back something else, or keeps the entry. ``f.health()`` / ``await f.ahealth()`` and
+``cachier-like health`` use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .cores.base import Core
+from .entry import Entry
+
+__all__ = ["Health", "aprobe", "probe"]
+
+#: Probe keys start with this; a call's key is a digest, never this text.
+PROBE_PREFIX = "cachier-like-health-probe-"
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a probe of one function's store found.
+
+    ``latency_s`` is the time the write, the read and the delete took together (None
+    when one failed); ``problem`` says what is wrong, in one line (None when ``ok``).
+
+    Example:
+        >>> from cachier_like import cached
+        >>> @cached(backend="memory")
+        ... def f(x: int) -> int:
+        ...     return x
+        >>> report = f.health()
+        >>> report.ok, report.backend, report.problem
+        (True, 'memory', None)
+    """
+
+    ok: bool
+    backend: str
+    namespace: str
+    latency_s: float | None
+    problem: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok and self.latency_s is not None:
+            return (
+                f"{self.namespace} ({self.backend}): ok, write+read+delete in "
+                f"{self.latency_s * 1000:.2f} ms"
+            )
+        return f"{self.namespace} ({self.backend}): {self.problem}"
+
+
+def _backend(core: Core) -> str:
+    return type(core).__name__.removesuffix("Core").lower() or "custom"
+
+
+def _failure(core: Core, step: str, error: BaseException) -> Health:
+    detail = " ".join(str(error).split()) or type(error).__name__
+    problem = f"cannot {step} a probe entry: {type(error).__name__}: {detail}"
+    return Health(False, _backend(core), core.namespace, None, problem)
+
+
+def _judge(core: Core, token: str, stored: bool, read: Entry | None, removed: bool) -> str | None:
+    if not stored:
+        return "the store refused the probe entry (is entry_size_limit below a few bytes?)"
+    if read is None:
+        return "the probe entry just written reads back as missing"
+    if read.value != token:
+        return f"the probe entry reads back as another value: {read.value!r}"
+    if not removed:
+        return "the probe entry could not be deleted"
+    return None
+
+
+def probe(core: Core) -> Health:
+    """Write, read back and delete a probe entry through ``core``'s sync methods.
+
+    Never raises for a store's failure: a :class:`Health` says what went wrong.
+
+    Example:
+        >>> from cachier_like.cores.memory import MemoryCore
+        >>> probe(MemoryCore("demo.f")).ok
+        True
+    """
+    key, token = _probe_key()
+    started = time.perf_counter()
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("write", lambda: core.set(key, Entry(token, time.time()))),
+        ("read", lambda: core.get(key)),
+        ("delete", lambda: core.delete(key)),
+    ]
+    results: list[Any] = []
+    for step, run in steps:
+        try:
+            results.append(run())
+        except Exception as error:  # the report is the point: never raise it
+            with contextlib.suppress(Exception):  # the report already says what failed
+                core.delete(key)  # best effort: leave no probe entry behind
+            return _failure(core, step, error)
+    return _report(core, token, started, results)
+
+
+async def aprobe(core: Core) -> Health:
+    """:func:`probe` through ``core``'s ``async`` methods (for ``async def`` functions).
+
+    Example:
+        >>> import asyncio
+        >>> from cachier_like.cores.memory import MemoryCore
+        >>> asyncio.run(aprobe(MemoryCore("demo.f"))).ok
+        True
+    """
+    key, token = _probe_key()
+    started = time.perf_counter()
+    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("write", lambda: core.aset(key, Entry(token, time.time()))),
+        ("read", lambda: core.aget(key)),
+        ("delete", lambda: core.adelete(key)),
+    ]
+    results: list[Any] = []
+    for step, run in steps:
+        try:
+            results.append(await run())
+        except Exception as error:  # the report is the point: never raise it
+            with contextlib.suppress(Exception):  # the report already says what failed
+                await core.adelete(key)  # best effort: leave no probe entry behind
+            return _failure(core, step, error)
+    return _report(core, token, started, results)
+
+
+def _probe_key() -> tuple[str, str]:
+    token = uuid.uuid4().hex
+    return PROBE_PREFIX + token, token
+
+
+def _report(core: Core, token: str, started: float, results: list[Any]) -> Health:
+    elapsed = time.perf_counter() - started
+    stored, read, removed = results
+    problem = _judge(core, token, bool(stored), read, bool(removed))
+    if problem is not None:
+        return Health(False, _backend(core), core.namespace, None, problem)
+    return Health(True, _backend(core), core.namespace, elapsed)
