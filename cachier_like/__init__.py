@@ -33,6 +33,7 @@ from .errors import (
 from .health import Health
 from .keys import stable_hash
 from .serialize import PickleSerializer, Serializer
+from .warming import WarmReport
 from .wrapper import CachedFunction
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "UnkeyableArgumentError",
+    "WarmReport",
     "cached",
     "cachier",
     "disable_caching",

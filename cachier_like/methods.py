@@ -14,6 +14,7 @@ from .health import Health, aprobe, probe
 from .invalidating import InvalidationMethods
 from .options import Options
 from .tagging import recorded
+from .warming import WarmingMethods
 
 P = ParamSpec("P")
 Q = ParamSpec("Q")
@@ -22,7 +23,7 @@ R = TypeVar("R")
 AsyncResult = Coroutine[Any, Any, Any]
 
 
-class CacheMethods(InvalidationMethods, BatchMethods, Generic[P, R]):
+class CacheMethods(InvalidationMethods, BatchMethods, WarmingMethods, Generic[P, R]):
     """``refresh``, ``uncached``, ``cached_entry``, ``precache_value``, ``clear_cache``, ...
 
     Mixed into :class:`~cachier_like.wrapper.CachedFunction`, which provides the call
