@@ -11,13 +11,15 @@ import asyncio
 import io
 import logging
 import threading
+from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cachier_like import Args, WarmReport, cached
-from tests.support import warnings_in
+from tests.support import record, records, run_forked, warnings_in
 from tests.test_behaviour import DEADLINE_S, Calls, CoreOptions
 
 
@@ -161,3 +163,22 @@ def test_bad_worker_counts_are_refused(bad: Any) -> None:
         f.warm([(1,)], workers=bad)
     with pytest.raises(ValueError, match="concurrency must be a positive int"):
         asyncio.run(f.awarm([(1,)], concurrency=bad))
+
+
+def test_processes_warming_the_same_keys_compute_each_once(
+    cross_process_core_options: CoreOptions, tmp_path: Path
+) -> None:
+    computed = tmp_path / "computed"
+
+    @cached(**cross_process_core_options())
+    def f(x: int) -> int:
+        record(computed, str(x))
+        return x
+
+    assert f.cached_entry(0) is None  # the parent has used the store before forking
+    keys = [(x,) for x in range(12)]
+    reports = run_forked(4, lambda index: f.warm(keys, workers=2), start_together=True)
+    done = Counter(records(computed))
+    assert done == Counter(str(x) for x in range(12)), done  # each key once, in any process
+    assert all(r.failed == 0 and r.total == 12 for r in reports)
+    assert f.warm(keys) == WarmReport(computed=0, fresh=12, failed=0)
