@@ -432,3 +432,27 @@ def test_without_psycopg_postgresql_waiters_poll(
         assert listener_for(engine) is None
     finally:
         engine.dispose()
+
+
+def test_a_listener_nobody_waits_on_stops_retrying_a_database_that_is_gone() -> None:
+    """Its thread ends at the next failure once no waiter is left (no retries, no
+    warnings for ever: a test's stopped server, a decommissioned database), and the
+    next waiter starts one again."""
+    attempts: list[float] = []
+
+    def unreachable() -> Any:
+        attempts.append(time.monotonic())
+        raise OSError("connection refused")
+
+    listener = Listener("gone", connect=unreachable)
+    waiter = listener.add("cachier_like_gone", "k", lambda: None)
+    wait_until(lambda: len(attempts) >= 2)  # retried while someone waits
+    first = listener._thread
+    assert first is not None
+    listener.remove(waiter)
+    first.join(DEADLINE_S)
+    assert not first.is_alive() and listener._thread is None  # no retry can follow
+    tried = len(attempts)
+    listener.add("cachier_like_gone", "k", lambda: None)
+    wait_until(lambda: len(attempts) > tried)  # a new waiter: a new thread tries again
+    assert listener._thread is not None and listener._thread is not first

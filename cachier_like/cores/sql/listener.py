@@ -197,6 +197,8 @@ class Listener:
             try:
                 connection = self._connect()
             except Exception as exc:
+                if self._stopped():
+                    return
                 _log.warn(
                     ("connect", self.name), "%s: LISTEN failed (%r); waiters poll", self.name, exc
                 )
@@ -204,15 +206,36 @@ class Listener:
                 try:
                     self._serve(connection)
                 except Exception as exc:
-                    _log.warn(
-                        ("lost", self.name), "%s: LISTEN lost (%r); reconnecting", self.name, exc
-                    )
+                    if not self._idle():
+                        _log.warn(
+                            ("lost", self.name),
+                            "%s: LISTEN lost (%r); reconnecting",
+                            self.name,
+                            exc,
+                        )
                 finally:
                     self._disconnected(connection)
+                if self._stopped():
+                    return
             if time.monotonic() - started > 10 * _RECONNECT_MAX_S:
                 delay = _RECONNECT_MIN_S  # it served a while: this is a new outage
             time.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX_S)
+
+    def _idle(self) -> bool:
+        """Whether no waiter is registered (the caller holds the lock, or reads a hint)."""
+        return not any(self._waiters.values())
+
+    def _stopped(self) -> bool:
+        """End the thread when nobody waits: a database that is gone for good (a test's
+        server, a decommissioned one) is then not retried, nor warned about, forever.
+        The next :meth:`add` starts a thread again (under the same lock: no waiter is
+        left without one)."""
+        with self._lock:
+            if not self._idle():
+                return False
+            self._thread = None
+            return True
 
     def _serve(self, connection: Any) -> None:
         self.backend_pid = connection.info.backend_pid
