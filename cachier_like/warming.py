@@ -124,8 +124,7 @@ class WarmingMethods(abc.ABC):
             >>> square(2), square.warm([(1,), (2,), (3,), (1,)])
             (4, WarmReport(computed=2, fresh=1, failed=0))
         """
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers must be a positive int, not {workers!r}")
+        _check_positive("workers", workers)
         made = self._warm_jobs(calls)
         if made is None:
             return WarmReport(0, 0, 0)
@@ -160,8 +159,7 @@ class WarmingMethods(abc.ABC):
             >>> asyncio.run(square.awarm([(1,), (2,)], concurrency=2))
             WarmReport(computed=2, fresh=0, failed=0)
         """
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        _check_positive("concurrency", concurrency)
         made = self._warm_jobs(calls)
         if made is None:
             return WarmReport(0, 0, 0)
@@ -181,6 +179,11 @@ class WarmingMethods(abc.ABC):
 
         outcomes = await asyncio.gather(*(one(job) for job in jobs))
         return _counted(list(outcomes), unkeyed)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, not {value!r}")
 
 
 def _counted(outcomes: list[bool | None], unkeyed: int) -> WarmReport:

@@ -281,12 +281,17 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         delay = min(delay * 2, 0.2)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    (tmp_path / f"{MODULE}.py").write_text(MODULE_SOURCE, encoding="utf-8")
+def make_project(tmp_path: Path, module: str, source: str) -> Project:
+    """A :class:`Project` in ``tmp_path`` whose module ``module`` holds ``source``."""
+    (tmp_path / f"{module}.py").write_text(source, encoding="utf-8")
     default_cache = tmp_path / "default-cache"
     default_cache.mkdir()
     return Project(root=tmp_path, cache=tmp_path / "cache", default_cache=default_cache)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path, MODULE, MODULE_SOURCE)
 
 
 HOUR = 3600.0

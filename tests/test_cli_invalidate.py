@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import CLIResult, Project
+from tests.test_cli import CLIResult, Project, make_project
 
 pytestmark = pytest.mark.pickle
 
@@ -51,10 +51,7 @@ def versioned(x: int) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    (tmp_path / f"{MODULE}.py").write_text(SOURCE, encoding="utf-8")
-    default_cache = tmp_path / "default-cache"
-    default_cache.mkdir()
-    return Project(root=tmp_path, cache=tmp_path / "cache", default_cache=default_cache)
+    return make_project(tmp_path, MODULE, SOURCE)
 
 
 def entry(project: Project, call: str) -> str:

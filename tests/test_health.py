@@ -16,7 +16,7 @@ import redis
 
 from cachier_like import Entry, Health, cached
 from tests.test_behaviour import CoreOptions
-from tests.test_cli import Project
+from tests.test_cli import Project, make_project
 
 
 def stored(f: Any) -> int:
@@ -135,10 +135,7 @@ async def aprice(item: str) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    (tmp_path / f"{MODULE}.py").write_text(SOURCE, encoding="utf-8")
-    default_cache = tmp_path / "default-cache"
-    default_cache.mkdir()
-    return Project(root=tmp_path, cache=tmp_path / "cache", default_cache=default_cache)
+    return make_project(tmp_path, MODULE, SOURCE)
 
 
 @pytest.mark.pickle
