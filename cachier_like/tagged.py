@@ -95,7 +95,8 @@ class AsyncTaggedCachedFunction(AsyncCachedFunction[P, R]):
         except Exception as exc:
             self._unkeyable(exc, args, kwargs, opts)
             return await self._func(*args, **kwargs)  # type: ignore[misc]
-        tags = self._made_tags(opts, args, kwargs)
+        spec = opts.tags  # fixed tags inline, as on the sync hit path
+        tags = spec if type(spec) is tuple else self._call_tags(opts, args, kwargs)
         if tags is None:
             return await self._func(*args, **kwargs)  # type: ignore[misc]
         try:

@@ -173,7 +173,7 @@ class CachedFunction(CacheMethods[P, R]):
                 return entry.value  # type: ignore[no-any-return]  # (cast() costs a call)
             read_job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
             if opts.tags is not None:  # tagged, on a core whose entries follow their tags
-                made = self._made_tags(opts, args, kwargs)
+                made = self._call_tags(opts, args, kwargs)
                 if made is None:
                     return self._func(*args, **kwargs)
                 read_job.tags = made
@@ -210,7 +210,7 @@ class CachedFunction(CacheMethods[P, R]):
         """
         args, kwargs = call
         if tags is None:
-            tags = () if opts.tags is None else self._made_tags(opts, args, kwargs)
+            tags = () if opts.tags is None else self._call_tags(opts, args, kwargs)
             if tags is None:
                 return await self._func(*args, **kwargs)  # type: ignore[misc]
         job = Job(self._reporter, opts, key, (self._func, args, kwargs), opts.allow_none)
@@ -314,15 +314,6 @@ class CachedFunction(CacheMethods[P, R]):
                 raise
             self._reporter.report("tags callable", exc, raise_on_error=False)
             return None
-
-    def _made_tags(
-        self, opts: Options, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str, ...] | None:
-        """Fixed tags as they are; else :meth:`_call_tags` (None: run uncached)."""
-        spec = opts.tags
-        if type(spec) is tuple:
-            return spec
-        return self._call_tags(opts, args, kwargs)
 
     def _say_uncached(self, opts: Options, controls: CallControls) -> None:
         if controls.verbose:
