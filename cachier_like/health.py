@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .cores.base import Core
 from .entry import Entry
+from .errors import ConfigurationError
+from .steps import CoreFailure, CoreOp, Flow, drive_async, drive_sync
 
 __all__ = ["Health", "aprobe", "probe"]
 
@@ -79,6 +80,28 @@ def _judge(core: Core, token: str, stored: bool, read: Entry | None, removed: bo
     return None
 
 
+def _probe_flow(core: Core) -> Flow:
+    """The probe, once for both drivers: write, read back, delete; a failed step ends it
+    (after a best-effort delete, so no probe entry is left behind)."""
+    key, token = _probe_key()
+    started = time.perf_counter()
+    steps = (
+        ("write", "set", (key, Entry(token, time.time()))),
+        ("read", "get", (key,)),
+        ("delete", "delete", (key,)),
+    )
+    results: list[Any] = []
+    for step, operation, args in steps:
+        try:
+            results.append((yield CoreOp(core, operation, args)))
+        except (CoreFailure, ConfigurationError) as failure:  # the report is the point
+            with contextlib.suppress(CoreFailure, ConfigurationError):
+                yield CoreOp(core, "delete", (key,))
+            error = failure.error if isinstance(failure, CoreFailure) else failure
+            return _failure(core, step, error)
+    return _report(core, token, started, results)
+
+
 def probe(core: Core) -> Health:
     """Write, read back and delete a probe entry through ``core``'s sync methods.
 
@@ -89,22 +112,7 @@ def probe(core: Core) -> Health:
         >>> probe(MemoryCore("demo.f")).ok
         True
     """
-    key, token = _probe_key()
-    started = time.perf_counter()
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("write", lambda: core.set(key, Entry(token, time.time()))),
-        ("read", lambda: core.get(key)),
-        ("delete", lambda: core.delete(key)),
-    ]
-    results: list[Any] = []
-    for step, run in steps:
-        try:
-            results.append(run())
-        except Exception as error:  # the report is the point: never raise it
-            with contextlib.suppress(Exception):  # the report already says what failed
-                core.delete(key)  # best effort: leave no probe entry behind
-            return _failure(core, step, error)
-    return _report(core, token, started, results)
+    return cast(Health, drive_sync(_probe_flow(core)))
 
 
 async def aprobe(core: Core) -> Health:
@@ -116,22 +124,7 @@ async def aprobe(core: Core) -> Health:
         >>> asyncio.run(aprobe(MemoryCore("demo.f"))).ok
         True
     """
-    key, token = _probe_key()
-    started = time.perf_counter()
-    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("write", lambda: core.aset(key, Entry(token, time.time()))),
-        ("read", lambda: core.aget(key)),
-        ("delete", lambda: core.adelete(key)),
-    ]
-    results: list[Any] = []
-    for step, run in steps:
-        try:
-            results.append(await run())
-        except Exception as error:  # the report is the point: never raise it
-            with contextlib.suppress(Exception):  # the report already says what failed
-                await core.adelete(key)  # best effort: leave no probe entry behind
-            return _failure(core, step, error)
-    return _report(core, token, started, results)
+    return cast(Health, await drive_async(_probe_flow(core), core))
 
 
 def _probe_key() -> tuple[str, str]:
