@@ -188,11 +188,11 @@ class RedisInvalidation(Core):
         suffix, link = storage_name(key), self._link()
         if self._held:
             self._forget_read(suffix, threading.get_ident())
+        tags = tags if type(tags) is tuple else tuple(tags)
         if link.cluster:
             data, found = link.pipeline(*self._tagged_commands(suffix, tags, True))
         else:
             data, found = link.read_tagged(self._v + suffix, self._tag_keys(tags))
-        tags = tags if type(tags) is tuple else tuple(tags)
         current = expected(tags, found if type(found) is tuple else versions(found))
         if data is None:
             return None, current
